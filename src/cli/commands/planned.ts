@@ -1,0 +1,26 @@
+/** Commands named in the design that are not built yet: listed, and they say so when run. */
+import type { Command } from 'commander';
+import { UsageError } from '../../core/errors.js';
+
+const PLANNED: Array<[string, string]> = [
+  ['scan', 'run the integrity checks (not built yet)'],
+  ['recover', 'repair what scan found (not built yet)'],
+  ['runs', 'list and show journaled runs (not built yet)'],
+  ['quarantine', 'rows recover moved aside (not built yet)'],
+  ['fk', 'add the foreign key online-safely (not built yet)'],
+  ['bot', 'run the intake bot (not built yet)'],
+];
+
+export function listPlanned(program: Command): void {
+  for (const [name, description] of PLANNED) {
+    if (program.commands.some((c) => c.name() === name)) continue;
+    program
+      .command(name)
+      .description(description)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action(() => {
+        throw new UsageError(`\`caseguard ${name}\` is not built yet in this version`);
+      });
+  }
+}

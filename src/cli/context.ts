@@ -1,0 +1,126 @@
+/**
+ * What every database command needs: the logger (pino on stderr: pretty on a terminal, JSON
+ * lines otherwise), the resolved and opened database, and an abort signal wired to
+ * SIGINT/SIGTERM. Imported by the commands when they run, never at start-up.
+ */
+import type { Command } from 'commander';
+import pino from 'pino';
+import pinoPretty from 'pino-pretty';
+import { resolveConnection } from '../core/db/connection.js';
+import { openDatabase, type Database } from '../core/db/database.js';
+import { inspectDatabase, type DatabaseShape } from '../core/db/inspect.js';
+import { migrate } from '../core/db/migrate.js';
+
+export interface GlobalOptions {
+  databaseUrl?: string;
+  dataDir?: string;
+  embedded?: boolean;
+  logLevel: string;
+  color: boolean;
+}
+
+export interface CommandContext {
+  database: Database;
+  log: pino.Logger;
+  /** Whether the user chose --log-level (else it is the default). */
+  logLevelExplicit: boolean;
+  signal: AbortSignal;
+  useColor: boolean;
+  isTerminal: boolean;
+}
+
+export function globalOptions(command: Command): GlobalOptions {
+  return command.optsWithGlobals() as GlobalOptions;
+}
+
+export function createLogger(level: string, color: boolean): pino.Logger {
+  const options: pino.LoggerOptions = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  if (process.stderr.isTTY) {
+    // pino-pretty as a synchronous stream in this thread: no worker, nothing lost at exit.
+    const pretty = pinoPretty({
+      destination: 2,
+      sync: true,
+      colorize: color && !process.env.NO_COLOR,
+      ignore: 'pid,hostname',
+      translateTime: 'HH:MM:ss',
+    });
+    return pino(options, pretty);
+  }
+  return pino(options, pino.destination({ fd: 2, sync: true }));
+}
+
+export function colorEnabled(opts: GlobalOptions, stream: NodeJS.WriteStream = process.stdout): boolean {
+  return opts.color !== false && Boolean(stream.isTTY) && !process.env.NO_COLOR;
+}
+
+/** An AbortSignal fired by the first SIGINT/SIGTERM; a second one exits at once with 130. */
+export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort(new Error('interrupted'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    },
+  };
+}
+
+export interface OpenFor {
+  /** The command judges or changes data: with CI=true it must not fall back to embedded. */
+  judgesData: boolean;
+  poolSize?: number;
+}
+
+/**
+ * Opens the database for a command, names it on stderr, runs fn, and releases everything in
+ * reverse order. The embedded database is migrated on first use.
+ */
+export async function withDatabase<T>(
+  command: Command,
+  openFor: OpenFor,
+  fn: (ctx: CommandContext & { shape: () => Promise<DatabaseShape> }) => Promise<T>,
+): Promise<T> {
+  const opts = globalOptions(command);
+  const log = createLogger(opts.logLevel, opts.color);
+  const target = resolveConnection({
+    databaseUrl: opts.databaseUrl,
+    dataDir: opts.dataDir,
+    embedded: opts.embedded,
+    judgesData: openFor.judgesData,
+    env: process.env,
+    cwd: process.cwd(),
+  });
+  const interrupt = interruptSignal();
+  const database = await openDatabase(target, { log, poolSize: openFor.poolSize });
+  try {
+    log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);
+    if (database.embedded) await migrate(database.pool);
+    return await fn({
+      database,
+      log,
+      logLevelExplicit: sourceOf(command, 'logLevel') !== 'default',
+      signal: interrupt.signal,
+      useColor: colorEnabled(opts),
+      isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
+      shape: () => inspectDatabase(database.db),
+    });
+  } finally {
+    await database.close();
+    interrupt.dispose();
+  }
+}
+
+/** Where an option's value came from, looking up through the parent commands. */
+function sourceOf(command: Command, option: string): string | undefined {
+  for (let c: Command | null = command; c; c = c.parent) {
+    const source = c.getOptionValueSource(option);
+    if (source !== undefined) return source;
+  }
+  return undefined;
+}

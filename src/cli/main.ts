@@ -1,0 +1,60 @@
+/**
+ * The command line: global options, one module per command, and the top-level error handler.
+ * Only commander is loaded up front; each command imports what it needs when it runs.
+ */
+import { Command, Option } from 'commander';
+import { createRequire } from 'node:module';
+import { reportError } from './errors.js';
+import { defineMigrate } from './commands/migrate.js';
+import { defineSimulate } from './commands/simulate.js';
+import { listPlanned } from './commands/planned.js';
+
+const require = createRequire(import.meta.url);
+const { version } = require('../../package.json') as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('caseguard')
+    .description('Data-integrity toolkit for the intake bot database: scan, recover, add the foreign key, simulate, run the bot.')
+    .version(version, '-V, --version')
+    .option('--database-url <url>', 'PostgreSQL URL (else DATABASE_URL, else PG* variables, else the embedded database)')
+    .option('--data-dir <dir>', 'folder of the embedded database', '.caseguard')
+    .option('--embedded', 'use the embedded database (required with CI=true when no database is given)')
+    .addOption(
+      new Option('--log-level <level>', 'log level on stderr')
+        .choices(['trace', 'debug', 'info', 'warn', 'error', 'silent'])
+        .default('info'),
+    )
+    .option('--no-color', 'no colour in output (also: NO_COLOR, or no terminal)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+  program.addHelpText(
+    'after',
+    `
+Connection: --database-url, else DATABASE_URL, else PG* variables (PGHOST or PGDATABASE set),
+else the embedded PostgreSQL in ./.caseguard. With CI=true, commands that judge or change data
+need a database or --embedded.
+
+Exit codes: 0 ok, 1 findings over the threshold, 2 usage error or refused, 3 cannot connect,
+4 database not in the expected shape, 5 busy, 70 internal error, 130 interrupted.
+
+Examples:
+  $ caseguard simulate --users 50
+  $ caseguard migrate --database-url postgres://localhost/intake_dev
+  $ caseguard <command> --help`,
+  );
+  defineMigrate(program);
+  defineSimulate(program);
+  listPlanned(program);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    process.exitCode = reportError(error);
+  }
+}

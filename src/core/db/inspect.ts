@@ -1,0 +1,112 @@
+/**
+ * What the database looks like: whether the contract tables are there, which shape the
+ * progress table has (legacy text case_id, or uuid with the foreign key), and which optional
+ * tables exist. Read from pg_catalog, which any role can read.
+ */
+import { sql } from 'drizzle-orm';
+import { SchemaError } from '../errors.js';
+import type { Executor } from './database.js';
+
+/** legacy: progress.case_id is text, no FK. uuid: the column is uuid (with or without the FK). */
+export type Shape = 'legacy' | 'uuid';
+
+export interface DatabaseShape {
+  shape: Shape;
+  /** The FK from progress to cases, when present. */
+  foreignKey?: { name: string; validated: boolean; onDeleteCascade: boolean };
+  hasMemory: boolean;
+  hasUserContext: boolean;
+  /** Whether the caseguard schema (journal, quarantine) exists. */
+  hasJournal: boolean;
+}
+
+export const REQUIRED_COLUMNS: Record<string, string[]> = {
+  cases: ['case_id', 'user_id', 'title', 'status', 'metadata', 'created_at', 'updated_at'],
+  case_intake_progress: [
+    'user_id',
+    'case_id',
+    'current_block',
+    'current_step',
+    'completed_blocks',
+    'answers',
+    'status',
+    'created_at',
+    'updated_at',
+  ],
+};
+
+const OPTIONAL_COLUMNS: Record<string, string[]> = {
+  case_memory: ['case_id', 'user_id', 'kind', 'content'],
+  bot_user_context: ['user_id', 'active_case_id'],
+};
+
+interface ColumnRow {
+  table_name: string;
+  column_name: string;
+  type_name: string;
+}
+
+/** Inspects the database; throws SchemaError (exit 4) naming what is missing. */
+export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
+  const columns = await db.execute<ColumnRow & Record<string, unknown>>(sql`
+    SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid, NULL) AS type_name
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE n.nspname = 'mega_agent' AND c.relkind IN ('r', 'p')
+       AND c.relname IN ('cases', 'case_intake_progress', 'case_memory', 'bot_user_context')`);
+  const byTable = new Map<string, Map<string, string>>();
+  for (const row of columns.rows) {
+    const table = byTable.get(row.table_name) ?? new Map<string, string>();
+    table.set(row.column_name, row.type_name);
+    byTable.set(row.table_name, table);
+  }
+  const missing: string[] = [];
+  for (const [table, required] of Object.entries(REQUIRED_COLUMNS)) {
+    const present = byTable.get(table);
+    if (!present) {
+      missing.push(`table mega_agent.${table}`);
+      continue;
+    }
+    for (const column of required) if (!present.has(column)) missing.push(`column mega_agent.${table}.${column}`);
+  }
+  const progressType = byTable.get('case_intake_progress')?.get('case_id');
+  const casesType = byTable.get('cases')?.get('case_id');
+  if (casesType && casesType !== 'uuid') missing.push(`mega_agent.cases.case_id as uuid (it is ${casesType})`);
+  if (progressType && progressType !== 'text' && progressType !== 'uuid') {
+    missing.push(`mega_agent.case_intake_progress.case_id as text or uuid (it is ${progressType})`);
+  }
+  if (missing.length > 0) {
+    throw new SchemaError(
+      `the database is not in the expected shape; missing: ${missing.join(', ')}. ` +
+        'Point caseguard at the intake database, or run `caseguard migrate` on a local or test database',
+      missing,
+    );
+  }
+  const hasOptional = (table: string) => {
+    const present = byTable.get(table);
+    return present !== undefined && (OPTIONAL_COLUMNS[table] ?? []).every((c) => present.has(c));
+  };
+
+  const fk = await db.execute<{ conname: string; convalidated: boolean; confdeltype: string } & Record<string, unknown>>(sql`
+    SELECT con.conname, con.convalidated, con.confdeltype
+      FROM pg_catalog.pg_constraint con
+     WHERE con.contype = 'f'
+       AND con.conrelid = to_regclass('mega_agent.case_intake_progress')
+       AND con.confrelid = to_regclass('mega_agent.cases')
+     ORDER BY con.convalidated DESC, con.conname
+     LIMIT 1`);
+  const journal = await db.execute<{ present: boolean } & Record<string, unknown>>(
+    sql`SELECT to_regclass('caseguard.runs') IS NOT NULL AS present`,
+  );
+  const fkRow = fk.rows[0];
+  return {
+    shape: progressType === 'uuid' ? 'uuid' : 'legacy',
+    foreignKey: fkRow
+      ? { name: fkRow.conname, validated: fkRow.convalidated, onDeleteCascade: fkRow.confdeltype === 'c' }
+      : undefined,
+    hasMemory: hasOptional('case_memory'),
+    hasUserContext: hasOptional('bot_user_context'),
+    hasJournal: Boolean(journal.rows[0]?.present),
+  };
+}

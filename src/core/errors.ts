@@ -1,0 +1,80 @@
+/**
+ * Errors that carry the process exit code the CLI maps them to. The core throws them and
+ * never exits; only the CLI's top-level handler turns them into output and an exit code.
+ */
+
+/** Exit codes; a public interface documented in the README. */
+export const ExitCode = {
+  ok: 0,
+  findings: 1,
+  usage: 2,
+  connection: 3,
+  schema: 4,
+  busy: 5,
+  internal: 70,
+  interrupted: 130,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Base class: an expected failure whose message tells the user what to do next. */
+export class CaseguardError extends Error {
+  readonly exitCode: ExitCode;
+  constructor(message: string, exitCode: ExitCode, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.exitCode = exitCode;
+  }
+}
+
+/** Bad input, a conflicting option, or a refusal (no terminal to confirm on). Exit 2. */
+export class UsageError extends CaseguardError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.usage, options);
+  }
+}
+
+/** The database cannot be reached or refuses us. Exit 3. */
+export class ConnectionError extends CaseguardError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.connection, options);
+  }
+}
+
+/** The database is not in the shape caseguard expects. Exit 4. */
+export class SchemaError extends CaseguardError {
+  readonly missing: string[];
+  constructor(message: string, missing: string[] = [], options?: { cause?: unknown }) {
+    super(message, ExitCode.schema, options);
+    this.missing = missing;
+  }
+}
+
+/** Another run holds the lock, or a lock could not be had in time. Exit 5. */
+export class BusyError extends CaseguardError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.busy, options);
+  }
+}
+
+/** The user interrupted the command (SIGINT/SIGTERM). Exit 130. */
+export class InterruptedError extends CaseguardError {
+  constructor(message = 'interrupted', options?: { cause?: unknown }) {
+    super(message, ExitCode.interrupted, options);
+  }
+}
+
+/** Coerces any thrown value to an Error, keeping the original as the cause. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  return new Error(typeof value === 'string' ? value : `non-error thrown: ${safeString(value)}`, {
+    cause: value,
+  });
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The ensure-case guard. Every handler but start runs behind it: when the case an intake points
+ * to is missing (the incident: progress written without its case), the case is re-created with
+ * its id preserved, so the user can carry on and memory has a case to land on.
+ */
+import type { Tx } from '../db/database.js';
+import type { DatabaseShape } from '../db/inspect.js';
+import type { Logger } from '../logger.js';
+import { canonicalUuid } from '../uuid.js';
+import * as store from './store.js';
+import type { HandlerName } from './handlers.js';
+
+export type Guarded =
+  | { kind: 'ok'; row: store.ProgressRow; caseId: string; recovered: boolean }
+  | { kind: 'damaged'; row: store.ProgressRow };
+
+export async function ensureCase(
+  tx: Tx,
+  input: { row: store.ProgressRow; handler: HandlerName; shape: DatabaseShape; log: Logger },
+): Promise<Guarded> {
+  const { row, handler, log } = input;
+  const caseId = canonicalUuid(row.case_id);
+  const fields = { user_id: row.user_id, case_id: row.case_id, handler };
+  if (!caseId) {
+    // Not a uuid at all: nothing to re-create. `caseguard scan` reports it as invalid_case_id.
+    log.error({ event: 'intake.case_missing', ...fields, reason: 'case_id is not a uuid' });
+    return { kind: 'damaged', row };
+  }
+  if (await store.caseExists(tx, caseId)) return { kind: 'ok', row, caseId, recovered: false };
+
+  log.warn({ event: 'ensure_case_exists.case_missing', ...fields });
+  await store.insertCase(tx, {
+    caseId,
+    userId: row.user_id,
+    title: store.RECOVERED_TITLE,
+    status: 'intake',
+    metadata: { recovered_by: 'ensure_case_exists', handler },
+  });
+  log.info({ event: 'intake.case_recovered', ...fields, case_id: caseId });
+  return { kind: 'ok', row, caseId, recovered: true };
+}
