@@ -37,6 +37,8 @@ interface Layout {
 }
 
 const LOCK_TIMEOUT_MS = 120_000;
+/** Registrations of this process: "<pid>-<n>" files, one per acquire. */
+let registrations = 0;
 
 function layoutOf(dataDir: string): Layout {
   return {
@@ -55,13 +57,14 @@ export async function acquireEmbedded(dataDir: string, log: Logger): Promise<Emb
   const runAs = await serverUser();
   if (runAs) await assertEnterable(layout.dataDir, runAs);
 
+  const registration = path.join(layout.clientsDir, `${process.pid}-${++registrations}`);
   const port = await withFileLock(layout.lockFile, async () => {
     if (!existsSync(path.join(layout.pgdata, 'PG_VERSION'))) await initialise(layout, log);
-    await fs.writeFile(path.join(layout.clientsDir, String(process.pid)), '');
+    await fs.writeFile(registration, '');
     try {
       return runningPort(layout) ?? (await startServer(layout, runAs, log));
     } catch (error) {
-      await fs.rm(path.join(layout.clientsDir, String(process.pid)), { force: true });
+      await fs.rm(registration, { force: true });
       throw error;
     }
   });
@@ -78,7 +81,7 @@ export async function acquireEmbedded(dataDir: string, log: Logger): Promise<Emb
     release: async () => {
       if (released) return;
       released = true;
-      await withFileLock(layout.lockFile, () => releaseServer(layout, runAs, log));
+      await withFileLock(layout.lockFile, () => releaseServer(layout, registration, runAs, log));
     },
   };
 }
@@ -200,13 +203,14 @@ async function startServer(
 
 async function releaseServer(
   layout: Layout,
+  registration: string,
   runAs: { uid: number; gid: number } | undefined,
   log: Logger,
 ): Promise<void> {
-  await fs.rm(path.join(layout.clientsDir, String(process.pid)), { force: true });
+  await fs.rm(registration, { force: true });
   const others = [];
   for (const name of await fs.readdir(layout.clientsDir)) {
-    if (isAlive(Number(name))) others.push(name);
+    if (isAlive(Number(name.split('-')[0]))) others.push(name);
     else await fs.rm(path.join(layout.clientsDir, name), { force: true });
   }
   if (others.length > 0 || runningPort(layout) === undefined) return;

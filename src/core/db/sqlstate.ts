@@ -20,15 +20,26 @@ export const SqlState = {
   readOnlySqlTransaction: '25006',
 } as const;
 
+/**
+ * The PostgreSQL error inside a thrown value: drizzle wraps driver errors (the query in its
+ * message, the driver's error as its cause), so the cause chain is followed.
+ */
+export function pgErrorOf(error: unknown): (Error & { code: string; detail?: string; hint?: string }) | undefined {
+  for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return e as Error & { code: string };
+  }
+  return undefined;
+}
+
 /** The SQLSTATE of a driver error, when it has one. */
 export function sqlStateOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  return pgErrorOf(error)?.code;
 }
 
 /** Formats a PostgreSQL error with its code, detail and hint, once. */
 export function describePgError(error: unknown): string {
-  const e = error as { message?: string; code?: string; detail?: string; hint?: string };
+  const e = (pgErrorOf(error) ?? error) as { message?: string; code?: string; detail?: string; hint?: string };
   const parts = [e.message ?? String(error)];
   if (sqlStateOf(error)) parts.push(`(SQLSTATE ${e.code})`);
   if (e.detail) parts.push(`detail: ${e.detail}`);

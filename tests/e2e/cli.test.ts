@@ -1,0 +1,106 @@
+/** The built binary: help, exit codes, stdout for results and stderr for everything else. */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runCli } from '../helpers/cli.js';
+
+describe('caseguard binary', () => {
+  let t: TestDatabase;
+  let empty: TestDatabase;
+  beforeAll(async () => {
+    [t, empty] = await Promise.all([createTestDatabase(), createTestDatabase({ empty: true })]);
+  });
+  afterAll(async () => {
+    await Promise.all([t?.drop(), empty?.drop()]);
+  });
+
+  it('--help lists the commands and examples on stdout, exit 0', async () => {
+    const r = await runCli(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: caseguard/);
+    for (const command of ['migrate', 'simulate', 'scan', 'recover', 'fk', 'bot']) expect(r.stdout).toContain(command);
+    expect(r.stdout).toMatch(/Exit codes:/);
+    expect(r.stderr).toBe('');
+  });
+
+  it.each(['migrate', 'simulate'])('%s --help has examples', async (command) => {
+    const r = await runCli([command, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Examples:\n {2}\$ caseguard/);
+  });
+
+  it('--version prints the version', async () => {
+    const r = await runCli(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('an unknown option or a bad value is a usage error, exit 2', async () => {
+    expect((await runCli(['simulate', '--no-such-flag'])).code).toBe(2);
+    const bad = await runCli(['simulate', '--users', 'many']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/expected a whole number/);
+    expect((await runCli(['no-such-command'])).code).toBe(2);
+  });
+
+  it('a database that refuses the connection: exit 3, one line, password redacted', async () => {
+    const r = await runCli(['simulate', '--users', '1', '--database-url', 'postgres://admin:hunter2@127.0.0.1:1/intake']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('postgres://admin:***@127.0.0.1:1/intake');
+    expect(r.stderr).not.toContain('hunter2');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stdout).toBe('');
+  });
+
+  it('a database without the schema: exit 4 naming what is missing and what to run', async () => {
+    const r = await runCli(['simulate', '--users', '1', '--database-url', empty.url]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/missing: table mega_agent.cases/);
+    expect(r.stderr).toMatch(/caseguard migrate/);
+  });
+
+  it('CI=true with no database given refuses to fall back to the embedded one: exit 2', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-ci-'));
+    const r = await runCli(['simulate', '--users', '1'], { env: { CI: 'true' }, cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--embedded/);
+    await expect(fs.access(path.join(dir, '.caseguard'))).rejects.toThrow();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('simulate: results on stdout, the database named on stderr, exit 0', async () => {
+    const r = await runCli(['simulate', '--users', '12', '--concurrency', '4', '--database-url', t.url, '--format', 'json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.users).toBe(12);
+    expect(report.orphans.total).toBe(0);
+    expect(report.errors).toBe(0);
+    expect(report.cases).toBe(12);
+    const stderrLines = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    expect(stderrLines.find((l) => l.event === 'db.target').database).toContain(t.name);
+  });
+
+  it('simulate --check fails only on orphans the legacy path did not create', async () => {
+    const r = await runCli(['simulate', '--users', '40', '--legacy-rate', '0.3', '--crash-rate', '0.2', '--check', '--database-url', t.url, '--format', 'json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.orphans.total).toBeGreaterThan(0);
+    expect(report.orphans.unexplained).toBe(0);
+    expect(report.orphans.legacy + report.orphans.crash).toBe(report.orphans.total);
+  });
+
+  it('the same seed gives the same outcome counts', async () => {
+    const run = async () => JSON.parse((await runCli(['simulate', '--users', '30', '--seed', '7', '--database-url', t.url, '--format', 'json'])).stdout);
+    const [a, b] = [await run(), await run()];
+    expect(a.outcomes).toEqual(b.outcomes);
+    expect(a.reprompts).toBe(b.reprompts);
+  });
+
+  it('migrate is idempotent on a migrated database', async () => {
+    const r = await runCli(['migrate', '--database-url', t.url]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/up to date/);
+  });
+});

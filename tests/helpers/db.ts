@@ -1,0 +1,75 @@
+/**
+ * Per-file test databases: each test file clones the migrated template into a database of its
+ * own, dropped afterwards.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { openDatabase, type Database } from '../../src/core/db/database.js';
+import type { Logger } from '../../src/core/logger.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { withDatabase } from './globalSetup.js';
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  database: Database;
+  /** A plain pg pool on the same database, for fixtures and assertions. */
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+export function adminUrl(): string {
+  return inject('adminUrl');
+}
+
+/** A new database: a clone of the migrated template, or empty with { empty: true }. */
+export async function createTestDatabase(options: { empty?: boolean; log?: Logger; poolSize?: number } = {}): Promise<TestDatabase> {
+  const name = `cg_test_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl() });
+  await admin.connect();
+  try {
+    const template = options.empty ? '' : ` TEMPLATE ${admin.escapeIdentifier(inject('templateDb'))}`;
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}${template}`);
+  } finally {
+    await admin.end();
+  }
+  const url = withDatabase(adminUrl(), name);
+  const database = await openDatabase({ kind: 'url', url, source: '--database-url' }, { log: options.log ?? silentLogger, poolSize: options.poolSize ?? 8 });
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  return {
+    name,
+    url,
+    database,
+    pool,
+    drop: async () => {
+      await database.close();
+      await pool.end();
+      const a = new pg.Client({ connectionString: adminUrl() });
+      await a.connect();
+      await a.query(`DROP DATABASE IF EXISTS ${a.escapeIdentifier(name)} WITH (FORCE)`);
+      await a.end();
+    },
+  };
+}
+
+/**
+ * Puts a database in the uuid shape: progress.case_id uuid with the validated foreign key, ON
+ * DELETE CASCADE. (Until `caseguard fk add` exists, fixtures do it directly.)
+ */
+export async function toUuidShape(pool: pg.Pool): Promise<void> {
+  await pool.query(`
+    ALTER TABLE mega_agent.case_intake_progress ALTER COLUMN case_id TYPE uuid USING case_id::uuid;
+    ALTER TABLE mega_agent.case_intake_progress
+      ADD CONSTRAINT fk_case_intake_progress_case FOREIGN KEY (case_id)
+      REFERENCES mega_agent.cases (case_id) ON DELETE CASCADE;
+    CREATE INDEX IF NOT EXISTS case_intake_progress_case_id_idx ON mega_agent.case_intake_progress (case_id);`);
+}
+
+/** md5 of every row of a table, ordered: compare before and after to prove rows untouched. */
+export async function tableChecksum(pool: pg.Pool, table: string, where = 'true'): Promise<string> {
+  const result = await pool.query<{ sum: string | null }>(
+    `SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) AS sum FROM ${table} t WHERE ${where}`,
+  );
+  return result.rows[0]?.sum ?? 'empty';
+}
