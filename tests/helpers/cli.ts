@@ -17,7 +17,7 @@ export function runCli(
 ): Promise<CliResult> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   // Tests decide the connection explicitly; inherited settings must not leak in.
-  for (const key of ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'FORCE_COLOR']) if (!(options.env && key in options.env)) delete env[key];
+  for (const key of ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'FORCE_COLOR', 'CI']) if (!(options.env && key in options.env)) delete env[key];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
