@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { reportError } from './errors.js';
 import { defineMigrate } from './commands/migrate.js';
+import { defineScan } from './commands/scan.js';
 import { defineSimulate } from './commands/simulate.js';
 import { listPlanned } from './commands/planned.js';
 
@@ -44,6 +45,7 @@ Examples:
   $ caseguard <command> --help`,
   );
   defineMigrate(program);
+  defineScan(program);
   defineSimulate(program);
   listPlanned(program);
   for (const command of program.commands) command.exitOverride();

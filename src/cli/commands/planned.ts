@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { UsageError } from '../../core/errors.js';
 
 const PLANNED: Array<[string, string]> = [
-  ['scan', 'run the integrity checks (not built yet)'],
   ['recover', 'repair what scan found (not built yet)'],
   ['runs', 'list and show journaled runs (not built yet)'],
   ['quarantine', 'rows recover moved aside (not built yet)'],

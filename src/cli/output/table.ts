@@ -10,7 +10,7 @@ export function renderTable(head: string[], rows: Array<Array<string | number>>,
   const paint = painter(useColor);
   const table = new Table({
     head: head.map((h) => paint.bold(h)),
-    style: { head: [], border: [], compact: false },
+    style: { head: [], border: [], compact: true },
   });
   for (const row of rows) table.push(row.map((cell) => (typeof cell === 'number' ? String(cell) : cell)));
   return table.toString();

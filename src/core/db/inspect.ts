@@ -92,12 +92,14 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
     SELECT con.conname, con.convalidated, con.confdeltype
       FROM pg_catalog.pg_constraint con
      WHERE con.contype = 'f'
-       AND con.conrelid = to_regclass('mega_agent.case_intake_progress')
-       AND con.confrelid = to_regclass('mega_agent.cases')
+       AND con.conrelid = 'mega_agent.case_intake_progress'::regclass
+       AND con.confrelid = 'mega_agent.cases'::regclass
      ORDER BY con.convalidated DESC, con.conname
      LIMIT 1`);
   const journal = await db.execute<{ present: boolean } & Record<string, unknown>>(
-    sql`SELECT to_regclass('caseguard.runs') IS NOT NULL AS present`,
+    // pg_catalog, not to_regclass: a role without USAGE on schema caseguard may still scan.
+    sql`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                        WHERE n.nspname = 'caseguard' AND c.relname = 'runs') AS present`,
   );
   const fkRow = fk.rows[0];
   return {

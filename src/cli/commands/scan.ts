@@ -1,0 +1,91 @@
+/** caseguard scan: the integrity checks; read-only; a CI gate. */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { examples, integer } from '../options.js';
+
+interface ScanFlags {
+  format: 'table' | 'json' | 'csv' | 'junit' | 'prometheus';
+  limit: number;
+  all?: boolean;
+  failOn: 'error' | 'warn';
+  maxFindings: number;
+  user?: string;
+  since?: Date;
+  statementTimeout: string;
+}
+
+function timestamp(value: string): Date {
+  const date = new Date(value);
+  if (value.trim() === '' || Number.isNaN(date.getTime())) throw new InvalidArgumentError('expected a timestamp such as 2026-11-01T00:00:00Z');
+  return date;
+}
+
+function duration(value: string): string {
+  if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim())) throw new InvalidArgumentError("expected a duration such as 500ms, 30s, 5min or 0 (none)");
+  return value.trim();
+}
+
+export function defineScan(program: Command): void {
+  program
+    .command('scan')
+    .description('run the integrity checks; read-only; exit 1 when findings pass the threshold')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv', 'junit', 'prometheus']).default('table'))
+    .option('--limit <n>', 'samples shown per failing check', integer(0, 100_000), 20)
+    .option('--all', 'every finding, streamed (with --format json or csv)')
+    .addOption(new Option('--fail-on <severity>', 'lowest severity that fails the gate').choices(['error', 'warn']).default('error'))
+    .option('--max-findings <n>', 'findings tolerated before the gate fails', integer(0, Number.MAX_SAFE_INTEGER), 0)
+    .option('--user <id>', "only this user's rows")
+    .option('--since <timestamp>', 'only progress and pointers updated (memory created) since then', timestamp)
+    .option('--statement-timeout <duration>', 'statement_timeout for the scan (0: none)', duration, '10min')
+    .addHelpText(
+      'after',
+      `
+Checks: orphaned_progress, invalid_case_id, duplicate_progress, orphaned_memory,
+dangling_active_case (error); noncanonical_case_id, owner_mismatch (warn). A check on an absent
+optional table is reported as skipped. Exit 1 when an error-severity check finds anything
+(--fail-on warn to include warnings, --max-findings N to tolerate some).${examples(
+        'caseguard scan',
+        'caseguard scan --format json > scan.json',
+        'caseguard scan --format junit > caseguard-junit.xml      # a CI gate with a test report',
+        'caseguard scan --format prometheus > /var/lib/node_exporter/caseguard.prom',
+        'caseguard scan --all --format csv > findings.csv',
+        "caseguard scan --since '2026-11-27T00:00:00Z' --fail-on warn",
+      )}`,
+    )
+    .action(async (flags: ScanFlags, command: Command) => {
+      const { UsageError } = await import('../../core/errors.js');
+      if (flags.all && !['json', 'csv'].includes(flags.format)) {
+        throw new UsageError('--all streams every finding as --format json or csv; table, junit and prometheus show samples (--limit)');
+      }
+      const { withDatabase } = await import('../context.js');
+      const { scan } = await import('../../core/scan/scan.js');
+      const out = await import('../output/scanFormats.js');
+      await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
+        const shape = await ctx.shape();
+        const stream = flags.format === 'json' ? out.streamJson : out.streamCsv;
+        const report = await scan(ctx.database.db, shape, {
+          databaseName: ctx.database.name,
+          limit: flags.limit,
+          userId: flags.user,
+          since: flags.since,
+          statementTimeout: flags.statementTimeout,
+          gate: { failOn: flags.failOn, maxFindings: flags.maxFindings },
+          onAllFindings: flags.all ? stream : undefined,
+        });
+        ctx.log.info(
+          { event: 'scan.completed', errors: report.summary.errors, warnings: report.summary.warnings, missing_cases: report.summary.missingCases, duration_ms: report.durationMs },
+          'scan completed',
+        );
+        if (!flags.all) {
+          const render = {
+            table: () => out.renderTableReport(report, ctx.useColor),
+            json: () => out.renderJson(report),
+            csv: () => out.renderCsv(report),
+            junit: () => out.renderJunit(report),
+            prometheus: () => out.renderPrometheus(report),
+          }[flags.format];
+          await out.write(render());
+        }
+        process.exitCode = report.summary.exitCode;
+      });
+    });
+}

@@ -1,0 +1,42 @@
+/**
+ * The integrity checks, each with a stable id (a public interface: scan's JSON, CSV, JUnit and
+ * Prometheus outputs name them). Identity is by uuid semantics: any spelling PostgreSQL accepts
+ * as a uuid names that uuid.
+ */
+
+export type CheckId =
+  | 'orphaned_progress'
+  | 'invalid_case_id'
+  | 'noncanonical_case_id'
+  | 'duplicate_progress'
+  | 'orphaned_memory'
+  | 'dangling_active_case'
+  | 'owner_mismatch';
+
+export type Severity = 'error' | 'warn';
+
+/** The table a check reads besides cases; optional tables may be absent (the check is skipped). */
+export type Source = 'case_intake_progress' | 'case_memory' | 'bot_user_context';
+
+export interface CheckDefinition {
+  id: CheckId;
+  severity: Severity;
+  title: string;
+  /** The table the check needs; when it is an absent optional table, the check is skipped. */
+  needs: Source;
+  /** Whether distinctCases (distinct uuids without a case) applies. */
+  countsCases: boolean;
+}
+
+export const CHECKS: readonly CheckDefinition[] = [
+  { id: 'orphaned_progress', severity: 'error', title: 'progress rows naming a uuid with no case', needs: 'case_intake_progress', countsCases: true },
+  { id: 'invalid_case_id', severity: 'error', title: 'progress rows whose case_id is no uuid (blocks the FK)', needs: 'case_intake_progress', countsCases: false },
+  { id: 'noncanonical_case_id', severity: 'warn', title: 'non-canonical spellings of an existing case id', needs: 'case_intake_progress', countsCases: false },
+  { id: 'duplicate_progress', severity: 'error', title: "one user's progress rows naming one uuid in different spellings", needs: 'case_intake_progress', countsCases: false },
+  { id: 'orphaned_memory', severity: 'error', title: 'memory rows whose case does not exist', needs: 'case_memory', countsCases: true },
+  { id: 'dangling_active_case', severity: 'error', title: 'active-case pointers naming a case that does not exist', needs: 'bot_user_context', countsCases: true },
+  { id: 'owner_mismatch', severity: 'warn', title: "progress of one user pointing at another user's case", needs: 'case_intake_progress', countsCases: false },
+];
+
+/** Checks whose findings name a uuid that has no case. */
+export const MISSING_CASE_CHECKS: readonly CheckId[] = ['orphaned_progress', 'orphaned_memory', 'dangling_active_case'];

@@ -1,0 +1,159 @@
+/**
+ * scan: runs the checks in one READ ONLY, REPEATABLE READ transaction (every check sees the same
+ * snapshot) and returns a report; never writes. Works for a role with only USAGE and SELECT.
+ */
+import { sql } from 'drizzle-orm';
+import type { Db, Tx } from '../db/database.js';
+import type { DatabaseShape } from '../db/inspect.js';
+import { ExitCode } from '../errors.js';
+import { CHECKS, type CheckId, type Severity } from './checks.js';
+import { allFindings, summarise, type ScanFilters } from './queries.js';
+
+/** One row a check reports. */
+export interface Finding {
+  check: CheckId;
+  table: 'case_intake_progress' | 'case_memory' | 'bot_user_context';
+  user_id: string;
+  /** The case id as stored, in whatever spelling. */
+  case_id: string;
+  /** The canonical uuid it names, when it is a uuid. */
+  canonical_id: string | null;
+  /** The user the named case belongs to, where there is such a case. */
+  owner: string | null;
+  memory_id: number | null;
+  detail: string;
+}
+
+export interface CheckResult {
+  id: CheckId;
+  severity: Severity;
+  title: string;
+  status: 'pass' | 'fail' | 'skipped';
+  count: number;
+  /** Distinct uuids without a case (orphan checks only). */
+  distinctCases?: number;
+  samples: Finding[];
+  /** Why the check did not run. */
+  reason?: string;
+}
+
+export interface ScanReport {
+  database: string;
+  schema: 'mega_agent';
+  startedAt: string;
+  durationMs: number;
+  shape: DatabaseShape['shape'];
+  filters: { userId?: string; since?: string };
+  checks: CheckResult[];
+  summary: {
+    /** Findings of error-severity checks. */
+    errors: number;
+    /** Findings of warn-severity checks. */
+    warnings: number;
+    /** Distinct uuids referenced from progress, memory or pointers that have no case. */
+    missingCases: number;
+    exitCode: number;
+  };
+}
+
+export interface Gate {
+  /** Lowest severity that fails the gate. */
+  failOn: Severity;
+  /** Findings (at or above failOn) tolerated before failing. */
+  maxFindings: number;
+}
+
+export interface ScanOptions extends ScanFilters {
+  databaseName: string;
+  /** Samples per check. */
+  limit: number;
+  gate: Gate;
+  /** statement_timeout for the scan's queries, e.g. '30s' (PostgreSQL syntax); '0' for none. */
+  statementTimeout?: string;
+  /**
+   * Called with the report and every finding, streamed from a cursor in the same snapshot
+   * (memory stays bounded however many there are): what --all prints.
+   */
+  onAllFindings?: (report: ScanReport, findings: AsyncIterable<Finding[]>) => Promise<void>;
+}
+
+const FETCH_SIZE = 2000;
+
+export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): Promise<ScanReport> {
+  const started = new Date();
+  const t0 = performance.now();
+  const filters: ScanFilters = { userId: options.userId, since: options.since };
+  const findingsSql = allFindings({ shape: shape.shape, memory: shape.hasMemory, pointers: shape.hasUserContext }, filters);
+
+  return db.transaction(
+    async (tx) => {
+      if (options.statementTimeout !== undefined) {
+        await tx.execute(sql`SELECT set_config('statement_timeout', ${options.statementTimeout}, true)`);
+      }
+      const rows = await tx.execute<{ check_id: string; count: string; distinct_cases: string; samples: Finding[] }>(
+        summarise(findingsSql, options.limit),
+      );
+      const byCheck = new Map(rows.rows.map((r) => [r.check_id, r]));
+      const missingCases = Number(byCheck.get('')?.count ?? 0);
+      const checks: CheckResult[] = CHECKS.map((check) => {
+        const present =
+          check.needs === 'case_intake_progress' ||
+          (check.needs === 'case_memory' && shape.hasMemory) ||
+          (check.needs === 'bot_user_context' && shape.hasUserContext);
+        if (!present) {
+          return { id: check.id, severity: check.severity, title: check.title, status: 'skipped', count: 0, samples: [], reason: `table absent (mega_agent.${check.needs})` };
+        }
+        const row = byCheck.get(check.id);
+        const count = Number(row?.count ?? 0);
+        return {
+          id: check.id,
+          severity: check.severity,
+          title: check.title,
+          status: count > 0 ? 'fail' : 'pass',
+          count,
+          ...(check.countsCases ? { distinctCases: Number(row?.distinct_cases ?? 0) } : {}),
+          samples: (row?.samples ?? []).map((s) => ({ ...s, check: check.id })),
+        };
+      });
+      const report: ScanReport = {
+        database: options.databaseName,
+        schema: 'mega_agent',
+        startedAt: started.toISOString(),
+        durationMs: 0,
+        shape: shape.shape,
+        filters: { userId: options.userId, since: options.since?.toISOString() },
+        checks,
+        summary: { errors: 0, warnings: 0, missingCases, exitCode: 0 },
+      };
+      report.summary = summarize(checks, missingCases, options.gate);
+      report.durationMs = Math.round(performance.now() - t0);
+      if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, findingsSql));
+      return report;
+    },
+    { isolationLevel: 'repeatable read', accessMode: 'read only' },
+  );
+}
+
+function summarize(checks: CheckResult[], missingCases: number, gate: Gate): ScanReport['summary'] {
+  const errors = checks.filter((c) => c.severity === 'error').reduce((n, c) => n + c.count, 0);
+  const warnings = checks.filter((c) => c.severity === 'warn').reduce((n, c) => n + c.count, 0);
+  const counted = gate.failOn === 'warn' ? errors + warnings : errors;
+  return { errors, warnings, missingCases, exitCode: counted > gate.maxFindings ? ExitCode.findings : ExitCode.ok };
+}
+
+/** Every finding, ordered by check, user and case id, fetched in pages from a server cursor. */
+async function* cursor(tx: Tx, findingsSql: ReturnType<typeof allFindings>): AsyncIterable<Finding[]> {
+  await tx.execute(sql`DECLARE caseguard_findings NO SCROLL CURSOR FOR
+    SELECT check_id AS check, source_table AS table, user_id, case_id, canonical_id, owner, memory_id, detail
+      FROM (${findingsSql}) f
+     ORDER BY array_position(${sql.raw(`ARRAY[${CHECKS.map((c) => `'${c.id}'`).join(', ')}]`)}, check_id), user_id, case_id, memory_id`);
+  try {
+    for (;;) {
+      const page = await tx.execute<Finding & Record<string, unknown>>(sql.raw(`FETCH ${FETCH_SIZE} FROM caseguard_findings`));
+      if (page.rows.length === 0) return;
+      yield page.rows.map((r) => ({ ...r, memory_id: r.memory_id === null ? null : Number(r.memory_id) }));
+    }
+  } finally {
+    await tx.execute(sql`CLOSE caseguard_findings`);
+  }
+}

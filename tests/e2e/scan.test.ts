@@ -1,0 +1,113 @@
+/** scan through the built binary: every format parsed back, exit codes and thresholds. */
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { parseCsv } from '../helpers/csv.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { expected, HOSTILE_USER, seedControls, seedDamage } from '../helpers/fixtures.js';
+
+const CHECK_IDS = ['orphaned_progress', 'invalid_case_id', 'noncanonical_case_id', 'duplicate_progress', 'orphaned_memory', 'dangling_active_case', 'owner_mismatch'];
+
+describe('caseguard scan', () => {
+  let damaged: TestDatabase;
+  let clean: TestDatabase;
+  const scan = (t: TestDatabase, ...args: string[]) => runCli(['scan', '--database-url', t.url, ...args]);
+
+  beforeAll(async () => {
+    [damaged, clean] = await Promise.all([createTestDatabase(), createTestDatabase()]);
+    await Promise.all([seedDamage(damaged.pool), seedControls(clean.pool)]);
+  });
+  afterAll(async () => {
+    await Promise.all([damaged?.drop(), clean?.drop()]);
+  });
+
+  it('a clean database passes: exit 0', async () => {
+    const r = await scan(clean);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/OK: 0 error finding/);
+  });
+
+  it('table (default): a summary row per check, samples, exit 1, no colour without a terminal', async () => {
+    const r = await scan(damaged);
+    expect(r.code).toBe(1);
+    for (const id of CHECK_IDS) expect(r.stdout).toContain(id);
+    expect(r.stdout).toMatch(/FAILED/);
+    expect(r.stdout).not.toMatch(/\u001b\[/);
+    // control characters in a hostile user id are shown escaped, not emitted raw
+    expect(r.stdout).toContain('o\'neil\\t"robert');
+  });
+
+  it('json follows the documented contract', async () => {
+    const r = await scan(damaged, '--format', 'json');
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout);
+    expect(Object.keys(report)).toEqual(expect.arrayContaining(['database', 'schema', 'startedAt', 'durationMs', 'checks', 'summary']));
+    expect(report.database).toContain(damaged.name);
+    expect(report.schema).toBe('mega_agent');
+    expect(Number.isNaN(Date.parse(report.startedAt))).toBe(false);
+    expect(report.checks.map((c: { id: string }) => c.id)).toEqual(CHECK_IDS);
+    for (const c of report.checks) {
+      expect(['error', 'warn']).toContain(c.severity);
+      expect(['pass', 'fail', 'skipped']).toContain(c.status);
+      expect(typeof c.count).toBe('number');
+      expect(Array.isArray(c.samples)).toBe(true);
+      expect(c.count).toBe(expected[c.id as keyof typeof expected]);
+    }
+    expect(report.checks.find((c: { id: string }) => c.id === 'orphaned_progress').distinctCases).toBe(3);
+    expect(report.summary).toMatchObject({ missingCases: expected.missingCases, exitCode: 1 });
+    expect(report.checks.flatMap((c: { samples: { user_id: string }[] }) => c.samples.map((s) => s.user_id))).toContain(HOSTILE_USER);
+  });
+
+  it('csv: one row per finding, hostile ids intact', async () => {
+    const r = await scan(damaged, '--format', 'csv');
+    const rows = parseCsv(r.stdout);
+    expect(rows[0]).toEqual(['check', 'severity', 'table', 'user_id', 'case_id', 'canonical_id', 'owner', 'memory_id', 'detail']);
+    const total = Object.entries(expected).filter(([k]) => k !== 'missingCases').reduce((n, [, v]) => n + v, 0);
+    expect(rows).toHaveLength(1 + total);
+    expect(rows.filter((row) => row[3] === HOSTILE_USER)).toHaveLength(1);
+    expect(new Set(rows.slice(1).map((row) => row.length))).toEqual(new Set([9]));
+  });
+
+  it('junit: valid XML, a testcase per check, failures carry counts and samples', async () => {
+    const r = await scan(damaged, '--format', 'junit');
+    expect(XMLValidator.validate(r.stdout)).toBe(true);
+    const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(r.stdout);
+    const cases = doc.testsuites.testsuite.testcase as Array<{ name: string; failure?: { message: string; '#text': string } }>;
+    expect(cases.map((c) => c.name)).toEqual(CHECK_IDS);
+    const orphan = cases.find((c) => c.name === 'orphaned_progress')!;
+    expect(orphan.failure?.message).toMatch(/^3 finding\(s\), 3 distinct case id\(s\)/);
+    expect(orphan.failure?.['#text']).toContain('zoë 🚀');
+    expect(Number(doc.testsuites.failures)).toBe(CHECK_IDS.length);
+  });
+
+  it('prometheus: gauges per check and the duration', async () => {
+    const r = await scan(damaged, '--format', 'prometheus');
+    const lines = r.stdout.trim().split('\n');
+    for (const line of lines) expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? [0-9.e+-]+)$/);
+    expect(lines).toContain(`caseguard_findings{check="orphaned_progress",severity="error"} ${expected.orphaned_progress}`);
+    expect(lines).toContain(`caseguard_missing_cases ${expected.missingCases}`);
+    expect(lines.some((l) => /^caseguard_scan_duration_seconds \d+\.\d{3}$/.test(l))).toBe(true);
+  });
+
+  it('--fail-on and --max-findings set the threshold', async () => {
+    const errors = expected.orphaned_progress + expected.invalid_case_id + expected.duplicate_progress + expected.orphaned_memory + expected.dangling_active_case;
+    expect((await scan(damaged, '--max-findings', String(errors))).code).toBe(0);
+    expect((await scan(damaged, '--max-findings', String(errors), '--fail-on', 'warn')).code).toBe(1);
+    expect((await scan(damaged, '--fail-on', 'fatal')).code).toBe(2);
+  });
+
+  it('--all streams every finding as JSON and CSV', async () => {
+    const json = JSON.parse((await scan(damaged, '--all', '--format', 'json', '--limit', '1')).stdout);
+    for (const c of json.checks) expect(c.samples).toHaveLength(c.count);
+    const csv = parseCsv((await scan(damaged, '--all', '--format', 'csv')).stdout);
+    expect(csv.length - 1).toBe(json.checks.reduce((n: number, c: { count: number }) => n + c.count, 0));
+    const refused = await scan(damaged, '--all');
+    expect(refused.code).toBe(2);
+  });
+
+  it('a bad --since is a usage error', async () => {
+    const r = await scan(damaged, '--since', 'yesterday-ish');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/timestamp/);
+  });
+});
