@@ -1,8 +1,8 @@
 /**
  * The SQL of the checks. A scan costs about what the seed's bare text anti-join costs: one
- * hash join per source table finds the candidates (rows whose case_id does not match a case by
- * text, plus matched rows of another owner), and only those few are classified with uuid
- * semantics (regex guard, cast, index lookup). Casting every row to uuid instead costs 4-8x.
+ * anti-join per source table finds the candidates (rows with no case of the same text id, and
+ * for progress the same owner), and only those few are classified with uuid semantics (regex
+ * guard, cast, index lookup). Casting every row to uuid instead costs 4-8x.
  *
  * Every query yields finding rows with the same columns:
  *   check_id, source_table, user_id, case_id (as stored), canonical_id (uuid text or NULL),
@@ -33,60 +33,63 @@ function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
   return sql.join(parts, sql` AND `);
 }
 
-/** Findings on case_intake_progress: five checks from one join. */
+/**
+ * Findings on case_intake_progress: five checks from one anti-join. The candidates are the rows
+ * with no case of the same text id and the same owner; each is then classified by index lookups
+ * (scalar subqueries, so the planner cannot turn them into a full hash join for the few).
+ */
 export function progressFindings(shape: Shape, filters: ScanFilters): SQL {
   const re = UUID_SPELLING_SQL;
-  // In the uuid shape the column is uuid: join on it directly; spelling checks cannot fire.
-  const join = shape === 'uuid' ? sql`c.case_id = cip.case_id` : sql`c.case_id::text = cip.case_id`;
-  const caseText = shape === 'uuid' ? sql`cip.case_id::text` : sql`cip.case_id`;
-  const selfJoin = shape === 'uuid' ? sql`p.case_id = cls.id` : sql`p.case_id = cls.id::text`;
+  // In the uuid shape the column is uuid: compare it directly; spelling checks cannot fire.
+  const uuidShape = shape === 'uuid';
+  const sameCase = uuidShape ? sql`c.case_id = cip.case_id` : sql`c.case_id::text = cip.case_id`;
+  const caseText = uuidShape ? sql`cip.case_id::text` : sql`cip.case_id`;
+  const asUuid = uuidShape ? sql`j.case_id::uuid` : sql`CASE WHEN j.case_id ~* ${re} THEN j.case_id::uuid END`;
+  const duplicates = uuidShape
+    ? sql`SELECT NULL::text AS user_id, NULL::uuid AS id, NULL::text AS case_id, 0::bigint AS n WHERE false`
+    : sql`
+      SELECT d.user_id, d.id, d.case_id, count(*) OVER (PARTITION BY d.user_id, d.id) AS n
+        FROM (
+          SELECT user_id, id, case_id FROM cls WHERE id IS NOT NULL
+          UNION
+          -- only a non-canonical candidate can have a healthy twin: look it up by primary key
+          SELECT user_id, id, canonical FROM (
+            SELECT cls.user_id, cls.id,
+                   (SELECT p.case_id FROM mega_agent.case_intake_progress p
+                     WHERE p.user_id = cls.user_id AND p.case_id = cls.id::text) AS canonical
+              FROM cls WHERE cls.id IS NOT NULL AND cls.case_id <> cls.id::text) twin
+           WHERE canonical IS NOT NULL
+        ) d`;
   return sql`
-    WITH j AS MATERIALIZED (
-      SELECT cip.user_id, ${caseText} AS case_id, c.user_id AS owner
-        FROM mega_agent.case_intake_progress cip
-        LEFT JOIN mega_agent.cases c ON ${join}
-       WHERE (c.case_id IS NULL OR c.user_id IS DISTINCT FROM cip.user_id) AND ${where(filters, 'cip', 'updated_at')}
-    ),
-    k AS MATERIALIZED (
-      SELECT j.user_id, j.case_id, j.owner,
-             CASE WHEN j.owner IS NULL AND j.case_id ~* ${re} THEN j.case_id::uuid END AS id,
-             (j.owner IS NULL AND j.case_id !~* ${re}) AS invalid,
-             j.owner IS NOT NULL AS matched
-        FROM j
+    WITH k AS MATERIALIZED (
+      SELECT j.user_id, j.case_id, ${asUuid} AS id
+        FROM (SELECT cip.user_id, ${caseText} AS case_id
+                FROM mega_agent.case_intake_progress cip
+               WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE ${sameCase} AND c.user_id = cip.user_id)
+                 AND ${where(filters, 'cip', 'updated_at')}) j
     ),
     cls AS MATERIALIZED (
-      SELECT k.user_id, k.case_id, k.invalid, k.id, k.matched,
-             COALESCE(k.owner, c2.user_id) AS owner,
-             (k.matched OR c2.case_id IS NOT NULL) AS found
-        FROM k LEFT JOIN mega_agent.cases c2 ON c2.case_id = k.id
+      SELECT k.user_id, k.case_id, k.id, k.id IS NULL AS invalid,
+             (SELECT c.user_id FROM mega_agent.cases c WHERE c.case_id = k.id) AS owner
+        FROM k
     ),
-    dup AS (
-      SELECT user_id, id, case_id FROM cls WHERE id IS NOT NULL
-      UNION
-      SELECT p.user_id, cls.id, p.case_id::text
-        FROM cls JOIN mega_agent.case_intake_progress p ON p.user_id = cls.user_id AND ${selfJoin}
-       WHERE cls.id IS NOT NULL
-    ),
-    dup_groups AS (
-      SELECT user_id, id, count(*) AS n FROM dup GROUP BY user_id, id HAVING count(*) > 1
-    )
+    dup AS (${duplicates})
     SELECT 'invalid_case_id' AS check_id, 'case_intake_progress' AS source_table, user_id, case_id,
            NULL::text AS canonical_id, NULL::text AS owner, NULL::bigint AS memory_id, 'not a uuid' AS detail
       FROM cls WHERE invalid
     UNION ALL
     SELECT 'orphaned_progress', 'case_intake_progress', user_id, case_id, id::text, NULL, NULL, 'no case with this id'
-      FROM cls WHERE id IS NOT NULL AND NOT found
+      FROM cls WHERE id IS NOT NULL AND owner IS NULL
     UNION ALL
     SELECT 'noncanonical_case_id', 'case_intake_progress', user_id, case_id, id::text, owner, NULL, 'spelling of an existing case id'
-      FROM cls WHERE id IS NOT NULL AND found
+      FROM cls WHERE owner IS NOT NULL AND case_id <> id::text
     UNION ALL
-    SELECT 'owner_mismatch', 'case_intake_progress', user_id, case_id, COALESCE(id::text, case_id), owner, NULL,
-           'the case belongs to another user'
-      FROM cls WHERE found AND owner IS DISTINCT FROM user_id
+    SELECT 'owner_mismatch', 'case_intake_progress', user_id, case_id, id::text, owner, NULL, 'the case belongs to another user'
+      FROM cls WHERE owner IS NOT NULL AND owner <> user_id
     UNION ALL
-    SELECT 'duplicate_progress', 'case_intake_progress', d.user_id, d.case_id, d.id::text, NULL, NULL,
-           g.n || ' rows of this user name this uuid'
-      FROM dup d JOIN dup_groups g ON g.user_id = d.user_id AND g.id = d.id`;
+    SELECT 'duplicate_progress', 'case_intake_progress', user_id, case_id, id::text, NULL, NULL,
+           n || ' rows of this user name this uuid'
+      FROM dup WHERE n > 1`;
 }
 
 /** Findings on case_memory: orphaned (invalid ids included) and non-canonical spellings. */
@@ -116,8 +119,8 @@ function referenceFindings(table: 'case_memory' | 'bot_user_context', missingChe
       SELECT t.*, CASE WHEN t.case_id ~* ${re} THEN t.case_id::uuid END AS id FROM t
     ),
     cls AS (
-      SELECT k.*, c.user_id AS owner, c.case_id IS NOT NULL AS found
-        FROM k LEFT JOIN mega_agent.cases c ON c.case_id = k.id
+      SELECT o.*, o.owner IS NOT NULL AS found
+        FROM (SELECT k.*, (SELECT c.user_id FROM mega_agent.cases c WHERE c.case_id = k.id) AS owner FROM k) o
     )
     SELECT CASE WHEN found THEN 'noncanonical_case_id' ELSE ${missingCheck} END AS check_id,
            ${table}::text AS source_table, user_id, case_id, id::text AS canonical_id, owner, memory_id,

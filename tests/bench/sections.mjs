@@ -1,0 +1,4 @@
+/** The benchmark's sections: each builds what it needs and compares against a baseline. */
+import { scanSection } from './scan.mjs';
+
+export const sections = [scanSection];
