@@ -4,7 +4,7 @@
  * when first needed (see db/migrate.ts); drizzle-kit generates drizzle/caseguard/ from this file.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, jsonb, pgSchema, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 export const caseguardSchema = pgSchema('caseguard');
 
@@ -61,4 +61,28 @@ export const quarantine = caseguardSchema.table(
     restoredByRun: bigint('restored_by_run', { mode: 'number' }).references(() => runs.runId),
   },
   (t) => [index('quarantine_run_id_idx').on(t.runId)],
+);
+
+/**
+ * What a recover run is going to do, snapshotted once at its start (one set-based pass over the
+ * tables) and then worked through in keyset batches by seq. Deleted when the run ends: run_items
+ * is the lasting record of what was done.
+ */
+export const runTargets = caseguardSchema.table(
+  'run_targets',
+  {
+    runId: bigint('run_id', { mode: 'number' })
+      .notNull()
+      .references(() => runs.runId),
+    kind: text('kind').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    checkId: text('check_id').notNull(),
+    userId: text('user_id'),
+    caseId: text('case_id'),
+    canonicalId: uuid('canonical_id'),
+    memoryId: bigint('memory_id', { mode: 'number' }),
+    owners: integer('owners'),
+    ownerList: text('owner_list').array(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.kind, t.seq] })],
 );

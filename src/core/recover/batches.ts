@@ -1,0 +1,128 @@
+/**
+ * One statement per batch and kind: it takes the next keyset page of targets, applies it, and
+ * writes the journal items from the rows it actually changed (RETURNING), so a row the live bot
+ * created meanwhile is neither duplicated nor an error, nor claimed by this run. A single
+ * statement is its own transaction: a batch commits or rolls back whole.
+ */
+import { sql, type SQL } from 'drizzle-orm';
+import type { TargetKind } from './targets.js';
+
+export const RECOVERED_TITLE = 'Intake Session (Recovered)';
+export const RECOVERED_STATUS = 'intake';
+
+function page(runId: number, kind: TargetKind, afterSeq: number, size: number): SQL {
+  return sql`SELECT * FROM caseguard.run_targets
+              WHERE run_id = ${runId} AND kind = ${kind} AND seq > ${afterSeq} ORDER BY seq LIMIT ${size}`;
+}
+
+const ITEM_INSERT = sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)`;
+
+/** The batch statement for a kind; it returns (last_seq, taken, applied). */
+export function batchStatement(kind: TargetKind, runId: number, afterSeq: number, size: number, shapeIsUuid: boolean): SQL {
+  const b = page(runId, kind, afterSeq, size);
+  const tail = (applied: SQL) => sql`
+    SELECT (SELECT max(seq) FROM b) AS last_seq, (SELECT count(*) FROM b) AS taken, (${applied}) AS applied`;
+  const progressCase = shapeIsUuid ? sql`b.canonical_id` : sql`b.canonical_id::text`;
+  switch (kind) {
+    case 'create_case':
+      return sql`
+        WITH b AS (${b}),
+        ins AS (
+          INSERT INTO mega_agent.cases (case_id, user_id, title, status, metadata)
+          SELECT b.canonical_id, b.user_id, ${RECOVERED_TITLE}, ${RECOVERED_STATUS},
+                 jsonb_build_object('recovered_by', 'caseguard', 'run_id', ${runId}::bigint, 'check', b.check_id,
+                                    'referencing_users', to_jsonb(b.owner_list))
+            FROM b
+          ON CONFLICT (case_id) DO NOTHING
+          RETURNING *
+        ),
+        items AS (
+          ${ITEM_INSERT}
+          SELECT ${runId}, 'case_created', b.check_id, 'cases', jsonb_build_object('case_id', ins.case_id), NULL, to_jsonb(ins)
+            FROM ins JOIN b ON b.canonical_id = ins.case_id
+          RETURNING 1
+        )
+        ${tail(sql`SELECT count(*) FROM items`)}`;
+    case 'normalise_progress':
+      return sql`
+        WITH b AS (${b}),
+        upd AS (
+          UPDATE mega_agent.case_intake_progress p SET case_id = ${progressCase}
+            FROM b
+           WHERE p.user_id = b.user_id AND p.case_id::text = b.case_id
+             AND NOT EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = b.user_id AND q.case_id::text = b.canonical_id::text)
+          RETURNING p.user_id, b.case_id AS old_case_id, p.case_id::text AS new_case_id
+        ),
+        items AS (
+          ${ITEM_INSERT}
+          SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', 'case_intake_progress',
+                 jsonb_build_object('user_id', user_id, 'case_id', new_case_id),
+                 jsonb_build_object('case_id', old_case_id), jsonb_build_object('case_id', new_case_id)
+            FROM upd
+          RETURNING 1
+        )
+        ${tail(sql`SELECT count(*) FROM items`)}`;
+    case 'normalise_memory':
+      return sql`
+        WITH b AS (${b}),
+        upd AS (
+          UPDATE mega_agent.case_memory m SET case_id = b.canonical_id::text
+            FROM b WHERE m.memory_id = b.memory_id AND m.case_id = b.case_id
+          RETURNING m.memory_id, b.case_id AS old_case_id, m.case_id AS new_case_id
+        ),
+        items AS (
+          ${ITEM_INSERT}
+          SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', 'case_memory',
+                 jsonb_build_object('memory_id', memory_id),
+                 jsonb_build_object('case_id', old_case_id), jsonb_build_object('case_id', new_case_id)
+            FROM upd
+          RETURNING 1
+        )
+        ${tail(sql`SELECT count(*) FROM items`)}`;
+    case 'normalise_pointer':
+      return sql`
+        WITH b AS (${b}),
+        upd AS (
+          UPDATE mega_agent.bot_user_context x SET active_case_id = b.canonical_id::text
+            FROM b WHERE x.user_id = b.user_id AND x.active_case_id = b.case_id
+          RETURNING x.user_id, b.case_id AS old_case_id, x.active_case_id AS new_case_id
+        ),
+        items AS (
+          ${ITEM_INSERT}
+          SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', 'bot_user_context',
+                 jsonb_build_object('user_id', user_id),
+                 jsonb_build_object('active_case_id', old_case_id), jsonb_build_object('active_case_id', new_case_id)
+            FROM upd
+          RETURNING 1
+        )
+        ${tail(sql`SELECT count(*) FROM items`)}`;
+    case 'quarantine_progress':
+      return quarantine(b, runId, 'case_intake_progress', sql`t.user_id = b.user_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`, tail);
+    case 'quarantine_memory':
+      return quarantine(b, runId, 'case_memory', sql`t.memory_id = b.memory_id AND t.case_id = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
+    case 'quarantine_pointer':
+      return quarantine(b, runId, 'bot_user_context', sql`t.user_id = b.user_id AND t.active_case_id = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
+  }
+}
+
+/** Copy into the quarantine and delete, in one statement: nothing is deleted without its copy. */
+function quarantine(b: SQL, runId: number, table: string, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
+  return sql`
+    WITH b AS (${b}),
+    del AS (
+      DELETE FROM mega_agent.${sql.raw(table)} t USING b WHERE ${match}
+      RETURNING to_jsonb(t) AS row_data, ${key} AS row_key, b.check_id
+    ),
+    q AS (
+      INSERT INTO caseguard.quarantine (run_id, source_table, reason, row_data)
+      SELECT ${runId}, ${table}, check_id, row_data FROM del
+      RETURNING quarantine_id, row_data, reason
+    ),
+    items AS (
+      INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+      SELECT ${runId}, 'quarantined', q.reason, ${table}, jsonb_build_object('quarantine_id', q.quarantine_id), q.row_data, NULL
+        FROM q
+      RETURNING 1
+    )
+    ${tail(sql`SELECT count(*) FROM items`)}`;
+}

@@ -1,0 +1,210 @@
+/**
+ * recover: repairs what scan finds, without losing anything.
+ *
+ * 1. One run at a time (a session advisory lock); the run is journaled, dry or real.
+ * 2. One set-based pass snapshots the targets (see targets.ts); the plan is read from them, so a
+ *    dry run builds exactly the plan a real run executes and only skips execution.
+ * 3. The real run works through the targets in keyset batches, one statement (and so one
+ *    transaction) per batch, journaling what each batch actually changed.
+ * 4. Interrupted between batches (signal), it stops after the current batch and records the run
+ *    as interrupted; a rerun finishes the job. A rerun after success changes nothing.
+ */
+import { PgDialect } from 'drizzle-orm/pg-core';
+import type { Database } from '../db/database.js';
+import type { DatabaseShape } from '../db/inspect.js';
+import { LockKey, withClient, withTryAdvisoryLock } from '../db/locks.js';
+import { ensureJournalSchema } from '../db/migrate.js';
+import { SqlState, describePgError, sqlStateOf } from '../db/sqlstate.js';
+import { ConnectionError, InterruptedError, UsageError, toError } from '../errors.js';
+import { finishRun, startRun } from '../journal/journal.js';
+import type { Logger } from '../logger.js';
+import { batchStatement } from './batches.js';
+import { ambiguousOwners, deleteTargets, isQuarantineKind, sampleTargets, snapshotTargets, TARGET_KINDS, type TargetKind, type TargetSample } from './targets.js';
+
+export interface RecoverOptions {
+  dryRun: boolean;
+  /** Move invalid and duplicate rows into the quarantine (otherwise they are reported and left). */
+  quarantine: boolean;
+  batchSize: number;
+  /** Samples per kind in the plan. */
+  sampleLimit: number;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Asked once the plan is known, before anything is written; false declines. */
+  confirm?: (plan: RecoveryPlan) => Promise<boolean>;
+  onBatch?: (event: BatchEvent) => void;
+}
+
+export interface RecoveryPlan {
+  runId: number;
+  dryRun: boolean;
+  shape: DatabaseShape['shape'];
+  /** Targets found, per kind (quarantine kinds whether or not --quarantine was given). */
+  counts: Record<TargetKind, number>;
+  /** Targets this run will act on. */
+  total: number;
+  samples: TargetSample[];
+  /** Missing uuids referenced by several users: the owner chosen is the earliest progress row's. */
+  ambiguous: { count: number; samples: TargetSample[] };
+  /** What stays as it is: without --quarantine, invalid and duplicate rows are only reported. */
+  leftAlone: string[];
+  batchSize: number;
+  /** The statement each kind runs per batch, with its parameters. */
+  statements: Array<{ kind: TargetKind; sql: string; params: unknown[] }>;
+}
+
+export interface BatchEvent {
+  runId: number;
+  kind: TargetKind;
+  batch: number;
+  taken: number;
+  applied: number;
+  ms: number;
+  doneTotal: number;
+  total: number;
+}
+
+export type RecoverStatus = 'completed' | 'nothing_to_do' | 'dry_run' | 'declined';
+
+export interface RecoverResult {
+  runId: number;
+  status: RecoverStatus;
+  plan: RecoveryPlan;
+  applied: Record<TargetKind, number>;
+  /** Targets already handled by someone else meanwhile (e.g. a case the live bot re-created). */
+  skipped: number;
+  batches: number;
+  longestBatchMs: number;
+  durationMs: number;
+}
+
+const dialect = new PgDialect();
+
+export function validateRecoverOptions(o: Pick<RecoverOptions, 'batchSize'>): void {
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > 100_000) {
+    throw new UsageError('--batch-size must be a whole number from 1 to 100000');
+  }
+}
+
+export async function recover(database: Database, shape: DatabaseShape, options: RecoverOptions): Promise<RecoverResult> {
+  validateRecoverOptions(options);
+  await ensureJournalSchema(database.pool);
+  return withClient(database.pool, (lockClient) =>
+    withTryAdvisoryLock(lockClient, LockKey.recover, 'caseguard recover', () => run(database, shape, options)),
+  );
+}
+
+async function run(database: Database, shape: DatabaseShape, options: RecoverOptions): Promise<RecoverResult> {
+  const { db } = database;
+  const started = performance.now();
+  const runId = await startRun(db, {
+    command: 'recover',
+    options: { quarantine: options.quarantine, batchSize: options.batchSize },
+    dryRun: options.dryRun,
+  });
+  const log = options.log.child({ run_id: runId });
+  const applied = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
+  let batches = 0;
+  let longestBatchMs = 0;
+  let taken = 0;
+  const finish = async (status: 'completed' | 'interrupted' | 'failed' | 'refused', error?: string) => {
+    await finishRun(db, runId, { status, counts: { ...applied, targets: plan?.total ?? 0, batches }, error }).catch((e: unknown) =>
+      log.error({ event: 'recover.journal_failed', err: toError(e).message }),
+    );
+    await deleteTargets(db, runId).catch(() => undefined);
+  };
+  let plan: RecoveryPlan | undefined;
+  try {
+    const counts = await snapshotTargets(db, runId, shape);
+    plan = await buildPlan(database, shape, runId, counts, options);
+    const result = (status: RecoverStatus): RecoverResult => ({
+      runId,
+      status,
+      plan: plan!,
+      applied,
+      skipped: taken - Object.values(applied).reduce((a, b) => a + b, 0),
+      batches,
+      longestBatchMs,
+      durationMs: performance.now() - started,
+    });
+    if (options.dryRun || plan.total === 0) {
+      await finish('completed');
+      return result(options.dryRun ? 'dry_run' : 'nothing_to_do');
+    }
+    if (options.confirm && !(await options.confirm(plan))) {
+      await finish('refused', 'declined at the confirmation prompt');
+      return result('declined');
+    }
+    for (const kind of TARGET_KINDS) {
+      if (isQuarantineKind(kind) && !options.quarantine) continue;
+      let afterSeq = 0;
+      for (let batch = 1; plan.counts[kind] > 0; batch++) {
+        if (options.signal?.aborted) throw new InterruptedError(`recover interrupted after ${batches} batch(es); run ${runId} is journaled as interrupted; rerun to finish`);
+        const t0 = performance.now();
+        const res = await db.execute<{ last_seq: string | null; taken: string; applied: string }>(
+          batchStatement(kind, runId, afterSeq, options.batchSize, shape.shape === 'uuid'),
+        );
+        const ms = performance.now() - t0;
+        const row = res.rows[0]!;
+        if (Number(row.taken) === 0) break;
+        afterSeq = Number(row.last_seq);
+        batches++;
+        taken += Number(row.taken);
+        applied[kind] += Number(row.applied);
+        longestBatchMs = Math.max(longestBatchMs, ms);
+        const event = { runId, kind, batch, taken: Number(row.taken), applied: Number(row.applied), ms: Math.round(ms), doneTotal: taken, total: plan.total };
+        log.info({ event: 'recover.batch_committed', kind, batch, rows: event.taken, applied: event.applied, ms: event.ms });
+        options.onBatch?.(event);
+      }
+    }
+    await finish('completed');
+    return result('completed');
+  } catch (error) {
+    if (error instanceof InterruptedError) {
+      await finish('interrupted', error.message);
+      throw error;
+    }
+    await finish('failed', describePgError(error));
+    if (sqlStateOf(error) === SqlState.adminShutdown || /Connection terminated|terminating connection/i.test(toError(error).message)) {
+      throw new ConnectionError(
+        `the connection was lost during recover run ${runId} after ${batches} committed batch(es); they are kept; rerun caseguard recover to finish`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+async function buildPlan(
+  database: Database,
+  shape: DatabaseShape,
+  runId: number,
+  counts: Record<TargetKind, number>,
+  options: RecoverOptions,
+): Promise<RecoveryPlan> {
+  const acted = TARGET_KINDS.filter((k) => counts[k] > 0 && (options.quarantine || !isQuarantineKind(k)));
+  const total = acted.reduce((n, k) => n + counts[k], 0);
+  const leftAlone = ['owner_mismatch findings are reported by scan and never changed by recover'];
+  const left = TARGET_KINDS.filter((k) => isQuarantineKind(k) && counts[k] > 0 && !options.quarantine);
+  if (left.length > 0) {
+    leftAlone.unshift(
+      `${left.map((k) => `${counts[k]} ${k.replace('quarantine_', '')} row(s)`).join(', ')} with no usable case id (invalid_case_id, duplicate_progress) are left as they are; pass --quarantine to move them aside`,
+    );
+  }
+  const statements = acted.map((kind) => {
+    const q = dialect.sqlToQuery(batchStatement(kind, runId, 0, options.batchSize, shape.shape === 'uuid'));
+    return { kind, sql: q.sql.replace(/\n\s*\n/g, '\n').trim(), params: q.params };
+  });
+  return {
+    runId,
+    dryRun: options.dryRun,
+    shape: shape.shape,
+    counts,
+    total,
+    samples: await sampleTargets(database.db, runId, options.sampleLimit),
+    ambiguous: await ambiguousOwners(database.db, runId, options.sampleLimit),
+    leftAlone,
+    batchSize: options.batchSize,
+    statements,
+  };
+}

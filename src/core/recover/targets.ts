@@ -1,0 +1,161 @@
+/**
+ * The snapshot a recover run works from: one set-based pass (the same candidate anti-joins as
+ * scan) that writes every target into caseguard.run_targets, numbered per kind for keyset
+ * batches. Kinds:
+ *   create_case          a missing uuid referenced from progress, memory or a pointer
+ *   normalise_progress   a non-canonical spelling in progress (not part of a duplicate group)
+ *   normalise_memory     ... in memory
+ *   normalise_pointer    ... in an active-case pointer
+ *   quarantine_progress  invalid_case_id and duplicate_progress rows
+ *   quarantine_memory    memory rows whose case_id is no uuid
+ *   quarantine_pointer   pointers whose case_id is no uuid
+ * The quarantine kinds are always snapshotted (the plan reports them) and executed only with
+ * --quarantine.
+ */
+import { sql, type SQL } from 'drizzle-orm';
+import type { Executor } from '../db/database.js';
+import type { DatabaseShape } from '../db/inspect.js';
+import { UUID_SPELLING_SQL } from '../uuid.js';
+
+export const TARGET_KINDS = [
+  'create_case',
+  'normalise_progress',
+  'normalise_memory',
+  'normalise_pointer',
+  'quarantine_progress',
+  'quarantine_memory',
+  'quarantine_pointer',
+] as const;
+export type TargetKind = (typeof TARGET_KINDS)[number];
+
+export function isQuarantineKind(kind: TargetKind): boolean {
+  return kind.startsWith('quarantine_');
+}
+
+const asUuid = (column: SQL) => sql`CASE WHEN ${column} ~* ${UUID_SPELLING_SQL} THEN (${column})::uuid END`;
+
+/** Writes the run's targets; returns how many of each kind. */
+export async function snapshotTargets(
+  db: Executor,
+  runId: number,
+  shape: DatabaseShape,
+): Promise<Record<TargetKind, number>> {
+  const legacy = shape.shape === 'legacy';
+  const progressCase = legacy ? sql`cip.case_id` : sql`cip.case_id::text`;
+  const sameCase = legacy ? sql`c.case_id::text = cip.case_id` : sql`c.case_id = cip.case_id`;
+  const memory = shape.hasMemory
+    ? sql`SELECT m.memory_id, m.user_id, m.case_id, m.created_at, ${asUuid(sql`m.case_id`)} AS id
+            FROM mega_agent.case_memory m
+           WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = m.case_id)`
+    : sql`SELECT NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, NULL::uuid WHERE false`;
+  const pointers = shape.hasUserContext
+    ? sql`SELECT b.user_id, b.active_case_id AS case_id, ${asUuid(sql`b.active_case_id`)} AS id
+            FROM mega_agent.bot_user_context b
+           WHERE b.active_case_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = b.active_case_id)`
+    : sql`SELECT NULL::text, NULL::text, NULL::uuid WHERE false`;
+
+  const result = await db.execute<{ kind: TargetKind; n: string }>(sql`
+    WITH prog AS MATERIALIZED (
+      SELECT cip.user_id, ${progressCase} AS case_id, cip.created_at,
+             ${legacy ? asUuid(sql`cip.case_id`) : sql`cip.case_id`} AS id
+        FROM mega_agent.case_intake_progress cip
+       WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE ${sameCase})
+    ),
+    mem (memory_id, user_id, case_id, created_at, id) AS MATERIALIZED (${memory}),
+    ptr (user_id, case_id, id) AS MATERIALIZED (${pointers}),
+    -- a progress row is in a duplicate group when its user names its uuid in another spelling too
+    twins AS MATERIALIZED (
+      SELECT p.user_id, p.id FROM prog p WHERE p.id IS NOT NULL GROUP BY p.user_id, p.id HAVING count(*) > 1
+      UNION
+      SELECT p.user_id, p.id FROM prog p
+       WHERE p.id IS NOT NULL AND p.case_id <> p.id::text
+         AND EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = p.user_id AND q.case_id::text = p.id::text)
+    ),
+    refs AS (
+      SELECT id, user_id, 1 AS source, created_at, 'orphaned_progress' AS check_id FROM prog WHERE id IS NOT NULL
+      UNION ALL SELECT id, user_id, 2, created_at, 'orphaned_memory' FROM mem WHERE id IS NOT NULL
+      UNION ALL SELECT id, user_id, 3, NULL, 'dangling_active_case' FROM ptr WHERE id IS NOT NULL
+    ),
+    missing AS (
+      SELECT r.* FROM refs r WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
+    ),
+    owners AS (
+      SELECT id, count(DISTINCT user_id)::int AS n, array_agg(DISTINCT user_id ORDER BY user_id) AS list FROM missing GROUP BY id
+    ),
+    chosen AS (
+      SELECT DISTINCT ON (m.id) m.id, m.user_id, m.check_id FROM missing m ORDER BY m.id, m.source, m.created_at NULLS LAST, m.user_id
+    ),
+    all_targets AS (
+      SELECT 'create_case' AS kind, ch.check_id, ch.user_id, NULL::text AS case_id, ch.id AS canonical_id,
+             NULL::bigint AS memory_id, o.n AS owners, o.list AS owner_list
+        FROM chosen ch JOIN owners o ON o.id = ch.id
+      UNION ALL
+      SELECT 'normalise_progress', 'noncanonical_case_id', p.user_id, p.case_id, p.id, NULL, NULL, NULL
+        FROM prog p WHERE p.id IS NOT NULL AND p.case_id <> p.id::text
+         AND NOT EXISTS (SELECT 1 FROM twins t WHERE t.user_id = p.user_id AND t.id = p.id)
+      UNION ALL
+      SELECT 'normalise_memory', 'noncanonical_case_id', m.user_id, m.case_id, m.id, m.memory_id, NULL, NULL
+        FROM mem m WHERE m.id IS NOT NULL AND m.case_id <> m.id::text
+      UNION ALL
+      SELECT 'normalise_pointer', 'noncanonical_case_id', b.user_id, b.case_id, b.id, NULL, NULL, NULL
+        FROM ptr b WHERE b.id IS NOT NULL AND b.case_id <> b.id::text
+      UNION ALL
+      SELECT 'quarantine_progress', 'invalid_case_id', p.user_id, p.case_id, NULL, NULL, NULL, NULL
+        FROM prog p WHERE p.id IS NULL
+      UNION ALL
+      SELECT 'quarantine_progress', 'duplicate_progress', q.user_id, q.case_id::text, t.id, NULL, NULL, NULL
+        FROM twins t JOIN mega_agent.case_intake_progress q
+          ON q.user_id = t.user_id AND ${legacy ? sql`${asUuid(sql`q.case_id`)} = t.id` : sql`q.case_id = t.id`}
+      UNION ALL
+      SELECT 'quarantine_memory', 'orphaned_memory', m.user_id, m.case_id, NULL, m.memory_id, NULL, NULL
+        FROM mem m WHERE m.id IS NULL
+      UNION ALL
+      SELECT 'quarantine_pointer', 'dangling_active_case', b.user_id, b.case_id, NULL, NULL, NULL, NULL
+        FROM ptr b WHERE b.id IS NULL
+    ),
+    inserted AS (
+      INSERT INTO caseguard.run_targets (run_id, kind, seq, check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list)
+      SELECT ${runId}, kind, row_number() OVER (PARTITION BY kind ORDER BY canonical_id, user_id, case_id, memory_id),
+             check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list
+        FROM all_targets
+      RETURNING kind
+    )
+    SELECT kind, count(*) AS n FROM inserted GROUP BY kind`);
+  const counts = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
+  for (const row of result.rows) counts[row.kind] = Number(row.n);
+  return counts;
+}
+
+export interface TargetSample {
+  kind: TargetKind;
+  check_id: string;
+  user_id: string | null;
+  case_id: string | null;
+  canonical_id: string | null;
+  memory_id: number | null;
+  owners: number | null;
+  owner_list: string[] | null;
+}
+
+/** The first `limit` targets of each kind, for the plan. */
+export async function sampleTargets(db: Executor, runId: number, limit: number): Promise<TargetSample[]> {
+  const result = await db.execute<TargetSample & Record<string, unknown>>(sql`
+    SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list
+      FROM caseguard.run_targets WHERE run_id = ${runId} AND seq <= ${limit} ORDER BY kind, seq`);
+  return result.rows.map((r) => ({ ...r, memory_id: r.memory_id === null ? null : Number(r.memory_id) }));
+}
+
+/** Missing uuids referenced by more than one user: the owner chosen, and the others. */
+export async function ambiguousOwners(db: Executor, runId: number, limit: number): Promise<{ count: number; samples: TargetSample[] }> {
+  const count = await db.execute<{ n: string }>(sql`
+    SELECT count(*) AS n FROM caseguard.run_targets WHERE run_id = ${runId} AND kind = 'create_case' AND owners > 1`);
+  const rows = await db.execute<TargetSample & Record<string, unknown>>(sql`
+    SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list
+      FROM caseguard.run_targets WHERE run_id = ${runId} AND kind = 'create_case' AND owners > 1 ORDER BY seq LIMIT ${limit}`);
+  return { count: Number(count.rows[0]?.n ?? 0), samples: rows.rows };
+}
+
+export async function deleteTargets(db: Executor, runId: number): Promise<void> {
+  await db.execute(sql`DELETE FROM caseguard.run_targets WHERE run_id = ${runId}`);
+}

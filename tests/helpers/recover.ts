@@ -1,0 +1,29 @@
+/** Shorthands for recover tests. */
+import { inspectDatabase } from '../../src/core/db/inspect.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { recover, type RecoverOptions, type RecoverResult } from '../../src/core/recover/recover.js';
+import { scan, type ScanReport } from '../../src/core/scan/scan.js';
+import type { TestDatabase } from './db.js';
+
+export async function runRecover(t: TestDatabase, options: Partial<RecoverOptions> = {}): Promise<RecoverResult> {
+  return recover(t.database, await inspectDatabase(t.database.db), {
+    dryRun: false,
+    quarantine: false,
+    batchSize: 1000,
+    sampleLimit: 10,
+    log: silentLogger,
+    ...options,
+  });
+}
+
+export async function runScan(t: TestDatabase): Promise<ScanReport> {
+  return scan(t.database.db, await inspectDatabase(t.database.db), { databaseName: t.name, limit: 100, gate: { failOn: 'error', maxFindings: 0 } });
+}
+
+/** Checksums of every application row, for "nothing changed" and "controls untouched". */
+export const CONTROL_WHERE = {
+  'mega_agent.cases': "user_id LIKE 'control-%'",
+  'mega_agent.case_intake_progress': "user_id LIKE 'control-%'",
+  'mega_agent.case_memory': "user_id LIKE 'control-%'",
+  'mega_agent.bot_user_context': "user_id LIKE 'control-%'",
+} as const;

@@ -1,0 +1,145 @@
+/** recover on a real server: each repair, controls untouched, dry run, idempotence, journal. */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { getRun } from '../../src/core/journal/journal.js';
+import { createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } from '../helpers/db.js';
+import { F, id, seedControls, seedDamage } from '../helpers/fixtures.js';
+import { CONTROL_WHERE, runRecover, runScan } from '../helpers/recover.js';
+
+const ALL_TABLES = Object.keys(CONTROL_WHERE) as Array<keyof typeof CONTROL_WHERE>;
+
+async function checksums(t: TestDatabase, where: 'all' | 'controls') {
+  const out: Record<string, string> = {};
+  for (const table of ALL_TABLES) out[table] = await tableChecksum(t.pool, table, where === 'all' ? 'true' : CONTROL_WHERE[table]);
+  return out;
+}
+
+describe('recover', () => {
+  let t: TestDatabase;
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    await seedDamage(t.pool);
+  });
+  afterEach(() => t?.drop());
+
+  it('--dry-run shows the plan and changes nothing', async () => {
+    const before = await checksums(t, 'all');
+    const result = await runRecover(t, { dryRun: true, quarantine: true });
+    expect(result.status).toBe('dry_run');
+    expect(result.plan.counts).toMatchObject({ create_case: 5, normalise_progress: 5, normalise_memory: 1, normalise_pointer: 1 });
+    expect(result.plan.counts.quarantine_progress).toBe(4 + 2);
+    expect(result.plan.statements.map((s) => s.kind)).toContain('create_case');
+    expect(result.plan.statements.find((s) => s.kind === 'create_case')!.sql).toMatch(/ON CONFLICT \(case_id\) DO NOTHING/);
+    expect(await checksums(t, 'all')).toEqual(before);
+    const run = await getRun(t.database.db, result.runId);
+    expect(run).toMatchObject({ dryRun: true, status: 'completed', command: 'recover' });
+  });
+
+  it('creates one case per missing uuid with its id, the earliest referencing user, and the run in its metadata', async () => {
+    const result = await runRecover(t);
+    expect(result.status).toBe('completed');
+    expect(result.applied.create_case).toBe(5);
+    const created = await t.pool.query(
+      "SELECT case_id::text, user_id, title, status, metadata FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)' ORDER BY case_id",
+    );
+    expect(created.rows.map((r) => r.case_id)).toEqual([id(100), id(101), id(102), id(200), id(300)]);
+    const byId = Object.fromEntries(created.rows.map((r) => [r.case_id, r]));
+    expect(byId[id(101)].user_id).toBe(F.orphanUpper.user);
+    expect(byId[id(200)].user_id).toBe(F.memoryOrphan.user);
+    expect(byId[id(300)]).toMatchObject({ user_id: F.pointerDangling.user, status: 'intake' });
+    expect(byId[id(100)].metadata).toMatchObject({ recovered_by: 'caseguard', run_id: result.runId, check: 'orphaned_progress' });
+  });
+
+  it('leaves controls untouched, and with --quarantine leaves no error finding', async () => {
+    const controls = await checksums(t, 'controls');
+    const result = await runRecover(t, { quarantine: true });
+    expect(result.status).toBe('completed');
+    expect(await checksums(t, 'controls')).toEqual(controls);
+    const report = await runScan(t);
+    expect(report.summary.errors).toBe(0);
+    expect(report.checks.find((c) => c.id === 'noncanonical_case_id')!.count).toBe(0);
+    expect(report.checks.find((c) => c.id === 'owner_mismatch')!.count).toBe(1); // warn: never changed
+  });
+
+  it('without --quarantine reports invalid and duplicate rows and leaves them', async () => {
+    const result = await runRecover(t);
+    expect(result.plan.leftAlone[0]).toMatch(/--quarantine/);
+    const report = await runScan(t);
+    expect(report.checks.find((c) => c.id === 'invalid_case_id')!.count).toBe(4);
+    expect(report.checks.find((c) => c.id === 'duplicate_progress')!.count).toBe(2);
+    expect(report.checks.find((c) => c.id === 'orphaned_progress')!.count).toBe(0);
+  });
+
+  it('normalises spellings so the seed\'s text comparison agrees', async () => {
+    await runRecover(t);
+    const bare = await t.pool.query(`SELECT cip.user_id FROM mega_agent.case_intake_progress cip
+      WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = cip.case_id)`);
+    // only the rows recover must not guess at remain: invalid ids and the duplicate's other spelling
+    expect(bare.rows.map((r) => r.user_id).sort()).toEqual([...F.invalid.map((i) => i.user), F.duplicate.user].sort());
+    const spelled = await t.pool.query('SELECT case_id FROM mega_agent.case_intake_progress WHERE user_id = $1', [F.spellings[2]!.user]);
+    expect(spelled.rows[0].case_id).toBe(F.spellings[2]!.canonical);
+  });
+
+  it('quarantines full rows with reason and run, in the same transaction that removes them', async () => {
+    const result = await runRecover(t, { quarantine: true });
+    const q = await t.pool.query('SELECT source_table, reason, run_id, row_data FROM caseguard.quarantine ORDER BY quarantine_id');
+    expect(q.rows.every((r) => Number(r.run_id) === result.runId)).toBe(true);
+    const progress = q.rows.filter((r) => r.source_table === 'case_intake_progress');
+    expect(progress.filter((r) => r.reason === 'invalid_case_id')).toHaveLength(4);
+    expect(progress.filter((r) => r.reason === 'duplicate_progress')).toHaveLength(2);
+    expect(progress[0].row_data).toHaveProperty('answers');
+    expect(progress[0].row_data).toHaveProperty('created_at');
+    expect(q.rows.filter((r) => r.source_table === 'case_memory')).toHaveLength(1);
+    expect(q.rows.filter((r) => r.source_table === 'bot_user_context')).toHaveLength(1);
+  });
+
+  it('is idempotent: a second run right after changes nothing and says so', async () => {
+    await runRecover(t, { quarantine: true });
+    const before = await checksums(t, 'all');
+    const again = await runRecover(t, { quarantine: true });
+    expect(again.status).toBe('nothing_to_do');
+    expect(again.plan.total).toBe(0);
+    expect(await checksums(t, 'all')).toEqual(before);
+  });
+
+  it('journals what it did, item by item', async () => {
+    const result = await runRecover(t, { quarantine: true, batchSize: 2 });
+    expect(result.batches).toBeGreaterThan(5);
+    const run = await getRun(t.database.db, result.runId);
+    expect(run?.status).toBe('completed');
+    const created = run!.items.filter((i) => i.action === 'case_created').reduce((n, i) => n + i.count, 0);
+    expect(created).toBe(5);
+    expect(run!.items.find((i) => i.action === 'spelling_changed' && i.tableName === "case_intake_progress")?.count).toBe(5);
+    const targets = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.run_targets');
+    expect(targets.rows[0].n).toBe(0);
+  });
+
+  it('declining the confirmation writes nothing', async () => {
+    const before = await checksums(t, 'all');
+    const result = await runRecover(t, { confirm: async () => false });
+    expect(result.status).toBe('declined');
+    expect(await checksums(t, 'all')).toEqual(before);
+    expect((await getRun(t.database.db, result.runId))?.status).toBe('refused');
+  });
+
+  it('works on cases tables with extra NOT NULL columns that have defaults', async () => {
+    await t.pool.query("ALTER TABLE mega_agent.cases ADD COLUMN tenant text NOT NULL DEFAULT 'main'");
+    const result = await runRecover(t);
+    expect(result.applied.create_case).toBe(5);
+  });
+});
+
+describe('recover on the uuid shape', () => {
+  it('creates missing cases for memory and pointers, and finds nothing in progress', async () => {
+    const t = await createTestDatabase();
+    try {
+      await seedControls(t.pool);
+      await toUuidShape(t.pool);
+      await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-m', 'note', '{}')", [id(900)]);
+      const result = await runRecover(t);
+      expect(result.applied.create_case).toBe(1);
+      expect((await runScan(t)).summary.errors).toBe(0);
+    } finally {
+      await t.drop();
+    }
+  });
+});
