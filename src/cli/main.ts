@@ -6,6 +6,9 @@ import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { reportError } from './errors.js';
 import { defineMigrate } from './commands/migrate.js';
+import { defineQuarantine } from './commands/quarantine.js';
+import { defineRecover } from './commands/recover.js';
+import { defineRuns } from './commands/runs.js';
 import { defineScan } from './commands/scan.js';
 import { defineSimulate } from './commands/simulate.js';
 import { listPlanned } from './commands/planned.js';
@@ -46,9 +49,16 @@ Examples:
   );
   defineMigrate(program);
   defineScan(program);
+  defineRecover(program);
+  defineRuns(program);
+  defineQuarantine(program);
   defineSimulate(program);
   listPlanned(program);
-  for (const command of program.commands) command.exitOverride();
+  const override = (c: Command) => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
   return program;
 }
 

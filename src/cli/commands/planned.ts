@@ -3,9 +3,6 @@ import type { Command } from 'commander';
 import { UsageError } from '../../core/errors.js';
 
 const PLANNED: Array<[string, string]> = [
-  ['recover', 'repair what scan found (not built yet)'],
-  ['runs', 'list and show journaled runs (not built yet)'],
-  ['quarantine', 'rows recover moved aside (not built yet)'],
   ['fk', 'add the foreign key online-safely (not built yet)'],
   ['bot', 'run the intake bot (not built yet)'],
 ];

@@ -1,0 +1,103 @@
+/** caseguard recover: repair what scan found; dry run, confirmation, batches, journal, undo. */
+import { Option, type Command } from 'commander';
+import { examples, integer } from '../options.js';
+
+interface RecoverFlags {
+  dryRun?: boolean;
+  yes?: boolean;
+  quarantine?: boolean;
+  batchSize: number;
+  limit: number;
+  format: 'table' | 'json';
+  sql: boolean;
+  undo?: number;
+}
+
+export function defineRecover(program: Command): void {
+  program
+    .command('recover')
+    .description('repair what scan found: create missing cases, normalise spellings, quarantine what cannot be repaired')
+    .option('--dry-run', 'show the exact plan (and its SQL) and change nothing')
+    .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
+    .option('--quarantine', 'move invalid_case_id and duplicate_progress rows (and memory or pointers whose id is no uuid) into the quarantine')
+    .option('--batch-size <n>', 'targets per batch; each batch is its own short transaction', integer(1, 100_000), 2000)
+    .option('--limit <n>', 'samples shown per step', integer(0, 10_000), 10)
+    .option('--no-sql', 'leave the SQL out of the plan')
+    .option('--undo <run>', 'undo a recover run where it is safe', integer(1, Number.MAX_SAFE_INTEGER))
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .addHelpText(
+      'after',
+      `
+Repairs: one case per missing uuid referenced from progress, memory or an active-case pointer
+(id preserved, owner: the earliest referencing progress row's user, title "Intake Session
+(Recovered)"); non-canonical spellings rewritten to the canonical id; with --quarantine, rows no
+repair can guess at are copied into caseguard.quarantine and removed in the same transaction.
+Every run is journaled (caseguard runs). One recover at a time: a second exits 5.${examples(
+        'caseguard recover --dry-run',
+        'caseguard recover                      # shows the plan and asks',
+        'caseguard recover --yes --quarantine   # in a pipeline',
+        'caseguard recover --undo 12 --dry-run',
+      )}`,
+    )
+    .action(async (flags: RecoverFlags, command: Command) => {
+      const { withDatabase } = await import('../context.js');
+      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: flags.undo ? `undo run ${flags.undo}` : 'write to the database' });
+      await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
+        const shape = await ctx.shape();
+        const log = ctx.log.child({ command: 'recover' });
+        if (flags.undo !== undefined) {
+          const { undoRun } = await import('../../core/recover/undo.js');
+          const result = await undoRun(ctx.database, shape, flags.undo, {
+            dryRun: Boolean(flags.dryRun),
+            confirm: (summary) => confirmWrite(`Undo run ${flags.undo}: ${summary}. Proceed?`, { yes: Boolean(flags.yes), isTerminal: ctx.isTerminal, what: `undo run ${flags.undo}` }),
+          });
+          process.stdout.write(
+            flags.format === 'json'
+              ? `${JSON.stringify(result, null, 2)}\n`
+              : result.dryRun
+                ? `Dry run: undoing run ${result.undoneRun} is safe: ${result.summary}. Nothing was changed.\n`
+                : `Undid run ${result.undoneRun} (run ${result.runId}): ${result.casesDeleted} case(s) deleted, ${result.spellingsRestored} spelling(s) restored, ${result.rowsRestored} row(s) put back.\n`,
+          );
+          return;
+        }
+        const { recover } = await import('../../core/recover/recover.js');
+        const { renderPlan, renderResult } = await import('../output/recoverReport.js');
+        const { progressBar } = await import('../output/progress.js');
+        let bar: ReturnType<typeof progressBar> | undefined;
+        const showPlan = (plan: Parameters<typeof renderPlan>[0]) => {
+          if (flags.format === 'table') process.stdout.write(renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: Boolean(flags.quarantine) }));
+        };
+        try {
+          const result = await recover(ctx.database, shape, {
+            dryRun: Boolean(flags.dryRun),
+            quarantine: Boolean(flags.quarantine),
+            batchSize: flags.batchSize,
+            sampleLimit: flags.limit,
+            log,
+            signal: ctx.signal,
+            confirm: async (plan) => {
+              showPlan(plan);
+              const ok = await confirmWrite(`Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`, {
+                yes: Boolean(flags.yes),
+                isTerminal: ctx.isTerminal,
+                what: 'write to the database',
+              });
+              if (ok) bar = progressBar(ctx.isTerminal, plan.total, 'targets');
+              return ok;
+            },
+            onBatch: (e) => bar?.update(e.doneTotal),
+          });
+          bar?.stop();
+          if (flags.format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          else {
+            if (result.status === 'dry_run' || result.status === 'nothing_to_do') showPlan(result.plan);
+            process.stdout.write(renderResult(result, ctx.useColor));
+          }
+        } finally {
+          bar?.stop();
+        }
+      });
+    });
+}

@@ -1,0 +1,70 @@
+/** Printing recover's plan and result, as tables or JSON. */
+import type { RecoverResult, RecoveryPlan } from '../../core/recover/recover.js';
+import { TARGET_KINDS } from '../../core/recover/targets.js';
+import { visible } from './scanFormats.js';
+import { painter, renderTable } from './table.js';
+
+const KIND_LABEL: Record<string, string> = {
+  create_case: 'cases to create (missing uuids)',
+  normalise_progress: 'progress spellings to normalise',
+  normalise_memory: 'memory spellings to normalise',
+  normalise_pointer: 'pointer spellings to normalise',
+  quarantine_progress: 'progress rows to quarantine',
+  quarantine_memory: 'memory rows to quarantine',
+  quarantine_pointer: 'pointers to quarantine',
+};
+
+export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { showSql: boolean; quarantine: boolean }): string {
+  const paint = painter(useColor);
+  const out: string[] = [];
+  out.push(paint.bold(`Recovery plan (run ${plan.runId}${plan.dryRun ? ', dry run' : ''}; ${plan.shape} shape; batches of ${plan.batchSize})`));
+  out.push(
+    renderTable(
+      ['step', 'rows', 'action'],
+      TARGET_KINDS.map((k) => [KIND_LABEL[k]!, plan.counts[k], k.startsWith('quarantine_') && !options.quarantine ? 'left (needs --quarantine)' : plan.counts[k] > 0 ? 'will run' : '-']),
+      useColor,
+    ),
+  );
+  if (plan.samples.length > 0) {
+    out.push(paint.bold('Samples'));
+    out.push(
+      renderTable(
+        ['step', 'check', 'user_id', 'case_id', 'canonical id', 'memory_id'],
+        plan.samples.map((s) => [s.kind, s.check_id, visible(s.user_id ?? ''), visible(s.case_id ?? ''), s.canonical_id ?? '', s.memory_id ?? '']),
+        useColor,
+      ),
+    );
+  }
+  if (plan.ambiguous.count > 0) {
+    out.push(paint.yellow(`${plan.ambiguous.count} missing case id(s) are referenced by several users; the owner chosen is the user of the earliest progress row:`));
+    out.push(
+      renderTable(
+        ['case id', 'owner chosen', 'all users'],
+        plan.ambiguous.samples.map((s) => [s.canonical_id ?? '', visible(s.user_id ?? ''), visible((s.owner_list ?? []).join(', '))]),
+        useColor,
+      ),
+    );
+  }
+  for (const note of plan.leftAlone) out.push(`note: ${note}`);
+  if (options.showSql) {
+    for (const s of plan.statements) {
+      out.push(paint.bold(`-- ${s.kind}: one statement per batch; parameters ${JSON.stringify(s.params)}`));
+      out.push(s.sql.endsWith(';') ? s.sql : `${s.sql};`);
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
+
+export function renderResult(result: RecoverResult, useColor: boolean): string {
+  const paint = painter(useColor);
+  if (result.status === 'dry_run') return `${paint.bold('Dry run')}: nothing was changed (run ${result.runId} journaled). Run without --dry-run to apply.\n`;
+  if (result.status === 'nothing_to_do') return `${paint.green('Nothing to do')}: no missing case, spelling or quarantine target (run ${result.runId} journaled).\n`;
+  if (result.status === 'declined') return 'Declined: nothing was changed.\n';
+  const table = renderTable(
+    ['step', 'planned', 'applied'],
+    TARGET_KINDS.filter((k) => result.plan.counts[k] > 0).map((k) => [KIND_LABEL[k]!, result.plan.counts[k], result.applied[k]]),
+    useColor,
+  );
+  const skipped = result.skipped > 0 ? `\n${result.skipped} target(s) were already handled meanwhile (for example a case the live bot re-created) and were left alone.` : '';
+  return `${table}\n${paint.green('Recovered')}: run ${result.runId}, ${result.batches} batch(es), longest batch ${Math.round(result.longestBatchMs)} ms, ${(result.durationMs / 1000).toFixed(2)} s.${skipped}\n`;
+}
