@@ -20,6 +20,12 @@ export const INTAKE_USER_LOCK = NAMESPACE + 1;
 export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
+  // A checked-out client that dies between queries (pg_terminate_backend, a server restart)
+  // emits 'error'; without a listener that would crash the process.
+  const onError = (error: Error) => {
+    broken = error;
+  };
+  client.on('error', onError);
   try {
     return await fn(client);
   } catch (error) {
@@ -29,6 +35,7 @@ export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
     }
     throw error;
   } finally {
+    client.removeListener('error', onError);
     client.release(broken);
   }
 }

@@ -32,7 +32,8 @@ export interface RecoverOptions {
   signal?: AbortSignal;
   /** Asked once the plan is known, before anything is written; false declines. */
   confirm?: (plan: RecoveryPlan) => Promise<boolean>;
-  onBatch?: (event: BatchEvent) => void;
+  /** Called after each committed batch; awaited. */
+  onBatch?: (event: BatchEvent) => void | Promise<void>;
 }
 
 export interface RecoveryPlan {
@@ -154,7 +155,7 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
         longestBatchMs = Math.max(longestBatchMs, ms);
         const event = { runId, kind, batch, taken: Number(row.taken), applied: Number(row.applied), ms: Math.round(ms), doneTotal: taken, total: plan.total };
         log.info({ event: 'recover.batch_committed', kind, batch, rows: event.taken, applied: event.applied, ms: event.ms });
-        options.onBatch?.(event);
+        await options.onBatch?.(event);
       }
     }
     await finish('completed');

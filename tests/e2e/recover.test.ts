@@ -1,0 +1,88 @@
+/** recover through the built binary: refusal, confirmation flags, lock contention, SIGINT. */
+import { spawn } from 'node:child_process';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BIN, runCli } from '../helpers/cli.js';
+import { createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
+import { seedDamage } from '../helpers/fixtures.js';
+import { recoveredCaseCount, seedOrphans } from '../helpers/orphans.js';
+
+describe('caseguard recover', () => {
+  let t: TestDatabase;
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    await seedDamage(t.pool);
+  });
+  afterEach(() => t?.drop());
+  const cli = (...args: string[]) => runCli([...args, '--database-url', t.url]);
+
+  it('refuses without a terminal unless --yes: exit 2, nothing written, nothing journaled', async () => {
+    const before = await tableChecksum(t.pool, 'mega_agent.cases');
+    const r = await cli('recover');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no terminal.*--yes/);
+    expect(await tableChecksum(t.pool, 'mega_agent.cases')).toBe(before);
+    const runs = await t.pool.query("SELECT count(*)::int AS n FROM caseguard.runs WHERE command = 'recover'").catch(() => ({ rows: [{ n: 0 }] }));
+    expect(runs.rows[0].n).toBe(0);
+  });
+
+  it('--dry-run prints the plan with its SQL; --yes applies it; the rerun has nothing to do', async () => {
+    const dry = await cli('recover', '--dry-run', '--quarantine');
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/Recovery plan/);
+    expect(dry.stdout).toMatch(/INSERT INTO mega_agent\.cases/);
+    expect(dry.stdout).toMatch(/Dry run: nothing was changed/);
+    const real = await cli('recover', '--yes', '--quarantine');
+    expect(real.code).toBe(0);
+    expect(real.stdout).toMatch(/Recovered: run \d+/);
+    expect(real.stderr).toMatch(/recover\.batch_committed/);
+    const again = await cli('recover', '--yes', '--quarantine');
+    expect(again.stdout).toMatch(/Nothing to do/);
+    const scan = await cli('scan');
+    expect(scan.code).toBe(0);
+    const runs = await cli('runs', '--format', 'json');
+    expect(JSON.parse(runs.stdout).map((r: { status: string }) => r.status)).toEqual(['completed', 'completed', 'completed']);
+    const q = await cli('quarantine', 'list', '--format', 'json');
+    expect(JSON.parse(q.stdout).total).toBe(8);
+  });
+
+  it('exits 5 while another session holds the recover lock', async () => {
+    await cli('recover', '--dry-run'); // creates caseguard's schema
+    const holder = await t.pool.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
+      const r = await cli('recover', '--yes');
+      expect(r.code).toBe(5);
+      expect(r.stderr).toMatch(/another caseguard recover is running/);
+    } finally {
+      holder.release();
+    }
+  });
+
+  it('SIGINT mid-run: the batch completes, the run is journaled as interrupted, exit 130; a rerun finishes', async () => {
+    await seedOrphans(t.pool, 3000);
+    const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--batch-size', '10', '--database-url', t.url], {
+      env: { ...process.env, CI: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let signalled = false;
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (!signalled && stderr.includes('recover.batch_committed')) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(signalled).toBe(true);
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted/);
+    const run = await t.pool.query("SELECT status FROM caseguard.runs WHERE command = 'recover' ORDER BY run_id DESC LIMIT 1");
+    expect(run.rows[0].status).toBe('interrupted');
+    const partial = await recoveredCaseCount(t.pool);
+    expect(partial.cases).toBeLessThan(3005);
+    const rerun = await cli('recover', '--yes');
+    expect(rerun.code).toBe(0);
+    expect(await recoveredCaseCount(t.pool)).toEqual({ cases: 3005, distinct: 3005 });
+  });
+});
