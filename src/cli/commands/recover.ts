@@ -20,7 +20,7 @@ export function defineRecover(program: Command): void {
     .option('--dry-run', 'show the exact plan (and its SQL) and change nothing')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .option('--quarantine', 'move invalid_case_id and duplicate_progress rows (and memory or pointers whose id is no uuid) into the quarantine')
-    .option('--batch-size <n>', 'targets per batch; each batch is its own short transaction', integer(1, 100_000), 2000)
+    .option('--batch-size <n>', 'targets per batch; each batch is its own short transaction', integer(1, 100_000), 5000)
     .option('--limit <n>', 'samples shown per step', integer(0, 10_000), 10)
     .option('--no-sql', 'leave the SQL out of the plan')
     .option('--undo <run>', 'undo a recover run where it is safe', integer(1, Number.MAX_SAFE_INTEGER))

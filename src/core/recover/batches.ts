@@ -38,8 +38,8 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
         ),
         items AS (
           ${ITEM_INSERT}
-          SELECT ${runId}, 'case_created', b.check_id, 'cases', jsonb_build_object('case_id', ins.case_id), NULL, to_jsonb(ins)
-            FROM ins JOIN b ON b.canonical_id = ins.case_id
+          SELECT ${runId}, 'case_created', ins.metadata->>'check', 'cases', jsonb_build_object('case_id', ins.case_id), NULL, to_jsonb(ins)
+            FROM ins
           RETURNING 1
         )
         ${tail(sql`SELECT count(*) FROM items`)}`;
