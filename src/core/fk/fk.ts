@@ -1,0 +1,302 @@
+/**
+ * fk: the foreign key from case_intake_progress.case_id to cases.case_id, added the way large
+ * production teams add one to a live table: every step idempotent and skipped when done (a
+ * rerun resumes), every lock taken with lock_timeout and retried with backoff, the constraint
+ * added NOT VALID and validated in a separate transaction.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'drizzle-orm';
+import type pg from 'pg';
+import type { Database } from '../db/database.js';
+import type { DatabaseShape } from '../db/inspect.js';
+import { LockKey, withClient, withTryAdvisoryLock } from '../db/locks.js';
+import { ensureJournalSchema } from '../db/migrate.js';
+import { SqlState, describePgError, sqlStateOf } from '../db/sqlstate.js';
+import { BusyError, CaseguardError, ExitCode, InterruptedError } from '../errors.js';
+import { finishRun, startRun } from '../journal/journal.js';
+import type { Logger } from '../logger.js';
+import { scan } from '../scan/scan.js';
+import { readFkState, NAMES, type FkState } from './state.js';
+import { BACKFILL_SQL, stepsFor, type FkStep, type Strategy } from './steps.js';
+
+export type { Strategy } from './steps.js';
+
+/** Blocking findings: the FK (or the uuid cast) cannot be added while any exists. */
+export interface Blockers {
+  orphaned_progress: number;
+  invalid_case_id: number;
+  duplicate_progress: number;
+}
+
+export interface FkStatus {
+  state: FkState;
+  blockers: Blockers;
+  /** True when the FK exists and is validated. */
+  complete: boolean;
+  steps: Array<{ id: string; title: string; done: boolean }>;
+}
+
+export interface FkTiming {
+  lockTimeout: string;
+  statementTimeout: string;
+  retries: number;
+  /** First backoff between lock retries, doubled each time (with jitter), capped at 10 s. */
+  backoffMs: number;
+}
+
+export async function fkBlockers(database: Database, shape: DatabaseShape): Promise<Blockers> {
+  const report = await scan(database.db, shape, { databaseName: database.name, limit: 0, gate: { failOn: 'error', maxFindings: 0 } });
+  const count = (id: string) => report.checks.find((c) => c.id === id)?.count ?? 0;
+  return { orphaned_progress: count('orphaned_progress'), invalid_case_id: count('invalid_case_id'), duplicate_progress: count('duplicate_progress') };
+}
+
+export async function fkStatus(database: Database, shape: DatabaseShape, strategy: Strategy = 'online'): Promise<FkStatus> {
+  const state = await readFkState(database.db);
+  const blockers = await fkBlockers(database, shape);
+  return {
+    state,
+    blockers,
+    complete: state.foreignKey?.validated === true,
+    steps: stepsFor(strategy, state).map((s) => ({ id: s.id, title: s.title, done: s.done(state) })),
+  };
+}
+
+export interface FkPlan {
+  strategy: Strategy;
+  timing: FkTiming;
+  state: FkState;
+  steps: Array<Omit<FkStep, 'done'> & { done: boolean }>;
+  /** The whole plan as one SQL script (what squawk lints). */
+  script: string;
+}
+
+export function fkPlan(state: FkState, strategy: Strategy, timing: FkTiming, batchSize: number): FkPlan {
+  const steps = stepsFor(strategy, state).map(({ done, ...s }) => ({ ...s, done: done(state) }));
+  const lines: string[] = [
+    `-- caseguard fk add --strategy ${strategy}: ${steps.filter((s) => !s.done).length} of ${steps.length} steps to run`,
+    `SET lock_timeout = '${timing.lockTimeout}';`,
+    `SET statement_timeout = '${timing.statementTimeout}';`,
+  ];
+  for (const [i, step] of steps.entries()) {
+    lines.push('', `-- step ${i + 1}: ${step.id}${step.done ? ' (done; skipped)' : ''}: ${step.title}`, `-- lock: ${step.lock}`, `-- meanwhile: ${step.effect}`);
+    if (step.mode === 'batches') {
+      lines.push(`-- repeated in transactions of ${batchSize} rows until no row is left, keyset on the primary key:`);
+      lines.push(`-- ${BACKFILL_SQL.replace(/\n/g, '\n-- ')};`);
+    } else if (step.mode === 'concurrent') {
+      for (const statement of step.statements) lines.push(`${statement};`);
+    } else {
+      lines.push('BEGIN;', ...step.statements.map((s) => `${s};`), 'COMMIT;');
+    }
+  }
+  return { strategy, timing, state, steps, script: `${lines.join('\n')}\n` };
+}
+
+export interface FkAddOptions {
+  strategy: Strategy;
+  timing: FkTiming;
+  batchSize: number;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Test hook: runs after each step; throwing there is a failure midway. */
+  afterStep?: (stepId: string) => void | Promise<void>;
+  onStep?: (event: { step: string; status: 'skipped' | 'done'; ms: number; attempts: number }) => void;
+}
+
+export interface FkAddResult {
+  runId: number;
+  steps: Array<{ id: string; status: 'skipped' | 'done'; ms: number; attempts: number }>;
+  backfilled: number;
+  durationMs: number;
+}
+
+export class BlockedError extends CaseguardError {
+  constructor(message: string) {
+    super(message, ExitCode.findings);
+  }
+}
+
+export async function fkAdd(database: Database, shape: DatabaseShape, options: FkAddOptions): Promise<FkAddResult> {
+  await ensureJournalSchema(database.pool);
+  return withClient(database.pool, (lockClient) =>
+    withTryAdvisoryLock(lockClient, LockKey.fk, 'caseguard fk', async () => {
+      const blockers = await fkBlockers(database, shape);
+      const blocking = Object.entries(blockers).filter(([, n]) => n > 0);
+      if (blocking.length > 0) {
+        throw new BlockedError(
+          `the foreign key cannot be added while ${blocking.map(([k, n]) => `${n} ${k}`).join(', ')} finding(s) exist; run caseguard recover (with --quarantine for invalid and duplicate rows) first`,
+        );
+      }
+      const started = performance.now();
+      const runId = await startRun(database.db, { command: 'fk add', options: { strategy: options.strategy, ...options.timing, batchSize: options.batchSize }, dryRun: false });
+      const log = options.log.child({ run_id: runId });
+      const done: FkAddResult['steps'] = [];
+      let backfilled = 0;
+      try {
+        const ids = stepsFor(options.strategy, await readFkState(database.db)).map((s) => s.id);
+        for (const id of ids) {
+          if (options.signal?.aborted) throw new InterruptedError(`fk add interrupted before step ${id}; rerun to resume`);
+          // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
+          const state = await readFkState(database.db);
+          const step = stepsFor(options.strategy, state).find((s) => s.id === id)!;
+          if (step.done(state)) {
+            done.push({ id, status: 'skipped', ms: 0, attempts: 0 });
+            options.onStep?.({ step: id, status: 'skipped', ms: 0, attempts: 0 });
+            continue;
+          }
+          const t0 = performance.now();
+          const attempts = await withClient(database.pool, async (client) => {
+            if (step.mode === 'batches') {
+              const r = await backfill(client, options, log);
+              backfilled += r.rows;
+              return r.attempts;
+            }
+            return step.mode === 'concurrent' ? runConcurrent(client, step, options.timing, log) : runTransaction(client, step, options.timing, log);
+          });
+          const ms = Math.round(performance.now() - t0);
+          await database.db.execute(
+            sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+              VALUES (${runId}, 'fk_step', NULL, 'case_intake_progress', ${JSON.stringify({ step: id })}::jsonb, NULL, ${JSON.stringify({ ms, attempts })}::jsonb)`,
+          );
+          log.info({ event: 'fk.step_done', step: id, ms, attempts });
+          done.push({ id, status: 'done', ms, attempts });
+          options.onStep?.({ step: id, status: 'done', ms, attempts });
+          await options.afterStep?.(id);
+        }
+        await finishRun(database.db, runId, { status: 'completed', counts: { steps: done.filter((s) => s.status === 'done').length, backfilled } });
+        return { runId, steps: done, backfilled, durationMs: performance.now() - started };
+      } catch (error) {
+        const status = error instanceof InterruptedError ? 'interrupted' : 'failed';
+        await finishRun(database.db, runId, { status, counts: { steps: done.filter((s) => s.status === 'done').length, backfilled }, error: describePgError(error) }).catch(() => undefined);
+        throw error;
+      }
+    }),
+  );
+}
+
+function backoff(timing: FkTiming, attempt: number): number {
+  const base = Math.min(10_000, timing.backoffMs * 2 ** attempt);
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+function lockFailure(step: string, timing: FkTiming, cause: unknown): BusyError {
+  return new BusyError(
+    `step ${step} could not get its lock within lock_timeout ${timing.lockTimeout} after ${timing.retries + 1} attempt(s); nothing of the step was applied; rerun caseguard fk add to resume`,
+    { cause },
+  );
+}
+
+/** One transaction with lock_timeout and statement_timeout; retried with backoff on lock timeouts. */
+async function runTransaction(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.query('BEGIN');
+      await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [timing.lockTimeout, timing.statementTimeout]);
+      for (const statement of step.statements) await client.query(statement);
+      await client.query('COMMIT');
+      return attempt + 1;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (sqlStateOf(error) !== SqlState.lockNotAvailable) throw error;
+      if (attempt >= timing.retries) throw lockFailure(step.id, timing, error);
+      const wait = backoff(timing, attempt);
+      log.warn({ event: 'fk.lock_retry', step: step.id, attempt: attempt + 1, wait_ms: wait });
+      await sleep(wait);
+    }
+  }
+}
+
+/** CONCURRENTLY statements cannot run in a transaction: session timeouts, same retries. */
+async function runConcurrent(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
+  await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [timing.lockTimeout, timing.statementTimeout]);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // The first statement drops what a failed earlier build left (an INVALID index).
+        for (const statement of step.statements) await client.query(statement);
+        return attempt + 1;
+      } catch (error) {
+        if (sqlStateOf(error) !== SqlState.lockNotAvailable) throw error;
+        if (attempt >= timing.retries) throw lockFailure(step.id, timing, error);
+        const wait = backoff(timing, attempt);
+        log.warn({ event: 'fk.lock_retry', step: step.id, attempt: attempt + 1, wait_ms: wait });
+        await sleep(wait);
+      }
+    }
+  } finally {
+    await client.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
+  }
+}
+
+async function backfill(client: pg.ClientBase, options: FkAddOptions, log: Logger): Promise<{ rows: number; attempts: number }> {
+  let after: [string, string] = ['', ''];
+  let rows = 0;
+  let attempts = 0;
+  for (let batch = 1; ; batch++) {
+    if (options.signal?.aborted) throw new InterruptedError('fk add interrupted during the backfill; rerun to resume');
+    const result = await runTransactionQuery(client, options.timing, log, 'backfill', BACKFILL_SQL, [after[0], after[1], options.batchSize]);
+    attempts += result.attempts;
+    if (result.rows.length === 0) return { rows, attempts };
+    rows += result.rows.length;
+    const last = result.rows.reduce((max, r) => (r.user_id > max.user_id || (r.user_id === max.user_id && r.case_id > max.case_id) ? r : max));
+    after = [last.user_id, last.case_id];
+    log.debug({ event: 'fk.backfill_batch', batch, rows: result.rows.length });
+  }
+}
+
+async function runTransactionQuery(
+  client: pg.ClientBase,
+  timing: FkTiming,
+  log: Logger,
+  step: string,
+  text: string,
+  params: unknown[],
+): Promise<{ rows: Array<{ user_id: string; case_id: string }>; attempts: number }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.query('BEGIN');
+      await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [timing.lockTimeout, timing.statementTimeout]);
+      const result = await client.query<{ user_id: string; case_id: string }>(text, params);
+      await client.query('COMMIT');
+      return { rows: result.rows, attempts: attempt + 1 };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (sqlStateOf(error) !== SqlState.lockNotAvailable) throw error;
+      if (attempt >= timing.retries) throw lockFailure(step, timing, error);
+      const wait = backoff(timing, attempt);
+      log.warn({ event: 'fk.lock_retry', step, attempt: attempt + 1, wait_ms: wait });
+      await sleep(wait);
+    }
+  }
+}
+
+export interface FkDropResult {
+  runId: number;
+  droppedConstraint?: string;
+  revertedType: boolean;
+}
+
+/** Rollback: drop the constraint; with revertType, the column back to text (a rewrite). */
+export async function fkDrop(database: Database, options: { revertType: boolean; timing: FkTiming; log: Logger }): Promise<FkDropResult> {
+  await ensureJournalSchema(database.pool);
+  return withClient(database.pool, (lockClient) =>
+    withTryAdvisoryLock(lockClient, LockKey.fk, 'caseguard fk', async () => {
+      const state = await readFkState(database.db);
+      const runId = await startRun(database.db, { command: 'fk drop', options: { revertType: options.revertType }, dryRun: false });
+      const statements: string[] = [];
+      if (state.foreignKey) statements.push(`ALTER TABLE ${NAMES.table} DROP CONSTRAINT IF EXISTS ${state.foreignKey.name}`);
+      if (options.revertType && state.columnType === 'uuid') statements.push(`ALTER TABLE ${NAMES.table} ALTER COLUMN case_id TYPE text USING case_id::text`);
+      try {
+        if (statements.length > 0) {
+          await withClient(database.pool, (client) =>
+            runTransaction(client, { id: 'drop', title: 'drop', mode: 'transaction', lock: '', effect: '', statements, done: () => false }, options.timing, options.log),
+          );
+        }
+        await finishRun(database.db, runId, { status: 'completed', counts: { statements: statements.length } });
+        return { runId, droppedConstraint: state.foreignKey?.name, revertedType: options.revertType && state.columnType === 'uuid' };
+      } catch (error) {
+        await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) }).catch(() => undefined);
+        throw error;
+      }
+    }),
+  );
+}

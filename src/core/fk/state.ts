@@ -1,0 +1,86 @@
+/**
+ * Where the foreign-key migration stands, read from pg_catalog: the column type, the online
+ * migration's scaffolding (shadow column, sync trigger, NOT NULL check, unique index), the
+ * supporting index and the constraint itself. Every step of `fk add` is skipped when this says
+ * it is done, so a rerun after any failure resumes.
+ */
+import { sql } from 'drizzle-orm';
+import type { Executor } from '../db/database.js';
+
+export const NAMES = {
+  table: 'mega_agent.case_intake_progress',
+  shadow: 'case_id_uuid',
+  trigger: 'caseguard_sync_case_id_uuid',
+  fn: 'caseguard.case_intake_progress_sync_case_id',
+  notNullCheck: 'case_intake_progress_case_id_uuid_not_null',
+  uniqueIndex: 'case_intake_progress_user_id_case_id_uuid_key',
+  caseIdIndex: 'case_intake_progress_case_id_idx',
+  fk: 'fk_case_intake_progress_case',
+} as const;
+
+export interface FkState {
+  columnType: string;
+  hasShadow: boolean;
+  hasTrigger: boolean;
+  /** undefined: absent; false: NOT VALID; true: validated. */
+  notNullCheck?: boolean;
+  /** undefined: absent; false: invalid (a failed CONCURRENTLY build); true: valid. */
+  uniqueIndex?: boolean;
+  primaryKey?: { name: string; columns: string[] };
+  /** A valid index whose first column is case_id (what cascading deletes need). */
+  caseIdIndex?: { name: string; valid: boolean };
+  foreignKey?: { name: string; validated: boolean };
+  rows: number;
+}
+
+export async function readFkState(db: Executor): Promise<FkState> {
+  const r = await db.execute<{
+    column_type: string;
+    has_shadow: boolean;
+    has_trigger: boolean;
+    not_null_check: boolean | null;
+    unique_index: boolean | null;
+    pk_name: string | null;
+    pk_columns: string[] | null;
+    case_index_name: string | null;
+    case_index_valid: boolean | null;
+    fk_name: string | null;
+    fk_validated: boolean | null;
+    rows: string;
+  }>(sql`
+    WITH t AS (SELECT ${NAMES.table}::regclass AS oid)
+    SELECT
+      (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attname = 'case_id' AND NOT a.attisdropped) AS column_type,
+      EXISTS (SELECT 1 FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attname = ${NAMES.shadow} AND NOT a.attisdropped) AS has_shadow,
+      EXISTS (SELECT 1 FROM pg_trigger g, t WHERE g.tgrelid = t.oid AND g.tgname = ${NAMES.trigger}) AS has_trigger,
+      (SELECT c.convalidated FROM pg_constraint c, t WHERE c.conrelid = t.oid AND c.conname = ${NAMES.notNullCheck}) AS not_null_check,
+      (SELECT i.indisvalid FROM pg_class ic JOIN pg_index i ON i.indexrelid = ic.oid, t
+        WHERE i.indrelid = t.oid AND ic.relname = ${NAMES.uniqueIndex}) AS unique_index,
+      (SELECT c.conname FROM pg_constraint c, t WHERE c.conrelid = t.oid AND c.contype = 'p') AS pk_name,
+      (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_constraint c, t,
+              unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
+              JOIN pg_attribute a ON a.attnum = k.attnum
+        WHERE c.conrelid = t.oid AND c.contype = 'p' AND a.attrelid = t.oid) AS pk_columns,
+      (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0], t
+        WHERE i.indrelid = t.oid AND a.attname = 'case_id' ORDER BY i.indisvalid DESC LIMIT 1) AS case_index_name,
+      (SELECT i.indisvalid FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0], t
+        WHERE i.indrelid = t.oid AND a.attname = 'case_id' ORDER BY i.indisvalid DESC LIMIT 1) AS case_index_valid,
+      (SELECT c.conname FROM pg_constraint c, t WHERE c.conrelid = t.oid AND c.contype = 'f'
+          AND c.confrelid = 'mega_agent.cases'::regclass ORDER BY c.convalidated DESC LIMIT 1) AS fk_name,
+      (SELECT c.convalidated FROM pg_constraint c, t WHERE c.conrelid = t.oid AND c.contype = 'f'
+          AND c.confrelid = 'mega_agent.cases'::regclass ORDER BY c.convalidated DESC LIMIT 1) AS fk_validated,
+      (SELECT reltuples::bigint FROM pg_class, t WHERE pg_class.oid = t.oid) AS rows`);
+  const row = r.rows[0]!;
+  return {
+    columnType: row.column_type,
+    hasShadow: row.has_shadow,
+    hasTrigger: row.has_trigger,
+    notNullCheck: row.not_null_check ?? undefined,
+    uniqueIndex: row.unique_index ?? undefined,
+    primaryKey: row.pk_name ? { name: row.pk_name, columns: row.pk_columns ?? [] } : undefined,
+    caseIdIndex: row.case_index_name ? { name: row.case_index_name, valid: Boolean(row.case_index_valid) } : undefined,
+    foreignKey: row.fk_name ? { name: row.fk_name, validated: Boolean(row.fk_validated) } : undefined,
+    rows: Math.max(0, Number(row.rows)),
+  };
+}

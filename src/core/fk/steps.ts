@@ -1,0 +1,174 @@
+/**
+ * The steps of `fk add`, as data: the SQL each runs, the lock it takes (as the PostgreSQL
+ * ALTER TABLE documentation states it), what waits meanwhile, and how to tell it is done.
+ *
+ * online (default): a uuid shadow column kept in sync by a trigger, backfilled in keyset
+ * batches, proven NOT NULL by a validated CHECK (so SET NOT NULL skips its scan), a unique
+ * index built CONCURRENTLY, then one short swap that attaches the primary key USING INDEX.
+ * rewrite: ALTER COLUMN TYPE ... USING, one ACCESS EXCLUSIVE rewrite; fine for small tables.
+ * Both then build the case_id index CONCURRENTLY, add the FK NOT VALID, and VALIDATE it apart.
+ */
+import { NAMES, type FkState } from './state.js';
+
+export type Strategy = 'online' | 'rewrite';
+
+export interface FkStep {
+  id: string;
+  title: string;
+  /** How the step runs: one transaction, outside any (CONCURRENTLY), or keyset batches. */
+  mode: 'transaction' | 'concurrent' | 'batches';
+  lock: string;
+  effect: string;
+  statements: string[];
+  done(state: FkState): boolean;
+}
+
+const T = NAMES.table;
+const isUuid = (s: FkState) => s.columnType === 'uuid';
+
+/** One backfill batch: the next keyset page of rows without their uuid, filled in. */
+export const BACKFILL_SQL = `UPDATE ${T} p SET ${NAMES.shadow} = p.case_id::uuid
+  FROM (SELECT user_id, case_id FROM ${T}
+         WHERE ${NAMES.shadow} IS NULL AND (user_id, case_id) > ($1, $2)
+         ORDER BY user_id, case_id LIMIT $3) b
+ WHERE p.user_id = b.user_id AND p.case_id = b.case_id
+RETURNING p.user_id, p.case_id`;
+
+function swapStatements(state: FkState): string[] {
+  const pk = state.primaryKey?.name ?? 'case_intake_progress_pkey';
+  return [
+    `ALTER TABLE ${T} ALTER COLUMN ${NAMES.shadow} SET NOT NULL`,
+    `DROP TRIGGER IF EXISTS ${NAMES.trigger} ON ${T}`,
+    `ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${pk}`,
+    `ALTER TABLE ${T} DROP COLUMN case_id`,
+    `ALTER TABLE ${T} RENAME COLUMN ${NAMES.shadow} TO case_id`,
+    `ALTER TABLE ${T} ADD CONSTRAINT ${pk} PRIMARY KEY USING INDEX ${NAMES.uniqueIndex}`,
+    `ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${NAMES.notNullCheck}`,
+    `DROP FUNCTION IF EXISTS ${NAMES.fn}()`,
+  ];
+}
+
+export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
+  const typeSteps: FkStep[] =
+    strategy === 'rewrite'
+      ? [
+          {
+            id: 'alter_type',
+            title: 'change case_id from text to uuid by rewriting the table',
+            mode: 'transaction',
+            lock: 'ACCESS EXCLUSIVE on case_intake_progress for the whole rewrite',
+            effect: 'reads and writes of case_intake_progress wait until the table and its indexes are rewritten',
+            statements: [`ALTER TABLE ${T} ALTER COLUMN case_id TYPE uuid USING case_id::uuid`],
+            done: isUuid,
+          },
+        ]
+      : [
+          {
+            id: 'add_shadow_column',
+            title: 'add the uuid shadow column',
+            mode: 'transaction',
+            lock: 'ACCESS EXCLUSIVE, brief (a nullable column without default is a catalog change, no rewrite)',
+            effect: 'writers wait only for the catalog change',
+            statements: [`ALTER TABLE ${T} ADD COLUMN IF NOT EXISTS ${NAMES.shadow} uuid`],
+            done: (s) => isUuid(s) || s.hasShadow,
+          },
+          {
+            id: 'sync_trigger',
+            title: 'keep the shadow column in sync with a trigger',
+            mode: 'transaction',
+            lock: 'SHARE ROW EXCLUSIVE, brief (CREATE TRIGGER)',
+            effect:
+              'from now on every insert or case_id update also writes the uuid; a case_id that is no uuid is rejected (SQLSTATE 22P02) instead of stored',
+            statements: [
+              `CREATE SCHEMA IF NOT EXISTS caseguard`,
+              `CREATE OR REPLACE FUNCTION ${NAMES.fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN NEW.${NAMES.shadow} := NEW.case_id::uuid; RETURN NEW; END $fn$`,
+              `DROP TRIGGER IF EXISTS ${NAMES.trigger} ON ${T}`,
+              `CREATE TRIGGER ${NAMES.trigger} BEFORE INSERT OR UPDATE OF case_id ON ${T} FOR EACH ROW EXECUTE FUNCTION ${NAMES.fn}()`,
+            ],
+            done: (s) => isUuid(s) || s.hasTrigger,
+          },
+          {
+            id: 'backfill',
+            title: 'backfill the shadow column in keyset batches',
+            mode: 'batches',
+            lock: 'ROW EXCLUSIVE; row locks on one batch at a time, each batch its own transaction',
+            effect: 'a writer of a row in the current batch waits for that batch only',
+            statements: [BACKFILL_SQL],
+            done: isUuid,
+          },
+          {
+            id: 'not_null_check',
+            title: 'add a CHECK (shadow IS NOT NULL) NOT VALID (no scan)',
+            mode: 'transaction',
+            lock: 'ACCESS EXCLUSIVE, brief (NOT VALID skips the scan)',
+            effect: 'writers wait only for the catalog change; new rows are checked from now on',
+            statements: [`ALTER TABLE ${T} ADD CONSTRAINT ${NAMES.notNullCheck} CHECK (${NAMES.shadow} IS NOT NULL) NOT VALID`],
+            done: (s) => isUuid(s) || s.notNullCheck !== undefined,
+          },
+          {
+            id: 'validate_not_null',
+            title: 'validate the CHECK in its own transaction',
+            mode: 'transaction',
+            lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
+            effect: 'the validation scans the table without blocking writers',
+            statements: [`ALTER TABLE ${T} VALIDATE CONSTRAINT ${NAMES.notNullCheck}`],
+            done: (s) => isUuid(s) || s.notNullCheck === true,
+          },
+          {
+            id: 'unique_index',
+            title: 'build the new primary key index concurrently',
+            mode: 'concurrent',
+            lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
+            effect: 'no writer waits; the build waits for transactions older than itself',
+            statements: [
+              `DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${NAMES.uniqueIndex}`,
+              `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${NAMES.uniqueIndex} ON ${T} (user_id, ${NAMES.shadow})`,
+            ],
+            done: (s) => isUuid(s) || s.uniqueIndex === true,
+          },
+          {
+            id: 'swap',
+            title: 'swap the columns and attach the primary key, in one short transaction',
+            mode: 'transaction',
+            lock: 'ACCESS EXCLUSIVE, brief: SET NOT NULL uses the validated CHECK and the primary key uses the built index, so nothing is scanned',
+            effect: 'from now on case_id is uuid: writers that send case_id as an untyped parameter or literal go on unchanged; one that sends it typed as text needs a cast',
+            statements: swapStatements(state),
+            done: isUuid,
+          },
+        ];
+  return [
+    ...typeSteps,
+    {
+      id: 'case_id_index',
+      title: 'index case_id concurrently (cascading deletes on cases need it)',
+      mode: 'concurrent',
+      lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
+      effect: 'no writer waits',
+      statements: [
+        `DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${NAMES.caseIdIndex}`,
+        `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${NAMES.caseIdIndex} ON ${T} (case_id)`,
+      ],
+      done: (s) => s.caseIdIndex?.valid === true,
+    },
+    {
+      id: 'add_fk',
+      title: 'add the foreign key NOT VALID (no scan)',
+      mode: 'transaction',
+      lock: 'SHARE ROW EXCLUSIVE on case_intake_progress and cases, brief',
+      effect: 'writers of both tables wait only for the catalog change; new rows are checked from now on',
+      statements: [
+        `ALTER TABLE ${T} ADD CONSTRAINT ${NAMES.fk} FOREIGN KEY (case_id) REFERENCES mega_agent.cases (case_id) ON DELETE CASCADE NOT VALID`,
+      ],
+      done: (s) => s.foreignKey !== undefined,
+    },
+    {
+      id: 'validate_fk',
+      title: 'validate the foreign key in its own transaction',
+      mode: 'transaction',
+      lock: 'SHARE UPDATE EXCLUSIVE on case_intake_progress, ROW SHARE on cases (reads and writes go on)',
+      effect: 'existing rows are checked without blocking writers',
+      statements: [`ALTER TABLE ${T} VALIDATE CONSTRAINT ${state.foreignKey?.name ?? NAMES.fk}`],
+      done: (s) => s.foreignKey?.validated === true,
+    },
+  ];
+}
