@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { reportError } from './errors.js';
+import { defineFk } from './commands/fk.js';
 import { defineMigrate } from './commands/migrate.js';
 import { defineQuarantine } from './commands/quarantine.js';
 import { defineRecover } from './commands/recover.js';
@@ -52,6 +53,7 @@ Examples:
   defineRecover(program);
   defineRuns(program);
   defineQuarantine(program);
+  defineFk(program);
   defineSimulate(program);
   listPlanned(program);
   const override = (c: Command) => {

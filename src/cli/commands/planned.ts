@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { UsageError } from '../../core/errors.js';
 
 const PLANNED: Array<[string, string]> = [
-  ['fk', 'add the foreign key online-safely (not built yet)'],
   ['bot', 'run the intake bot (not built yet)'],
 ];
 

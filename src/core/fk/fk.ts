@@ -85,7 +85,13 @@ export function fkPlan(state: FkState, strategy: Strategy, timing: FkTiming, bat
     } else if (step.mode === 'concurrent') {
       for (const statement of step.statements) lines.push(`${statement};`);
     } else {
-      lines.push('BEGIN;', ...step.statements.map((s) => `${s};`), 'COMMIT;');
+      lines.push('BEGIN;');
+      for (const [j, statement] of step.statements.entries()) {
+        const suppressed = step.suppress?.[j];
+        if (suppressed) lines.push(`-- on purpose: ${suppressed.reason}`, `-- squawk-ignore ${suppressed.rule}`);
+        lines.push(`${statement};`);
+      }
+      lines.push('COMMIT;');
     }
   }
   return { strategy, timing, state, steps, script: `${lines.join('\n')}\n` };

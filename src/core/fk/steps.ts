@@ -20,6 +20,8 @@ export interface FkStep {
   lock: string;
   effect: string;
   statements: string[];
+  /** squawk rules this step breaks on purpose, by statement index, with the reason. */
+  suppress?: Record<number, { rule: string; reason: string }>;
   done(state: FkState): boolean;
 }
 
@@ -59,6 +61,9 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             lock: 'ACCESS EXCLUSIVE on case_intake_progress for the whole rewrite',
             effect: 'reads and writes of case_intake_progress wait until the table and its indexes are rewritten',
             statements: [`ALTER TABLE ${T} ALTER COLUMN case_id TYPE uuid USING case_id::uuid`],
+            suppress: {
+              0: { rule: 'changing-column-type', reason: 'the rewrite strategy was chosen: writers wait for the whole rewrite (use --strategy online for large tables)' },
+            },
             done: isUuid,
           },
         ]
@@ -133,6 +138,10 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             lock: 'ACCESS EXCLUSIVE, brief: SET NOT NULL uses the validated CHECK and the primary key uses the built index, so nothing is scanned',
             effect: 'from now on case_id is uuid: writers that send case_id as an untyped parameter or literal go on unchanged; one that sends it typed as text needs a cast',
             statements: swapStatements(state),
+            suppress: {
+              3: { rule: 'ban-drop-column', reason: 'the text column is replaced by the uuid column holding the same ids (fk drop --revert-type brings text back)' },
+              4: { rule: 'renaming-column', reason: 'the uuid column takes the old name, so readers and writers keep working' },
+            },
             done: isUuid,
           },
         ];

@@ -1,0 +1,138 @@
+/** caseguard fk status|plan|add|drop: the foreign key, added online-safely and resumably. */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { examples, integer } from '../options.js';
+
+interface TimingFlags {
+  lockTimeout: string;
+  statementTimeout: string;
+  retries: number;
+  strategy: 'online' | 'rewrite';
+  batchSize: number;
+  format: 'table' | 'json';
+}
+
+function duration(value: string): string {
+  if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim())) throw new InvalidArgumentError('expected a duration such as 500ms, 2s or 5min');
+  return value.trim();
+}
+
+function timingOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online'))
+    .option('--lock-timeout <duration>', 'lock_timeout for every step', duration, '2s')
+    .option('--statement-timeout <duration>', 'statement_timeout for every step', duration, '30min')
+    .option('--retries <n>', 'lock acquisition retries per step, with backoff', integer(0, 100), 5)
+    .option('--batch-size <n>', 'rows per backfill transaction (online)', integer(1, 1_000_000), 5000)
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'));
+}
+
+const timing = (f: TimingFlags) => ({ lockTimeout: f.lockTimeout, statementTimeout: f.statementTimeout, retries: f.retries, backoffMs: 250 });
+
+export function defineFk(program: Command): void {
+  const fk = program
+    .command('fk')
+    .description('the foreign key from case_intake_progress.case_id to cases.case_id: status, plan, add, drop')
+    .addHelpText(
+      'after',
+      `
+fk add refuses while orphans, invalid ids or colliding spellings exist (exit 1: run caseguard
+recover first). Every step is idempotent and skipped when done, so a rerun after any failure
+resumes; every lock is taken with lock_timeout and retried with backoff (out of retries: exit 5,
+the database consistent). The FK is added NOT VALID and validated in a separate transaction.${examples(
+        'caseguard fk status',
+        'caseguard fk plan > fk-plan.sql',
+        'caseguard fk add --yes',
+        'caseguard fk add --yes --strategy rewrite      # small tables: one rewrite under ACCESS EXCLUSIVE',
+        'caseguard fk drop --yes --revert-type',
+      )}`,
+    );
+
+  fk.command('status')
+    .description('column type, constraint, supporting index, and what blocks adding the FK')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (flags: { format: 'table' | 'json' }, command: Command) => {
+      const { withDatabase } = await import('../context.js');
+      const { fkStatus } = await import('../../core/fk/fk.js');
+      const { renderFkStatus } = await import('../output/fkReport.js');
+      await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
+        const status = await fkStatus(ctx.database, await ctx.shape());
+        process.stdout.write(flags.format === 'json' ? `${JSON.stringify(status, null, 2)}\n` : renderFkStatus(status, ctx.useColor));
+      });
+    });
+
+  timingOptions(fk.command('plan').description('the exact SQL steps, the lock each takes, and what waits meanwhile')).action(
+    async (flags: TimingFlags, command: Command) => {
+      const { withDatabase } = await import('../context.js');
+      const { fkPlan } = await import('../../core/fk/fk.js');
+      const { readFkState } = await import('../../core/fk/state.js');
+      await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
+        await ctx.shape();
+        const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
+        process.stdout.write(flags.format === 'json' ? `${JSON.stringify(plan, null, 2)}\n` : plan.script);
+      });
+    },
+  );
+
+  timingOptions(fk.command('add').description('add the FK, step by step, resumably'))
+    .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
+    .action(async (flags: TimingFlags & { yes?: boolean }, command: Command) => {
+      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'change the table' });
+      const { withDatabase } = await import('../context.js');
+      const { fkAdd, fkPlan } = await import('../../core/fk/fk.js');
+      const { readFkState } = await import('../../core/fk/state.js');
+      await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
+        const shape = await ctx.shape();
+        if (!flags.yes) {
+          const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
+          process.stdout.write(plan.script);
+          if (!(await confirmWrite(`Run these steps on ${ctx.database.name}?`, { yes: false, isTerminal, what: 'change the table' }))) {
+            process.stdout.write('Declined: nothing was changed.\n');
+            return;
+          }
+        }
+        const result = await fkAdd(ctx.database, shape, {
+          strategy: flags.strategy,
+          timing: timing(flags),
+          batchSize: flags.batchSize,
+          log: ctx.log.child({ command: 'fk add' }),
+          signal: ctx.signal,
+          onStep: (e) => {
+            if (flags.format === 'table') process.stdout.write(`${e.status === 'done' ? 'done   ' : 'skipped'} ${e.step}${e.status === 'done' ? ` (${e.ms} ms, ${e.attempts} attempt(s))` : ''}\n`);
+          },
+        });
+        process.stdout.write(
+          flags.format === 'json'
+            ? `${JSON.stringify(result, null, 2)}\n`
+            : `The foreign key is in place and validated (run ${result.runId}, ${(result.durationMs / 1000).toFixed(2)} s${result.backfilled ? `, ${result.backfilled} rows backfilled` : ''}).\n`,
+        );
+      });
+    });
+
+  fk.command('drop')
+    .description('remove the constraint (rollback); --revert-type also returns the column to text')
+    .option('--revert-type', 'ALTER case_id back to text (a rewrite under ACCESS EXCLUSIVE)')
+    .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
+    .option('--lock-timeout <duration>', 'lock_timeout', duration, '2s')
+    .option('--retries <n>', 'lock acquisition retries, with backoff', integer(0, 100), 5)
+    .action(async (flags: { revertType?: boolean; yes?: boolean; lockTimeout: string; retries: number }, command: Command) => {
+      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' });
+      const { withDatabase } = await import('../context.js');
+      const { fkDrop } = await import('../../core/fk/fk.js');
+      await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
+        await ctx.shape();
+        if (!(await confirmWrite(`Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`, { yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' }))) return;
+        const result = await fkDrop(ctx.database, {
+          revertType: Boolean(flags.revertType),
+          timing: { lockTimeout: flags.lockTimeout, statementTimeout: '30min', retries: flags.retries, backoffMs: 250 },
+          log: ctx.log,
+        });
+        process.stdout.write(
+          `${result.droppedConstraint ? `Dropped ${result.droppedConstraint}` : 'No foreign key to drop'}${result.revertedType ? '; case_id is text again' : ''} (run ${result.runId}).\n`,
+        );
+      });
+    });
+}
