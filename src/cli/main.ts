@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { reportError } from './errors.js';
+import { defineBot } from './commands/bot.js';
 import { defineFk } from './commands/fk.js';
 import { defineMigrate } from './commands/migrate.js';
 import { defineQuarantine } from './commands/quarantine.js';
@@ -12,7 +13,6 @@ import { defineRecover } from './commands/recover.js';
 import { defineRuns } from './commands/runs.js';
 import { defineScan } from './commands/scan.js';
 import { defineSimulate } from './commands/simulate.js';
-import { listPlanned } from './commands/planned.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -55,7 +55,7 @@ Examples:
   defineQuarantine(program);
   defineFk(program);
   defineSimulate(program);
-  listPlanned(program);
+  defineBot(program);
   const override = (c: Command) => {
     c.exitOverride();
     c.commands.forEach(override);

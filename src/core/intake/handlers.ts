@@ -179,13 +179,18 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
         };
       }),
 
-    status: (userId) =>
-      withActive(userId, 'status', async (_tx, g) => {
+    status: async (userId) => {
+      const shown = await withActive(userId, 'status', async (_tx, g) => {
         const at = questionAt(g.row.current_block, g.row.current_step);
         const done = g.row.completed_blocks.length;
         const where = at ? `question ${questionNumber(at.blockIndex, g.row.current_step)} of ${TOTAL_QUESTIONS} (${at.block.title})` : 'no open question';
         return reply(`Your intake is in progress: ${where}; ${done} of ${QUESTIONNAIRE.length} parts complete.`, 'shown');
-      }),
+      });
+      if (shown.outcome !== 'no_intake') return shown;
+      const latest = await store.latestProgress(db, userId);
+      if (latest?.status === 'completed') return { ...shown, text: 'Your most recent intake is complete. Send /intake_start to begin another one.' };
+      return shown;
+    },
 
     cancel: (userId) =>
       withActive(userId, 'cancel', async (tx, g) => {
