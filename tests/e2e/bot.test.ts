@@ -157,6 +157,21 @@ describe('caseguard bot (Telegram, against a fake Bot API)', () => {
 });
 
 describe('caseguard bot, usage', () => {
+  it('a token the Bot API refuses: exit 3, and the token is never printed', async () => {
+    const api = new FakeTelegram('999:the-right-one');
+    const root = await api.start();
+    const t = await createTestDatabase();
+    try {
+      const r = await runCli(['bot', '--api-root', root, '--database-url', t.url], { env: { TELEGRAM_BOT_TOKEN: TOKEN } });
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/401/);
+      expect(`${r.stdout}${r.stderr}`).not.toContain('SECRET');
+    } finally {
+      await api.stop();
+      await t.drop();
+    }
+  });
+
   it('without --console or a token: exit 2', async () => {
     const r = await runCli(['bot', '--database-url', 'postgres://127.0.0.1:1/x']);
     expect(r.code).toBe(2);
