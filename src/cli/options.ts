@@ -23,3 +23,13 @@ export function fraction(value: string): number {
 export function examples(...lines: string[]): string {
   return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`;
 }
+
+/** A duration such as 500ms, 30s, 2min or 1h, in milliseconds. */
+export function durationMs(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|min|h)$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 2min or 1h');
+  const factor = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'min' | 'h'];
+  const ms = Number(match[1]) * factor;
+  if (ms <= 0) throw new InvalidArgumentError('the duration must be more than zero');
+  return ms;
+}

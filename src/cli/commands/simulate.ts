@@ -1,6 +1,6 @@
 /** caseguard simulate: many virtual users through the intake flow, concurrently. */
 import { Option, type Command } from 'commander';
-import { examples, fraction, integer } from '../options.js';
+import { durationMs, examples, fraction, integer } from '../options.js';
 
 interface SimulateFlags {
   users: number;
@@ -8,6 +8,7 @@ interface SimulateFlags {
   seed: number;
   legacyRate: number;
   crashRate: number;
+  duration?: number;
   check?: boolean;
   format: 'table' | 'json';
 }
@@ -21,6 +22,7 @@ export function defineSimulate(program: Command): void {
     .option('--seed <n>', 'same seed, same answers and outcome counts', integer(-2_147_483_648, 2_147_483_647), 1)
     .option('--legacy-rate <p>', 'share of users whose start takes the old buggy path (progress without case)', fraction, 0)
     .option('--crash-rate <p>', 'share of starts that crash between their two writes', fraction, 0)
+    .option('--duration <time>', 'keep starting users for this long, e.g. 30s or 2min (then --users is an upper bound)', durationMs)
     .option('--check', 'exit 1 if an orphan exists that the legacy path did not create, or a user failed')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .addHelpText(
@@ -29,6 +31,7 @@ export function defineSimulate(program: Command): void {
         'caseguard simulate --users 50',
         'caseguard simulate --users 1000 --concurrency 16 --legacy-rate 0.05   # reproduce the incident',
         'caseguard simulate --users 500 --crash-rate 0.1 --check             # the fix leaves no orphan',
+        'caseguard simulate --duration 30s --concurrency 16                 # a throughput run',
       ),
     )
     .action(async (flags: SimulateFlags, command: Command) => {
@@ -39,13 +42,16 @@ export function defineSimulate(program: Command): void {
       const { ExitCode } = await import('../../core/errors.js');
       await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1 }, async (ctx) => {
         const shape = await ctx.shape();
-        const bar = progressBar(ctx.isTerminal && process.stderr.isTTY, flags.users, 'users');
+        const usersGiven = command.getOptionValueSource('users') !== 'default';
+        const users = flags.duration !== undefined && !usersGiven ? 10_000_000 : flags.users;
+        const bar = progressBar(ctx.isTerminal && process.stderr.isTTY && flags.duration === undefined, users, 'users');
         let report;
         try {
           // Per-user intake events would drown the report; warnings still show unless asked.
           const log = ctx.log.child({ command: 'simulate' }, ctx.logLevelExplicit ? {} : { level: 'warn' });
           report = await simulate(ctx.database.db, shape, log, {
-            users: flags.users,
+            users,
+            durationMs: flags.duration,
             concurrency: flags.concurrency,
             seed: flags.seed,
             legacyRate: flags.legacyRate,

@@ -23,6 +23,8 @@ export interface SimulateOptions {
   legacyRate: number;
   /** Share of starts that crash between the two writes. */
   crashRate: number;
+  /** Keep starting users until this much time has passed (users is then an upper bound). */
+  durationMs?: number;
   signal?: AbortSignal;
   onUserDone?: (done: number, total: number) => void;
 }
@@ -66,6 +68,7 @@ export function validateSimulateOptions(o: SimulateOptions): void {
   if (!Number.isInteger(o.users) || o.users < 1 || o.users > 10_000_000) problems.push('--users must be a whole number from 1 to 10000000');
   if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 256) problems.push('--concurrency must be a whole number from 1 to 256');
   if (!Number.isInteger(o.seed)) problems.push('--seed must be a whole number');
+  if (o.durationMs !== undefined && !(o.durationMs > 0 && o.durationMs <= 24 * 3600_000)) problems.push('--duration must be between 1ms and 24h');
   for (const [name, value] of [['--legacy-rate', o.legacyRate], ['--crash-rate', o.crashRate]] as const) {
     if (!(value >= 0 && value <= 1)) problems.push(`${name} must be between 0 and 1`);
   }
@@ -154,8 +157,9 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
     }
   };
 
+  const deadline = options.durationMs === undefined ? Infinity : performance.now() + options.durationMs;
   const worker = async () => {
-    while (next < options.users && !options.signal?.aborted) await one(next++);
+    while (next < options.users && !options.signal?.aborted && performance.now() < deadline) await one(next++);
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency, options.users) }, worker));
   const durationMs = performance.now() - started;
@@ -170,7 +174,7 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
   const report: SimulateReport = {
     userPrefix: prefix,
     seed: options.seed,
-    users: options.users,
+    users: done,
     concurrency: options.concurrency,
     outcomes,
     cases: counts.cases,

@@ -16,6 +16,8 @@ export interface Timed {
 
 export interface UserPlan {
   legacy: boolean;
+  /** A legacy user who comes back later (the ensure-case guard then re-creates the case). */
+  returns: boolean;
   crash: boolean;
   /** After how many answers the user cancels or abandons; undefined: completes. */
   stopAfter?: number;
@@ -29,12 +31,13 @@ const TOTAL = QUESTIONNAIRE.reduce((n, b) => n + b.questions.length, 0);
 export function planUser(random: Random, legacyRate: number, crashRate: number): UserPlan {
   const legacy = random() < legacyRate;
   const crash = random() < crashRate;
+  const returns = legacy && random() < 0.5;
   const fate = random();
   const stopAt = 1 + Math.floor(random() * (TOTAL - 1));
   const pauseAfter = random() < 0.3 ? Math.floor(random() * TOTAL) : undefined;
-  if (fate < 0.1) return { legacy, crash, stopAfter: stopAt, stopBy: 'cancel', pauseAfter, invalidRate: 0.15 };
-  if (fate < 0.25) return { legacy, crash, stopAfter: stopAt, stopBy: 'abandon', pauseAfter, invalidRate: 0.15 };
-  return { legacy, crash, pauseAfter, invalidRate: 0.15 };
+  if (fate < 0.1) return { legacy, crash, stopAfter: stopAt, stopBy: 'cancel', pauseAfter, invalidRate: 0.15, returns };
+  if (fate < 0.25) return { legacy, crash, stopAfter: stopAt, stopBy: 'abandon', pauseAfter, invalidRate: 0.15, returns };
+  return { legacy, crash, pauseAfter, invalidRate: 0.15, returns };
 }
 
 /** A valid answer to a question, and sometimes first an invalid one. */
@@ -87,11 +90,17 @@ export async function runUser(
     if (reply.outcome === 'reprompted') reprompts++;
     return reply;
   };
+  let reply: Reply;
   if (plan.legacy) {
+    // The old start: progress without its case. With the old bot such a user could not go on;
+    // with the fixed handlers a returning user is served, the guard re-creating the case.
     await timed.call('legacy_start', legacyStart);
-    return { outcome: 'legacy_orphan', recoveries, reprompts };
+    if (!plan.returns) return { outcome: 'legacy_orphan', recoveries, reprompts };
+    reply = note(await timed.call('resume', () => handlers.resume(userId)));
+    if (reply.outcome === 'no_intake') return { outcome: 'legacy_orphan', recoveries, reprompts };
+  } else {
+    reply = note(await timed.call('start', () => handlers.start(userId)));
   }
-  let reply = note(await timed.call('start', () => handlers.start(userId)));
   let answered = 0;
   for (let guard = 0; guard < TOTAL * 4 && reply.outcome !== 'completed'; guard++) {
     if (plan.stopAfter !== undefined && answered >= plan.stopAfter) {
