@@ -1,5 +1,8 @@
 /** The benchmark's sections: each builds what it needs and compares against a baseline. */
+import { fkSection } from './fk.mjs';
+import { rssSection, startupSection } from './process.mjs';
 import { recoverSection } from './recover.mjs';
 import { scanSection } from './scan.mjs';
+import { simulateSection } from './simulate.mjs';
 
-export const sections = [scanSection, recoverSection];
+export const sections = [scanSection, recoverSection, fkSection, rssSection, startupSection, simulateSection];

@@ -289,7 +289,11 @@ export async function fkDrop(database: Database, options: { revertType: boolean;
       const state = await readFkState(database.db);
       const runId = await startRun(database.db, { command: 'fk drop', options: { revertType: options.revertType }, dryRun: false });
       const statements: string[] = [];
-      if (state.foreignKey) statements.push(`ALTER TABLE ${NAMES.table} DROP CONSTRAINT IF EXISTS ${state.foreignKey.name}`);
+      if (state.foreignKey) {
+        // cases first, as the application writes, so a writer holding cases cannot deadlock us
+        statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
+        statements.push(`ALTER TABLE ${NAMES.table} DROP CONSTRAINT IF EXISTS ${state.foreignKey.name}`);
+      }
       if (options.revertType && state.columnType === 'uuid') statements.push(`ALTER TABLE ${NAMES.table} ALTER COLUMN case_id TYPE text USING case_id::text`);
       try {
         if (statements.length > 0) {

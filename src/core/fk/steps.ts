@@ -166,6 +166,9 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
       lock: 'SHARE ROW EXCLUSIVE on case_intake_progress and cases, brief',
       effect: 'writers of both tables wait only for the catalog change; new rows are checked from now on',
       statements: [
+        // cases first, in the order the application writes (case, then progress): taking
+        // progress first would deadlock with a writer that holds cases and waits for progress.
+        `LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE`,
         `ALTER TABLE ${T} ADD CONSTRAINT ${NAMES.fk} FOREIGN KEY (case_id) REFERENCES mega_agent.cases (case_id) ON DELETE CASCADE NOT VALID`,
       ],
       done: (s) => s.foreignKey !== undefined,
