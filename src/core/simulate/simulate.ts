@@ -153,7 +153,8 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
       }
     } finally {
       crashNext.delete(userId);
-      options.onUserDone?.(++done, options.users);
+      done++;
+      options.onUserDone?.(done, options.users);
     }
   };
 
