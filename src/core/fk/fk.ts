@@ -191,43 +191,56 @@ function lockFailure(step: string, timing: FkTiming, cause: unknown): BusyError 
   );
 }
 
-/** One transaction with lock_timeout and statement_timeout; retried with backoff on lock timeouts. */
-async function runTransaction(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
+/**
+ * Runs an attempt, retrying it with backoff while it fails for lock_timeout (55P03); out of
+ * retries, a BusyError. The attempt must leave nothing half-done when it throws.
+ */
+async function withLockRetries<T>(step: string, timing: FkTiming, log: Logger, attempt: () => Promise<T>): Promise<{ value: T; attempts: number }> {
+  for (let n = 0; ; n++) {
     try {
-      await client.query('BEGIN');
-      await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [timing.lockTimeout, timing.statementTimeout]);
-      for (const statement of step.statements) await client.query(statement);
-      await client.query('COMMIT');
-      return attempt + 1;
+      return { value: await attempt(), attempts: n + 1 };
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
       if (sqlStateOf(error) !== SqlState.lockNotAvailable) throw error;
-      if (attempt >= timing.retries) throw lockFailure(step.id, timing, error);
-      const wait = backoff(timing, attempt);
-      log.warn({ event: 'fk.lock_retry', step: step.id, attempt: attempt + 1, wait_ms: wait });
+      if (n >= timing.retries) throw lockFailure(step, timing, error);
+      const wait = backoff(timing, n);
+      log.warn({ event: 'fk.lock_retry', step, attempt: n + 1, wait_ms: wait });
       await sleep(wait);
     }
   }
+}
+
+/** One transaction with lock_timeout and statement_timeout set locally; rolled back on failure. */
+async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, body: () => Promise<T>): Promise<T> {
+  try {
+    await client.query('BEGIN');
+    await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [timing.lockTimeout, timing.statementTimeout]);
+    const value = await body();
+    await client.query('COMMIT');
+    return value;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+async function runTransaction(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
+  const { attempts } = await withLockRetries(step.id, timing, log, () =>
+    inTransaction(client, timing, async () => {
+      for (const statement of step.statements) await client.query(statement);
+    }),
+  );
+  return attempts;
 }
 
 /** CONCURRENTLY statements cannot run in a transaction: session timeouts, same retries. */
 async function runConcurrent(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
   await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [timing.lockTimeout, timing.statementTimeout]);
   try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        // The first statement drops what a failed earlier build left (an INVALID index).
-        for (const statement of step.statements) await client.query(statement);
-        return attempt + 1;
-      } catch (error) {
-        if (sqlStateOf(error) !== SqlState.lockNotAvailable) throw error;
-        if (attempt >= timing.retries) throw lockFailure(step.id, timing, error);
-        const wait = backoff(timing, attempt);
-        log.warn({ event: 'fk.lock_retry', step: step.id, attempt: attempt + 1, wait_ms: wait });
-        await sleep(wait);
-      }
-    }
+    // The first statement drops what a failed earlier build left (an INVALID index).
+    const { attempts } = await withLockRetries(step.id, timing, log, async () => {
+      for (const statement of step.statements) await client.query(statement);
+    });
+    return attempts;
   } finally {
     await client.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
   }
@@ -239,39 +252,16 @@ async function backfill(client: pg.ClientBase, options: FkAddOptions, log: Logge
   let attempts = 0;
   for (let batch = 1; ; batch++) {
     if (options.signal?.aborted) throw new InterruptedError('fk add interrupted during the backfill; rerun to resume');
-    const result = await runTransactionQuery(client, options.timing, log, 'backfill', BACKFILL_SQL, [after[0], after[1], options.batchSize]);
+    const result = await withLockRetries('backfill', options.timing, log, () =>
+      inTransaction(client, options.timing, () => client.query<{ user_id: string; case_id: string }>(BACKFILL_SQL, [after[0], after[1], options.batchSize])),
+    );
     attempts += result.attempts;
-    if (result.rows.length === 0) return { rows, attempts };
-    rows += result.rows.length;
-    const last = result.rows.reduce((max, r) => (r.user_id > max.user_id || (r.user_id === max.user_id && r.case_id > max.case_id) ? r : max));
+    const page = result.value.rows;
+    if (page.length === 0) return { rows, attempts };
+    rows += page.length;
+    const last = page.reduce((max, r) => (r.user_id > max.user_id || (r.user_id === max.user_id && r.case_id > max.case_id) ? r : max));
     after = [last.user_id, last.case_id];
-    log.debug({ event: 'fk.backfill_batch', batch, rows: result.rows.length });
-  }
-}
-
-async function runTransactionQuery(
-  client: pg.ClientBase,
-  timing: FkTiming,
-  log: Logger,
-  step: string,
-  text: string,
-  params: unknown[],
-): Promise<{ rows: Array<{ user_id: string; case_id: string }>; attempts: number }> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await client.query('BEGIN');
-      await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [timing.lockTimeout, timing.statementTimeout]);
-      const result = await client.query<{ user_id: string; case_id: string }>(text, params);
-      await client.query('COMMIT');
-      return { rows: result.rows, attempts: attempt + 1 };
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      if (sqlStateOf(error) !== SqlState.lockNotAvailable) throw error;
-      if (attempt >= timing.retries) throw lockFailure(step, timing, error);
-      const wait = backoff(timing, attempt);
-      log.warn({ event: 'fk.lock_retry', step, attempt: attempt + 1, wait_ms: wait });
-      await sleep(wait);
-    }
+    log.debug({ event: 'fk.backfill_batch', batch, rows: page.length });
   }
 }
 

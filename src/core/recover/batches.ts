@@ -44,58 +44,17 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
         )
         ${tail(sql`SELECT count(*) FROM items`)}`;
     case 'normalise_progress':
-      return sql`
-        WITH b AS (${b}),
-        upd AS (
-          UPDATE mega_agent.case_intake_progress p SET case_id = ${progressCase}
-            FROM b
-           WHERE p.user_id = b.user_id AND p.case_id::text = b.case_id
-             AND NOT EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = b.user_id AND q.case_id::text = b.canonical_id::text)
-          RETURNING p.user_id, b.case_id AS old_case_id, p.case_id::text AS new_case_id
-        ),
-        items AS (
-          ${ITEM_INSERT}
-          SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', 'case_intake_progress',
-                 jsonb_build_object('user_id', user_id, 'case_id', new_case_id),
-                 jsonb_build_object('case_id', old_case_id), jsonb_build_object('case_id', new_case_id)
-            FROM upd
-          RETURNING 1
-        )
-        ${tail(sql`SELECT count(*) FROM items`)}`;
+      // Not where the user has a row under the canonical id already (a duplicate: never guessed).
+      return normalise(b, runId, 'case_intake_progress', 'case_id', progressCase,
+        sql`t.user_id = b.user_id AND t.case_id::text = b.case_id
+            AND NOT EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = b.user_id AND q.case_id::text = b.canonical_id::text)`,
+        sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`, tail);
     case 'normalise_memory':
-      return sql`
-        WITH b AS (${b}),
-        upd AS (
-          UPDATE mega_agent.case_memory m SET case_id = b.canonical_id::text
-            FROM b WHERE m.memory_id = b.memory_id AND m.case_id = b.case_id
-          RETURNING m.memory_id, b.case_id AS old_case_id, m.case_id AS new_case_id
-        ),
-        items AS (
-          ${ITEM_INSERT}
-          SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', 'case_memory',
-                 jsonb_build_object('memory_id', memory_id),
-                 jsonb_build_object('case_id', old_case_id), jsonb_build_object('case_id', new_case_id)
-            FROM upd
-          RETURNING 1
-        )
-        ${tail(sql`SELECT count(*) FROM items`)}`;
+      return normalise(b, runId, 'case_memory', 'case_id', sql`b.canonical_id::text`,
+        sql`t.memory_id = b.memory_id AND t.case_id = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
     case 'normalise_pointer':
-      return sql`
-        WITH b AS (${b}),
-        upd AS (
-          UPDATE mega_agent.bot_user_context x SET active_case_id = b.canonical_id::text
-            FROM b WHERE x.user_id = b.user_id AND x.active_case_id = b.case_id
-          RETURNING x.user_id, b.case_id AS old_case_id, x.active_case_id AS new_case_id
-        ),
-        items AS (
-          ${ITEM_INSERT}
-          SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', 'bot_user_context',
-                 jsonb_build_object('user_id', user_id),
-                 jsonb_build_object('active_case_id', old_case_id), jsonb_build_object('active_case_id', new_case_id)
-            FROM upd
-          RETURNING 1
-        )
-        ${tail(sql`SELECT count(*) FROM items`)}`;
+      return normalise(b, runId, 'bot_user_context', 'active_case_id', sql`b.canonical_id::text`,
+        sql`t.user_id = b.user_id AND t.active_case_id = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
     case 'quarantine_progress':
       return quarantine(b, runId, 'case_intake_progress', sql`t.user_id = b.user_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`, tail);
     case 'quarantine_memory':
@@ -103,6 +62,26 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
     case 'quarantine_pointer':
       return quarantine(b, runId, 'bot_user_context', sql`t.user_id = b.user_id AND t.active_case_id = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
   }
+}
+
+/** Rewrite a spelling to the canonical id, journaling the row's key and its before and after. */
+function normalise(b: SQL, runId: number, table: string, column: string, canonical: SQL, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
+  const col = sql.raw(column);
+  return sql`
+    WITH b AS (${b}),
+    upd AS (
+      UPDATE mega_agent.${sql.raw(table)} t SET ${col} = ${canonical}
+        FROM b WHERE ${match}
+      RETURNING ${key} AS row_key, b.case_id AS old_value, t.${col}::text AS new_value
+    ),
+    items AS (
+      ${ITEM_INSERT}
+      SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', ${table}, row_key,
+             jsonb_build_object(${column}::text, old_value), jsonb_build_object(${column}::text, new_value)
+        FROM upd
+      RETURNING 1
+    )
+    ${tail(sql`SELECT count(*) FROM items`)}`;
 }
 
 /** Copy into the quarantine and delete, in one statement: nothing is deleted without its copy. */
