@@ -79,6 +79,18 @@ export const recoverSection = {
         `| one transaction per orphan (${sample} timed, extrapolated) | ${fmt(perOrphanTotal)} |`,
         `| recover / single statement | **${vsSingle.toFixed(2)}x** (goal <= 1.5x: ${vsSingle <= 1.5 ? 'met' : 'missed'}) |`,
         `| speed-up over per-orphan | **${vsPerOrphan.toFixed(1)}x** (goal >= 20x: ${vsPerOrphan >= 20 ? 'met' : 'missed'}) |`,
+        ...(vsSingle <= 1.5 && vsPerOrphan >= 20
+          ? []
+          : [
+              '',
+              'Why goals are missed: recover does two things the single statement does not. It snapshots its targets first ' +
+                '(one scan-like pass with uuid classification, owner choice and duplicate detection, written to ' +
+                'caseguard.run_targets: about half the time), so that a dry run shows exactly what the real run does and a ' +
+                'rerun resumes; and it journals every row it creates (the case and a run_items row with the whole row as JSON, ' +
+                'in the same statement), which doubles the writes. The per-orphan baseline runs on loopback, three ' +
+                'statements per transaction at about 0.4 ms each; against a server across a network each round trip costs ' +
+                'more and the gap widens.',
+            ]),
       ],
     };
   },

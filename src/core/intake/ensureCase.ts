@@ -26,7 +26,8 @@ export async function ensureCase(
     log.error({ event: 'intake.case_missing', ...fields, reason: 'case_id is not a uuid' });
     return { kind: 'damaged', row };
   }
-  if (await store.caseExists(tx, caseId)) return { kind: 'ok', row, caseId, recovered: false };
+  const found = row.case_found ?? (await store.caseExists(tx, caseId));
+  if (found) return { kind: 'ok', row, caseId, recovered: false };
 
   log.warn({ event: 'ensure_case_exists.case_missing', ...fields });
   await store.insertCase(tx, {

@@ -111,22 +111,21 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
     const completedBlocks = [...g.row.completed_blocks];
     const finished = next ? next.finishedBlock : at.block.id;
     if (finished && !completedBlocks.includes(finished)) completedBlocks.push(finished);
-    await store.saveAnswer(tx, g.row, {
-      key: question.key,
-      value: parsed.value,
-      blockId: next?.blockId ?? null,
-      step: next?.step ?? 0,
-      completedBlocks,
-      status: next ? 'in_progress' : 'completed',
-    });
-    if (shape.hasMemory) {
-      await store.insertMemory(tx, {
-        caseId: g.caseId,
-        userId: g.row.user_id,
-        kind: 'intake_answer',
-        content: { block: at.block.id, question: question.key, answer: parsed.value },
-      });
-    }
+    await store.saveAnswer(
+      tx,
+      g.row,
+      {
+        key: question.key,
+        value: parsed.value,
+        blockId: next?.blockId ?? null,
+        step: next?.step ?? 0,
+        completedBlocks,
+        status: next ? 'in_progress' : 'completed',
+      },
+      shape.hasMemory
+        ? { caseId: g.caseId, kind: 'intake_answer', content: { block: at.block.id, question: question.key, answer: parsed.value } }
+        : undefined,
+    );
     if (next) {
       const nextAt = questionAt(next.blockId, next.step);
       const intro = next.finishedBlock && nextAt ? `Thanks, "${at.block.title}" is done. Next: ${nextAt.block.title}.\n` : 'Saved.\n';

@@ -5,6 +5,7 @@
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
 import { INTAKE_USER_LOCK } from '../db/locks.js';
+import { UUID_SPELLING_SQL } from '../uuid.js';
 
 export interface ProgressRow {
   user_id: string;
@@ -14,6 +15,8 @@ export interface ProgressRow {
   completed_blocks: string[];
   answers: Record<string, string>;
   status: string;
+  /** Whether the case it names exists (uuid semantics), read in the same statement. */
+  case_found?: boolean;
   [key: string]: unknown;
 }
 
@@ -25,13 +28,18 @@ export async function lockUser(tx: Executor, userId: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(${INTAKE_USER_LOCK}, hashtext(${userId}))`);
 }
 
-/** The user's intake in progress, the most recently touched one when there are several. */
+/**
+ * The user's intake in progress (the most recently touched one when there are several), and
+ * whether its case exists, in one round trip.
+ */
 export async function activeProgress(tx: Executor, userId: string): Promise<ProgressRow | undefined> {
   const result = await tx.execute<ProgressRow>(sql`
-    SELECT user_id, case_id::text AS case_id, current_block, current_step, completed_blocks, answers, status
-      FROM mega_agent.case_intake_progress
-     WHERE user_id = ${userId} AND status = 'in_progress'
-     ORDER BY updated_at DESC
+    SELECT p.user_id, p.case_id::text AS case_id, p.current_block, p.current_step, p.completed_blocks, p.answers, p.status,
+           EXISTS (SELECT 1 FROM mega_agent.cases c
+                    WHERE c.case_id = CASE WHEN p.case_id::text ~* ${UUID_SPELLING_SQL} THEN p.case_id::text::uuid END) AS case_found
+      FROM mega_agent.case_intake_progress p
+     WHERE p.user_id = ${userId} AND p.status = 'in_progress'
+     ORDER BY p.updated_at DESC
      LIMIT 1`);
   return result.rows[0];
 }
@@ -80,12 +88,14 @@ export async function insertProgress(
     VALUES (${values.userId}, ${values.caseId}, ${values.blockId}, 0)`);
 }
 
+/** Saves an answer and, where the memory table exists, its memory row, in one statement. */
 export async function saveAnswer(
   tx: Executor,
   row: ProgressRow,
   change: { key: string; value: string; blockId: string | null; step: number; completedBlocks: string[]; status: string },
+  memory?: { caseId: string; kind: string; content: Record<string, unknown> },
 ): Promise<void> {
-  await tx.execute(sql`
+  const update = sql`
     UPDATE mega_agent.case_intake_progress
        SET answers = answers || jsonb_build_object(${change.key}::text, ${change.value}::text),
            current_block = ${change.blockId},
@@ -93,7 +103,15 @@ export async function saveAnswer(
            completed_blocks = ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(change.completedBlocks)}::jsonb)),
            status = ${change.status},
            updated_at = now()
-     WHERE user_id = ${row.user_id} AND case_id = ${row.case_id}`);
+     WHERE user_id = ${row.user_id} AND case_id = ${row.case_id}`;
+  if (!memory) {
+    await tx.execute(update);
+    return;
+  }
+  await tx.execute(sql`
+    WITH saved AS (${update} RETURNING 1)
+    INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at)
+    SELECT ${memory.caseId}, ${row.user_id}, ${memory.kind}, ${JSON.stringify(memory.content)}::jsonb, now() FROM saved`);
 }
 
 export async function setProgressStatus(tx: Executor, row: ProgressRow, status: string): Promise<void> {
