@@ -36,7 +36,10 @@ export async function createTestDatabase(options: { empty?: boolean; log?: Logge
   }
   const url = withDatabase(adminUrl(), name);
   const database = await openDatabase({ kind: 'url', url, source: '--database-url' }, { log: options.log ?? silentLogger, poolSize: options.poolSize ?? 8 });
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'caseguard-tests' });
+  // DROP DATABASE ... WITH (FORCE) at the end terminates whatever is still connected; an idle
+  // client dying then is expected, not an unhandled error.
+  pool.on('error', () => undefined);
   return {
     name,
     url,
