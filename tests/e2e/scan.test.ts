@@ -105,6 +105,20 @@ describe('caseguard scan', () => {
     expect(refused.code).toBe(2);
   });
 
+  it('a scan that cannot finish within --statement-timeout exits 5 with a clear line', async () => {
+    const holder = await damaged.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS EXCLUSIVE MODE');
+      const r = await scan(damaged, '--statement-timeout', '300ms');
+      expect(r.code).toBe(5);
+      expect(r.stderr).toMatch(/did not finish within --statement-timeout 300ms/);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+  });
+
   it('a bad --since is a usage error', async () => {
     const r = await scan(damaged, '--since', 'yesterday-ish');
     expect(r.code).toBe(2);

@@ -58,6 +58,8 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
       }
       const { withDatabase } = await import('../context.js');
       const { scan } = await import('../../core/scan/scan.js');
+      const { BusyError } = await import('../../core/errors.js');
+      const { SqlState, sqlStateOf } = await import('../../core/db/sqlstate.js');
       const out = await import('../output/scanFormats.js');
       await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
         const shape = await ctx.shape();
@@ -70,6 +72,14 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
           statementTimeout: flags.statementTimeout,
           gate: { failOn: flags.failOn, maxFindings: flags.maxFindings },
           onAllFindings: flags.all ? stream : undefined,
+        }).catch((error: unknown) => {
+          if (sqlStateOf(error) === SqlState.queryCanceled) {
+            throw new BusyError(
+              `the scan did not finish within --statement-timeout ${flags.statementTimeout} (waiting for a lock, or a large table); raise it, or narrow the scan with --since or --user`,
+              { cause: error },
+            );
+          }
+          throw error;
         });
         ctx.log.info(
           { event: 'scan.completed', errors: report.summary.errors, warnings: report.summary.warnings, missing_cases: report.summary.missingCases, duration_ms: report.durationMs },
