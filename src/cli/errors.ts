@@ -4,7 +4,7 @@
  */
 import { CommanderError } from 'commander';
 import { CaseguardError, ExitCode, toError } from '../core/errors.js';
-import { describePgError, sqlStateOf } from '../core/db/sqlstate.js';
+import { SqlState, describePgError, sqlStateOf } from '../core/db/sqlstate.js';
 
 export function reportError(thrown: unknown, stderr: NodeJS.WritableStream = process.stderr): number {
   if (thrown instanceof CommanderError) {
@@ -19,6 +19,10 @@ export function reportError(thrown: unknown, stderr: NodeJS.WritableStream = pro
     return thrown.exitCode;
   }
   const error = toError(thrown);
+  if (sqlStateOf(error) === SqlState.insufficientPrivilege) {
+    stderr.write(`caseguard: the database user lacks a privilege this command needs: ${describePgError(error)}\n`);
+    return ExitCode.connection;
+  }
   if (sqlStateOf(error)) {
     stderr.write(`caseguard: internal error: ${describePgError(error)}\n${error.stack ?? ''}\n`);
   } else {

@@ -45,6 +45,27 @@ describe('caseguard recover', () => {
     expect(JSON.parse(q.stdout).total).toBe(8);
   });
 
+  it('a read-only role cannot recover: exit 3, one line naming the missing privilege', async () => {
+    const role = `cg_ro_${Date.now().toString(36)}`;
+    await t.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'ro-pass'; GRANT CONNECT ON DATABASE ${t.name} TO ${role};
+      GRANT USAGE ON SCHEMA mega_agent TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA mega_agent TO ${role}`);
+    try {
+      const url = new URL(t.url);
+      url.username = role;
+      url.password = 'ro-pass';
+      const scan = await runCli(['scan', '--database-url', url.toString()]);
+      expect(scan.code).toBe(1);
+      const r = await runCli(['recover', '--yes', '--database-url', url.toString()]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/lacks a privilege.*permission denied/);
+      expect(r.stderr).not.toContain('ro-pass');
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await t.pool.query(`REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent FROM ${role}; REVOKE ALL ON SCHEMA mega_agent FROM ${role};
+        REVOKE ALL ON DATABASE ${t.name} FROM ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   it('exits 5 while another session holds the recover lock', async () => {
     await cli('recover', '--dry-run'); // creates caseguard's schema
     const holder = await t.pool.connect();

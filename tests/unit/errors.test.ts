@@ -27,6 +27,13 @@ describe('the top-level error handler', () => {
     expect(out.text()).toMatch(/at .+\(/);
   });
 
+  it('a missing privilege is one line, exit 3, with the server\'s message', () => {
+    const out = capture();
+    const denied = Object.assign(new Error('permission denied for schema caseguard'), { code: '42501' });
+    expect(reportError(new Error('Failed query: ...', { cause: denied }), out.stream)).toBe(3);
+    expect(out.text()).toBe('caseguard: the database user lacks a privilege this command needs: permission denied for schema caseguard (SQLSTATE 42501)\n');
+  });
+
   it('maps commander usage errors to 2 and help to 0', () => {
     const out = capture();
     expect(reportError(new CommanderError(1, 'commander.unknownOption', 'x'), out.stream)).toBe(2);
