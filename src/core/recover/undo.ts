@@ -25,73 +25,81 @@ export interface UndoResult {
   rowsRestored: number;
 }
 
-interface Item {
-  item_id: string;
-  action: string;
-  table_name: string;
-  row_key: Record<string, unknown>;
-  before: Record<string, unknown> | null;
-  after: Record<string, unknown> | null;
-  [key: string]: unknown;
-}
-
-/** Why each item cannot be undone; empty when all can. */
-async function refusals(tx: Tx, shape: DatabaseShape, startedAt: string, items: Item[]): Promise<string[]> {
-  const problems: string[] = [];
+/**
+ * Why the run cannot be undone safely, as set-based queries over its journal (a run may have
+ * created a hundred thousand cases); empty when it can. At most 20 reasons.
+ */
+async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: string): Promise<string[]> {
   const cascade = shape.foreignKey?.onDeleteCascade ?? false;
-  for (const item of items) {
-    if (problems.length >= 20) break;
-    if (item.action === 'case_created') {
-      const caseId = String(item.row_key.case_id);
-      const now = await tx.execute<{ same: boolean | null }>(sql`
-        SELECT to_jsonb(c) = ${JSON.stringify(item.after)}::jsonb AS same FROM mega_agent.cases c WHERE c.case_id = ${caseId}::uuid`);
-      if (now.rows.length === 0) problems.push(`case ${caseId} is gone already`);
-      else if (!now.rows[0]!.same) problems.push(`case ${caseId} was changed since the run`);
-      const touched = await tx.execute<{ n: string }>(sql`
-        SELECT (SELECT count(*) FROM mega_agent.case_intake_progress p WHERE p.case_id::text = ${caseId} AND p.updated_at > ${startedAt}::timestamptz)
-             + ${shape.hasMemory ? sql`(SELECT count(*) FROM mega_agent.case_memory m WHERE m.case_id = ${caseId} AND m.created_at > ${startedAt}::timestamptz)` : sql`0`} AS n`);
-      if (Number(touched.rows[0]!.n) > 0) problems.push(`case ${caseId} has progress or memory written since the run`);
-      if (cascade) {
-        const refs = await tx.execute<{ n: string }>(sql`SELECT count(*) AS n FROM mega_agent.case_intake_progress p WHERE p.case_id::text = ${caseId}`);
-        if (Number(refs.rows[0]!.n) > 0) {
-          problems.push(`deleting case ${caseId} would cascade to ${refs.rows[0]!.n} progress row(s) through ${shape.foreignKey!.name}`);
-        }
-      }
-    } else if (item.action === 'spelling_changed') {
-      if (item.table_name === 'case_intake_progress' && shape.shape === 'uuid') {
-        problems.push('progress.case_id is uuid now: the original spellings cannot be stored again');
-        continue;
-      }
-      const current = await currentSpelling(tx, item);
-      if (current !== item.after?.case_id && current !== item.after?.active_case_id) {
-        problems.push(`${item.table_name} ${JSON.stringify(item.row_key)} was changed since the run`);
-      }
-    }
+  const memorySince = shape.hasMemory
+    ? sql`EXISTS (SELECT 1 FROM mega_agent.case_memory m WHERE m.case_id = cr.case_id AND m.created_at > ${startedAt}::timestamptz)`
+    : sql`false`;
+  const cases = await tx.execute<{ case_id: string; gone: boolean; changed: boolean; touched: boolean; refs: string }>(sql`
+    WITH created AS (
+      SELECT row_key->>'case_id' AS case_id, after FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'case_created'
+    ),
+    refs AS (
+      SELECT p.case_id::text AS case_id, count(*) AS n, bool_or(p.updated_at > ${startedAt}::timestamptz) AS since
+        FROM mega_agent.case_intake_progress p JOIN created cr ON p.case_id::text = cr.case_id
+       GROUP BY p.case_id
+    ),
+    checked AS (
+      SELECT cr.case_id, c.case_id IS NULL AS gone,
+             c.case_id IS NOT NULL AND to_jsonb(c) IS DISTINCT FROM cr.after AS changed,
+             coalesce(r.since, false) OR ${memorySince} AS touched,
+             coalesce(r.n, 0) AS refs
+        FROM created cr
+        LEFT JOIN mega_agent.cases c ON c.case_id = cr.case_id::uuid
+        LEFT JOIN refs r ON r.case_id = cr.case_id
+    )
+    SELECT * FROM checked WHERE gone OR changed OR touched OR (${cascade} AND refs > 0) ORDER BY case_id LIMIT 20`);
+  const problems = cases.rows.map((r) =>
+    r.gone
+      ? `case ${r.case_id} is gone already`
+      : r.changed
+        ? `case ${r.case_id} was changed since the run`
+        : r.touched
+          ? `case ${r.case_id} has progress or memory written since the run`
+          : `deleting case ${r.case_id} would cascade to ${r.refs} progress row(s) through ${shape.foreignKey!.name}`,
+  );
+  const spellings = await tx.execute<{ table_name: string; key: string }>(sql`
+    SELECT i.table_name, i.row_key::text AS key FROM caseguard.run_items i
+     WHERE i.run_id = ${runId} AND i.action = 'spelling_changed' AND NOT CASE i.table_name
+       WHEN 'case_intake_progress' THEN EXISTS (SELECT 1 FROM mega_agent.case_intake_progress p
+              WHERE p.user_id = i.row_key->>'user_id' AND p.case_id::text = i.row_key->>'case_id')
+       ${shape.hasMemory ? sql`WHEN 'case_memory' THEN EXISTS (SELECT 1 FROM mega_agent.case_memory m
+              WHERE m.memory_id = (i.row_key->>'memory_id')::bigint AND m.case_id = i.after->>'case_id')` : sql``}
+       ${shape.hasUserContext ? sql`WHEN 'bot_user_context' THEN EXISTS (SELECT 1 FROM mega_agent.bot_user_context b
+              WHERE b.user_id = i.row_key->>'user_id' AND b.active_case_id = i.after->>'active_case_id')` : sql``}
+       ELSE false END
+     ORDER BY i.item_id LIMIT 20`);
+  problems.push(...spellings.rows.map((r) => `${r.table_name} ${r.key} was changed since the run`));
+  if (shape.shape === 'uuid') {
+    const progressSpellings = await tx.execute(sql`
+      SELECT 1 FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'spelling_changed' AND table_name = 'case_intake_progress' LIMIT 1`);
+    if (progressSpellings.rows.length > 0) problems.push('progress.case_id is uuid now: the original spellings cannot be stored again');
   }
-  return problems;
+  return problems.slice(0, 20);
 }
 
-async function currentSpelling(tx: Tx, item: Item): Promise<string | undefined> {
-  const key = item.row_key;
-  const result =
-    item.table_name === 'case_intake_progress'
-      ? await tx.execute<{ v: string }>(sql`SELECT case_id::text AS v FROM mega_agent.case_intake_progress WHERE user_id = ${key.user_id} AND case_id::text = ${key.case_id}`)
-      : item.table_name === 'case_memory'
-        ? await tx.execute<{ v: string }>(sql`SELECT case_id AS v FROM mega_agent.case_memory WHERE memory_id = ${key.memory_id}`)
-        : await tx.execute<{ v: string }>(sql`SELECT active_case_id AS v FROM mega_agent.bot_user_context WHERE user_id = ${key.user_id}`);
-  return result.rows[0]?.v;
-}
-
-async function restoreSpelling(tx: Tx, item: Item): Promise<void> {
-  const key = item.row_key;
-  if (item.table_name === 'case_intake_progress') {
-    await tx.execute(sql`UPDATE mega_agent.case_intake_progress SET case_id = ${item.before!.case_id}
-                          WHERE user_id = ${key.user_id} AND case_id = ${key.case_id}`);
-  } else if (item.table_name === 'case_memory') {
-    await tx.execute(sql`UPDATE mega_agent.case_memory SET case_id = ${item.before!.case_id} WHERE memory_id = ${key.memory_id}`);
-  } else {
-    await tx.execute(sql`UPDATE mega_agent.bot_user_context SET active_case_id = ${item.before!.active_case_id} WHERE user_id = ${key.user_id}`);
+/** Puts every spelling the run changed back, one statement per table. */
+async function restoreSpellings(tx: Tx, shape: DatabaseShape, runId: number): Promise<number> {
+  const items = sql`caseguard.run_items i WHERE i.run_id = ${runId} AND i.action = 'spelling_changed'`;
+  let restored = 0;
+  restored += (await tx.execute(sql`
+    UPDATE mega_agent.case_intake_progress p SET case_id = i.before->>'case_id' FROM ${items} AND i.table_name = 'case_intake_progress'
+       AND p.user_id = i.row_key->>'user_id' AND p.case_id::text = i.row_key->>'case_id'`)).rowCount ?? 0;
+  if (shape.hasMemory) {
+    restored += (await tx.execute(sql`
+      UPDATE mega_agent.case_memory m SET case_id = i.before->>'case_id' FROM ${items} AND i.table_name = 'case_memory'
+         AND m.memory_id = (i.row_key->>'memory_id')::bigint`)).rowCount ?? 0;
   }
+  if (shape.hasUserContext) {
+    restored += (await tx.execute(sql`
+      UPDATE mega_agent.bot_user_context b SET active_case_id = i.before->>'active_case_id' FROM ${items} AND i.table_name = 'bot_user_context'
+         AND b.user_id = i.row_key->>'user_id'`)).rowCount ?? 0;
+  }
+  return restored;
 }
 
 export async function undoRun(
@@ -114,40 +122,33 @@ export async function undoRun(
       let summary = '';
       try {
         await database.db.transaction(async (tx) => {
-          const items = (
-            await tx.execute<Item>(sql`
-              SELECT item_id, action, table_name, row_key, before, after FROM caseguard.run_items
-               WHERE run_id = ${undoneRun} ORDER BY item_id`)
-          ).rows;
-          const problems = await refusals(tx, shape, original.startedAt, items);
+          const problems = await refusals(tx, shape, undoneRun, original.startedAt);
           if (problems.length > 0) {
             throw new UsageError(`cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`);
           }
           const quarantined = await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 1_000_000 });
-          summary = `${items.filter((i) => i.action === 'case_created').length} case(s) to delete, ${items.filter((i) => i.action === 'spelling_changed').length} spelling(s) to restore, ${quarantined.rows.length} quarantined row(s) to put back`;
+          const byAction = Object.fromEntries(original.items.map((i) => [`${i.action}`, 0]));
+          for (const i of original.items) byAction[i.action] = (byAction[i.action] ?? 0) + i.count;
+          summary = `${byAction.case_created ?? 0} case(s) to delete, ${byAction.spelling_changed ?? 0} spelling(s) to restore, ${quarantined.rows.length} quarantined row(s) to put back`;
           if (options.dryRun) return;
           if (options.confirm && !(await options.confirm(summary))) throw new UsageError('declined at the confirmation prompt; nothing was changed');
-          for (const item of items.filter((i) => i.action === 'spelling_changed').reverse()) {
-            await restoreSpelling(tx, item);
-            counts.spellingsRestored++;
-          }
+          counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);
           for (const row of quarantined.rows) {
             const outcome = await restoreOne(tx, row, runId);
             if (!outcome.restored) throw new UsageError(`cannot undo run ${undoneRun}: quarantined row ${row.quarantineId} cannot go back (${outcome.reason})`);
             counts.rowsRestored++;
           }
-          const created = items.filter((i) => i.action === 'case_created').map((i) => String(i.row_key.case_id));
-          if (created.length > 0) {
-            const deleted = await tx.execute(sql`
-              WITH del AS (
-                DELETE FROM mega_agent.cases WHERE case_id = ANY(ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(created)}::jsonb))::uuid[])
-                RETURNING case_id, to_jsonb(cases) AS row_data
-              )
-              INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
-              SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
-              RETURNING 1`);
-            counts.casesDeleted = deleted.rows.length;
-          }
+          const deleted = await tx.execute(sql`
+            WITH del AS (
+              DELETE FROM mega_agent.cases c
+               USING caseguard.run_items i
+               WHERE i.run_id = ${undoneRun} AND i.action = 'case_created' AND c.case_id = (i.row_key->>'case_id')::uuid
+              RETURNING c.case_id, to_jsonb(c) AS row_data
+            )
+            INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+            SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
+            RETURNING 1`);
+          counts.casesDeleted = deleted.rows.length;
           await tx.execute(sql`
             UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`);
         });
