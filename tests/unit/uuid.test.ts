@@ -38,3 +38,17 @@ describe('uuid spellings PostgreSQL accepts', () => {
     expect(isCanonicalUuid(`{${canonical}}`)).toBe(false);
   });
 });
+
+describe('uuidOrNull, the SQL classifier', () => {
+  it('uses the server\'s own check from PostgreSQL 16, the regular expression before', async () => {
+    const { PgDialect } = await import('drizzle-orm/pg-core');
+    const { sql } = await import('drizzle-orm');
+    const { uuidOrNull, UUID_SPELLING_SQL } = await import('../../src/core/uuid.js');
+    const dialect = new PgDialect();
+    const v16 = dialect.sqlToQuery(uuidOrNull(sql`t.case_id`, 160000));
+    expect(v16.sql).toBe("CASE WHEN pg_input_is_valid(t.case_id, 'uuid') THEN (t.case_id)::uuid END");
+    const v15 = dialect.sqlToQuery(uuidOrNull(sql`t.case_id`, 150004));
+    expect(v15.sql).toBe('CASE WHEN t.case_id ~* $1 THEN (t.case_id)::uuid END');
+    expect(v15.params).toEqual([UUID_SPELLING_SQL]);
+  });
+});

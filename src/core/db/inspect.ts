@@ -18,6 +18,8 @@ export interface DatabaseShape {
   hasUserContext: boolean;
   /** Whether the caseguard schema (journal, quarantine) exists. */
   hasJournal: boolean;
+  /** server_version_num, for the SQL that differs by version. */
+  serverVersionNum: number;
 }
 
 export const REQUIRED_COLUMNS: Record<string, string[]> = {
@@ -96,10 +98,11 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
        AND con.confrelid = 'mega_agent.cases'::regclass
      ORDER BY con.convalidated DESC, con.conname
      LIMIT 1`);
-  const journal = await db.execute<{ present: boolean } & Record<string, unknown>>(
+  const journal = await db.execute<{ present: boolean; version: string } & Record<string, unknown>>(
     // pg_catalog, not to_regclass: a role without USAGE on schema caseguard may still scan.
     sql`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                        WHERE n.nspname = 'caseguard' AND c.relname = 'runs') AS present`,
+                        WHERE n.nspname = 'caseguard' AND c.relname = 'runs') AS present,
+               current_setting('server_version_num') AS version`,
   );
   const fkRow = fk.rows[0];
   return {
@@ -110,5 +113,6 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
     hasMemory: hasOptional('case_memory'),
     hasUserContext: hasOptional('bot_user_context'),
     hasJournal: Boolean(journal.rows[0]?.present),
+    serverVersionNum: Number(journal.rows[0]?.version),
   };
 }

@@ -15,7 +15,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { UUID_SPELLING_SQL } from '../uuid.js';
+import { uuidOrNull } from '../uuid.js';
 
 export const TARGET_KINDS = [
   'create_case',
@@ -32,7 +32,6 @@ export function isQuarantineKind(kind: TargetKind): boolean {
   return kind.startsWith('quarantine_');
 }
 
-const asUuid = (column: SQL) => sql`CASE WHEN ${column} ~* ${UUID_SPELLING_SQL} THEN (${column})::uuid END`;
 
 /** Writes the run's targets; returns how many of each kind. */
 export async function snapshotTargets(
@@ -41,6 +40,7 @@ export async function snapshotTargets(
   shape: DatabaseShape,
 ): Promise<Record<TargetKind, number>> {
   const legacy = shape.shape === 'legacy';
+  const asUuid = (column: SQL) => uuidOrNull(column, shape.serverVersionNum);
   const progressCase = legacy ? sql`cip.case_id` : sql`cip.case_id::text`;
   const sameCase = legacy ? sql`c.case_id::text = cip.case_id` : sql`c.case_id = cip.case_id`;
   const memory = shape.hasMemory

@@ -1,8 +1,8 @@
 /**
  * The SQL of the checks. A scan costs about what the seed's bare text anti-join costs: one
  * anti-join per source table finds the candidates (rows with no case of the same text id, and
- * for progress the same owner), and only those few are classified with uuid semantics (regex
- * guard, cast, index lookup). Casting every row to uuid instead costs 4-8x.
+ * for progress the same owner), and only those few are classified with uuid semantics (the
+ * server's uuid check, cast, index lookup). Casting every row to uuid instead costs 4-8x.
  *
  * Every query yields finding rows with the same columns:
  *   check_id, source_table, user_id, case_id (as stored), canonical_id (uuid text or NULL),
@@ -10,7 +10,7 @@
  */
 import { sql, type SQL } from 'drizzle-orm';
 import type { Shape } from '../db/inspect.js';
-import { UUID_SPELLING_SQL } from '../uuid.js';
+import { uuidOrNull } from '../uuid.js';
 import { MISSING_CASE_CHECKS } from './checks.js';
 
 export interface ScanFilters {
@@ -22,6 +22,7 @@ export interface ScanFilters {
 
 export interface Sources {
   shape: Shape;
+  serverVersionNum: number;
   memory: boolean;
   pointers: boolean;
 }
@@ -38,13 +39,12 @@ function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
  * with no case of the same text id and the same owner; each is then classified by index lookups
  * (scalar subqueries, so the planner cannot turn them into a full hash join for the few).
  */
-export function progressFindings(shape: Shape, filters: ScanFilters): SQL {
-  const re = UUID_SPELLING_SQL;
+export function progressFindings(shape: Shape, serverVersionNum: number, filters: ScanFilters): SQL {
   // In the uuid shape the column is uuid: compare it directly; spelling checks cannot fire.
   const uuidShape = shape === 'uuid';
   const sameCase = uuidShape ? sql`c.case_id = cip.case_id` : sql`c.case_id::text = cip.case_id`;
   const caseText = uuidShape ? sql`cip.case_id::text` : sql`cip.case_id`;
-  const asUuid = uuidShape ? sql`j.case_id::uuid` : sql`CASE WHEN j.case_id ~* ${re} THEN j.case_id::uuid END`;
+  const asUuid = uuidShape ? sql`j.case_id::uuid` : uuidOrNull(sql`j.case_id`, serverVersionNum);
   const duplicates = uuidShape
     ? sql`SELECT NULL::text AS user_id, NULL::uuid AS id, NULL::text AS case_id, 0::bigint AS n WHERE false`
     : sql`
@@ -93,17 +93,16 @@ export function progressFindings(shape: Shape, filters: ScanFilters): SQL {
 }
 
 /** Findings on case_memory: orphaned (invalid ids included) and non-canonical spellings. */
-export function memoryFindings(filters: ScanFilters): SQL {
-  return referenceFindings('case_memory', 'orphaned_memory', filters);
+export function memoryFindings(serverVersionNum: number, filters: ScanFilters): SQL {
+  return referenceFindings('case_memory', 'orphaned_memory', serverVersionNum, filters);
 }
 
 /** Findings on bot_user_context: dangling pointers (invalid ids included) and spellings. */
-export function pointerFindings(filters: ScanFilters): SQL {
-  return referenceFindings('bot_user_context', 'dangling_active_case', filters);
+export function pointerFindings(serverVersionNum: number, filters: ScanFilters): SQL {
+  return referenceFindings('bot_user_context', 'dangling_active_case', serverVersionNum, filters);
 }
 
-function referenceFindings(table: 'case_memory' | 'bot_user_context', missingCheck: string, filters: ScanFilters): SQL {
-  const re = UUID_SPELLING_SQL;
+function referenceFindings(table: 'case_memory' | 'bot_user_context', missingCheck: string, serverVersionNum: number, filters: ScanFilters): SQL {
   const memory = table === 'case_memory';
   const column = sql.raw(memory ? 'case_id' : 'active_case_id');
   const key = memory ? sql`t.memory_id` : sql`NULL::bigint`;
@@ -116,7 +115,7 @@ function referenceFindings(table: 'case_memory' | 'bot_user_context', missingChe
          AND ${where(filters, 't', memory ? 'created_at' : 'updated_at')}
     ),
     k AS MATERIALIZED (
-      SELECT t.*, CASE WHEN t.case_id ~* ${re} THEN t.case_id::uuid END AS id FROM t
+      SELECT t.*, ${uuidOrNull(sql`t.case_id`, serverVersionNum)} AS id FROM t
     ),
     cls AS (
       SELECT o.*, o.owner IS NOT NULL AS found
@@ -130,9 +129,9 @@ function referenceFindings(table: 'case_memory' | 'bot_user_context', missingChe
 
 /** All findings of the sources present, as one query. */
 export function allFindings(sources: Sources, filters: ScanFilters): SQL {
-  const parts = [sql`(${progressFindings(sources.shape, filters)})`];
-  if (sources.memory) parts.push(sql`(${memoryFindings(filters)})`);
-  if (sources.pointers) parts.push(sql`(${pointerFindings(filters)})`);
+  const parts = [sql`(${progressFindings(sources.shape, sources.serverVersionNum, filters)})`];
+  if (sources.memory) parts.push(sql`(${memoryFindings(sources.serverVersionNum, filters)})`);
+  if (sources.pointers) parts.push(sql`(${pointerFindings(sources.serverVersionNum, filters)})`);
   return sql.join(parts, sql` UNION ALL `);
 }
 

@@ -83,7 +83,10 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
   const started = new Date();
   const t0 = performance.now();
   const filters: ScanFilters = { userId: options.userId, since: options.since };
-  const findingsSql = allFindings({ shape: shape.shape, memory: shape.hasMemory, pointers: shape.hasUserContext }, filters);
+  const findingsSql = allFindings(
+    { shape: shape.shape, serverVersionNum: shape.serverVersionNum, memory: shape.hasMemory, pointers: shape.hasUserContext },
+    filters,
+  );
 
   return db.transaction(
     async (tx) => {
