@@ -53,12 +53,22 @@ export function colorEnabled(opts: GlobalOptions, stream: NodeJS.WriteStream = p
   return opts.color !== false && Boolean(stream.isTTY) && !process.env.NO_COLOR;
 }
 
-/** An AbortSignal fired by the first SIGINT/SIGTERM; a second one exits at once with 130. */
-export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
+/**
+ * SIGINT/SIGTERM handling. A command that stops gracefully gets an AbortSignal fired by the
+ * first signal (a second one exits at once with 130). Any other command is interrupted at once:
+ * onHardStop releases what it holds (the embedded server) and the process exits with 130.
+ */
+export function interruptSignal(graceful: boolean, onHardStop: () => Promise<void>): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
   const onSignal = () => {
     if (controller.signal.aborted) process.exit(130);
     controller.abort(new Error('interrupted'));
+    if (!graceful) {
+      process.stderr.write('caseguard: interrupted\n');
+      const deadline = setTimeout(() => process.exit(130), 3000);
+      deadline.unref();
+      void onHardStop().finally(() => process.exit(130));
+    }
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -75,6 +85,8 @@ export interface OpenFor {
   /** The command judges or changes data: with CI=true it must not fall back to embedded. */
   judgesData: boolean;
   poolSize?: number;
+  /** The command watches ctx.signal and stops cleanly (else a signal ends it at once, 130). */
+  graceful?: boolean;
 }
 
 /**
@@ -96,8 +108,9 @@ export async function withDatabase<T>(
     env: process.env,
     cwd: process.cwd(),
   });
-  const interrupt = interruptSignal();
-  const database = await openDatabase(target, { log, poolSize: openFor.poolSize });
+  let database: Database | undefined;
+  const interrupt = interruptSignal(Boolean(openFor.graceful), async () => database?.abandon());
+  database = await openDatabase(target, { log, poolSize: openFor.poolSize });
   try {
     log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);
     if (database.embedded) await migrate(database.pool);
@@ -108,7 +121,7 @@ export async function withDatabase<T>(
       signal: interrupt.signal,
       useColor: colorEnabled(opts),
       isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
-      shape: () => inspectDatabase(database.db),
+      shape: () => inspectDatabase(database!.db),
     });
   } finally {
     await database.close();

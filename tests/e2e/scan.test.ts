@@ -119,6 +119,37 @@ describe('caseguard scan', () => {
     }
   });
 
+  it('SIGINT ends a blocked scan at once with 130', async () => {
+    const { spawn } = await import('node:child_process');
+    const { BIN } = await import('../helpers/cli.js');
+    const holder = await damaged.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS EXCLUSIVE MODE');
+      const child = spawn(process.execPath, [BIN, 'scan', '--database-url', damaged.url], { env: { ...process.env, CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if (stderr.includes('db.target')) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 20);
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = Date.now();
+      child.kill('SIGINT');
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(code).toBe(130);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(stderr).toMatch(/interrupted/);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+  });
+
   it('a bad --since is a usage error', async () => {
     const r = await scan(damaged, '--since', 'yesterday-ish');
     expect(r.code).toBe(2);

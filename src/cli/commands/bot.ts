@@ -38,7 +38,7 @@ never appears in output or logs.${examples('caseguard bot --console', 'caseguard
       }
       const { withDatabase } = await import('../context.js');
       const { createIntakeHandlers } = await import('../../core/intake/handlers.js');
-      await withDatabase(command, { judgesData: true, poolSize: flags.console ? 2 : 8 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         const log = ctx.log.child({ command: 'bot' }, flags.console && !ctx.logLevelExplicit ? { level: 'warn' } : {});
         const handlers = createIntakeHandlers({ db: ctx.database.db, shape, log });

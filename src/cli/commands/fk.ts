@@ -82,7 +82,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
       const { withDatabase } = await import('../context.js');
       const { fkAdd, fkPlan } = await import('../../core/fk/fk.js');
       const { readFkState } = await import('../../core/fk/state.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         if (!flags.yes) {
           const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);

@@ -44,7 +44,7 @@ Every run is journaled (caseguard runs). One recover at a time: a second exits 5
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: flags.undo ? `undo run ${flags.undo}` : 'write to the database' });
-      await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         const log = ctx.log.child({ command: 'recover' });
         if (flags.undo !== undefined) {

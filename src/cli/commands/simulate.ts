@@ -40,7 +40,7 @@ export function defineSimulate(program: Command): void {
       const { printSimulateReport } = await import('../output/simulateReport.js');
       const { progressBar } = await import('../output/progress.js');
       const { ExitCode } = await import('../../core/errors.js');
-      await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         const usersGiven = command.getOptionValueSource('users') !== 'default';
         const users = flags.duration !== undefined && !usersGiven ? 10_000_000 : flags.users;

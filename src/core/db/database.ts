@@ -29,6 +29,11 @@ export interface Database {
   serverVersionNum: number;
   embedded?: EmbeddedServer;
   close(): Promise<void>;
+  /**
+   * For a process about to exit on a signal: lets go of the embedded server without waiting for
+   * running queries (the server notices the closed connections).
+   */
+  abandon(): Promise<void>;
 }
 
 export interface OpenOptions {
@@ -72,6 +77,15 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
     await embedded?.release().catch(() => undefined);
     throw connectionError(error, target.kind === 'url' ? redactUrl(target.url) : name);
   }
+  // PostgreSQL 14+ can notice a client that went away while its query still runs (a CLI killed
+  // mid-scan): ask for that on every connection, so nothing of ours lingers on the server.
+  if (serverVersionNum >= 140000) {
+    const watchClient = (client: pg.PoolClient) => {
+      client.query("SET client_connection_check_interval = '2s'").catch(() => undefined);
+    };
+    pool.on('connect', watchClient);
+    await pool.query("SET client_connection_check_interval = '2s'").catch(() => undefined);
+  }
   const db = drizzle({ client: pool }) as Db;
   return {
     db,
@@ -81,6 +95,9 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
     embedded,
     close: async () => {
       await pool.end().catch(() => undefined);
+      await embedded?.release();
+    },
+    abandon: async () => {
       await embedded?.release();
     },
   };

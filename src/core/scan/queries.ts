@@ -144,13 +144,13 @@ export function summarise(findings: SQL, limit: number): SQL {
   return sql`
     WITH f AS MATERIALIZED (${findings}),
     r AS (
-      SELECT f.*, row_number() OVER (PARTITION BY check_id ORDER BY user_id, case_id, memory_id) AS rn FROM f
+      SELECT f.*, row_number() OVER (PARTITION BY check_id ORDER BY user_id COLLATE "C", case_id COLLATE "C", memory_id) AS rn FROM f
     )
-    SELECT check_id, count(*)::bigint AS count, count(DISTINCT canonical_id)::bigint AS distinct_cases,
+    SELECT check_id, count(*)::bigint AS count, count(DISTINCT canonical_id::uuid)::bigint AS distinct_cases,
            COALESCE(jsonb_agg(jsonb_build_object(
              'table', source_table, 'user_id', user_id, 'case_id', case_id, 'canonical_id', canonical_id,
              'owner', owner, 'memory_id', memory_id, 'detail', detail) ORDER BY rn) FILTER (WHERE rn <= ${limit}), '[]'::jsonb) AS samples
       FROM r GROUP BY check_id
     UNION ALL
-    SELECT '', count(DISTINCT canonical_id) FILTER (WHERE check_id IN (${missing})), 0, '[]'::jsonb FROM f`;
+    SELECT '', count(DISTINCT canonical_id::uuid) FILTER (WHERE check_id IN (${missing})), 0, '[]'::jsonb FROM f`;
 }
