@@ -21,9 +21,12 @@ export async function runScan(t: TestDatabase): Promise<ScanReport> {
 }
 
 /** Checksums of every application row, for "nothing changed" and "controls untouched". */
+// Rows no repair may touch: the healthy controls, and the owner-mismatch pair (a warning that
+// recover reports and never changes).
+const UNTOUCHED = "(user_id LIKE 'control-%' OR user_id IN ('u-thief', 'owner-30'))";
 export const CONTROL_WHERE = {
-  'mega_agent.cases': "user_id LIKE 'control-%'",
-  'mega_agent.case_intake_progress': "user_id LIKE 'control-%'",
-  'mega_agent.case_memory': "user_id LIKE 'control-%'",
-  'mega_agent.bot_user_context': "user_id LIKE 'control-%'",
+  'mega_agent.cases': UNTOUCHED,
+  'mega_agent.case_intake_progress': UNTOUCHED,
+  'mega_agent.case_memory': UNTOUCHED,
+  'mega_agent.bot_user_context': UNTOUCHED,
 } as const;

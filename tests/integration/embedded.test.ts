@@ -9,7 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/core/db/database.js';
 import { acquireEmbedded } from '../../src/core/db/embedded.js';
+import { ConnectionError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 
 let dir: string;
@@ -48,6 +50,21 @@ describe('embedded PostgreSQL', () => {
     const again = await acquireEmbedded(dataDir, silentLogger);
     expect(await query(again.url, 'SELECT v FROM kept')).toEqual([{ v: 42 }]);
     await again.release();
+  });
+
+  it('a wrong password is exit 3, "authentication failed", with the password redacted', async () => {
+    const server = await acquireEmbedded(path.join(dir, 'data'), silentLogger);
+    try {
+      const url = new URL(server.url);
+      url.password = 'not-the-password';
+      const error = await openDatabase({ kind: 'url', url: url.toString(), source: '--database-url' }, { log: silentLogger }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect((error as ConnectionError).exitCode).toBe(3);
+      expect((error as Error).message).toMatch(/authentication failed/);
+      expect((error as Error).message).not.toContain('not-the-password');
+    } finally {
+      await server.release();
+    }
   });
 
   it('reuses a server left running by a process killed with SIGKILL', async () => {

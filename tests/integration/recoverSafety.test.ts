@@ -79,11 +79,15 @@ describe('recover safety', () => {
     await seedOrphans(t.pool, 400, 'live');
     const handlers = createIntakeHandlers({ db: t.database.db, shape: await inspectDatabase(t.database.db), log: silentLogger });
     let stop = false;
+    // The live bot: orphaned users coming back (the guard re-creates their case) and new users
+    // starting intakes, while recover runs.
     const bot = (async () => {
       let served = 0;
       for (let i = 1; !stop && i <= 400; i++) {
         const reply = await handlers.resume(`live-${401 - i}`);
         if (reply.outcome !== 'shown') throw new Error(`unexpected ${reply.outcome}`);
+        const started = await handlers.start(`new-${i}`);
+        if (started.outcome !== 'started') throw new Error(`unexpected ${started.outcome}`);
         served++;
       }
       return served;
@@ -96,6 +100,8 @@ describe('recover safety', () => {
     const all = await t.pool.query("SELECT count(*)::int AS n, count(DISTINCT case_id)::int AS d FROM mega_agent.cases WHERE user_id LIKE 'live-%'");
     expect(all.rows[0]).toEqual({ n: 400, d: 400 });
     expect(result.applied.create_case + result.skipped).toBe(result.plan.counts.create_case);
+    const fresh = await t.pool.query("SELECT count(*)::int AS n, count(DISTINCT user_id)::int AS d FROM mega_agent.cases WHERE user_id LIKE 'new-%'");
+    expect(fresh.rows[0]).toEqual({ n: served, d: served });
     expect((await runScan(t)).summary.errors).toBe(0);
   });
 });

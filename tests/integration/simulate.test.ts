@@ -62,6 +62,24 @@ describe('simulate', () => {
     expect(r.durationMs).toBeGreaterThanOrEqual(400);
   });
 
+  it('an orphan the legacy path did not make is counted as unexplained (what --check fails on)', async () => {
+    let deleted = false;
+    const r = await run({
+      users: 30,
+      concurrency: 2,
+      onUserDone: (done) => {
+        // a rogue writer deletes a case under a finished intake: damage no legacy start explains
+        if (done === 10 && !deleted) {
+          deleted = true;
+          void t.pool.query("DELETE FROM mega_agent.cases WHERE case_id = (SELECT case_id FROM mega_agent.cases WHERE user_id LIKE 'sim-%' ORDER BY created_at LIMIT 1)");
+        }
+      },
+    });
+    expect(deleted).toBe(true);
+    expect(r.orphans.unexplained).toBe(1);
+    expect(r.orphans.legacy).toBe(0);
+  });
+
   it('rejects nonsense options, all problems at once', async () => {
     await expect(run({ users: 0, concurrency: 0, legacyRate: 2 })).rejects.toThrow(UsageError);
     await expect(run({ users: 0, concurrency: 0, legacyRate: 2 })).rejects.toThrow(/--users.*--concurrency.*--legacy-rate/);
