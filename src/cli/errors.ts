@@ -9,9 +9,8 @@ import { SqlState, describePgError, sqlStateOf } from '../core/db/sqlstate.js';
 export function reportError(thrown: unknown, stderr: NodeJS.WritableStream = process.stderr): number {
   if (thrown instanceof CommanderError) {
     // commander has already printed its message (or the help text).
-    if (thrown.code === 'commander.helpDisplayed' || thrown.code === 'commander.version' || thrown.code === 'commander.help') {
-      return ExitCode.ok;
-    }
+    // --help and --version are answers; help shown because a command is missing is a usage error.
+    if (thrown.code === 'commander.helpDisplayed' || thrown.code === 'commander.version') return ExitCode.ok;
     return thrown.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
   }
   if (thrown instanceof CaseguardError) {

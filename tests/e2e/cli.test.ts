@@ -43,6 +43,12 @@ describe('caseguard binary', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/expected a whole number/);
     expect((await runCli(['no-such-command'])).code).toBe(2);
+    const noCommand = await runCli([]);
+    expect(noCommand.code).toBe(2);
+    expect(noCommand.stderr).toMatch(/Usage: caseguard/);
+    const badRun = await runCli(['runs', 'show', 'abc']);
+    expect(badRun.code).toBe(2);
+    expect(badRun.stderr).toMatch(/expected a whole number/);
   });
 
   it('a database that refuses the connection: exit 3, one line, password redacted', async () => {

@@ -38,6 +38,7 @@ describe('the top-level error handler', () => {
     const out = capture();
     expect(reportError(new CommanderError(1, 'commander.unknownOption', 'x'), out.stream)).toBe(2);
     expect(reportError(new CommanderError(0, 'commander.helpDisplayed', 'x'), out.stream)).toBe(0);
+    expect(reportError(new CommanderError(1, 'commander.help', 'x'), out.stream)).toBe(2);
   });
 
   it('coerces thrown non-errors, keeping the cause', () => {

@@ -37,15 +37,16 @@ export function defineQuarantine(program: Command): void {
     });
 
   quarantine
-    .command('restore <run>')
+    .command('restore')
+    .argument('<run>', 'the run whose quarantined rows go back', integer(1, Number.MAX_SAFE_INTEGER))
     .description('put back the rows a run quarantined (a row whose key is taken now is reported, not overwritten)')
     .option('--dry-run', 'say what would be restored and change nothing')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .action(async (runArg: string, flags: { dryRun?: boolean; yes?: boolean; format: 'table' | 'json' }, command: Command) => {
-      const runId = integer(1, Number.MAX_SAFE_INTEGER)(runArg);
+    .action(async (runId: number, flags: { dryRun?: boolean; yes?: boolean; format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { restoreRun } = await import('../../core/recover/quarantine.js');
+      const { ExitCode } = await import('../../core/errors.js');
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY), what: 'restore rows' });
       await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
@@ -59,7 +60,7 @@ export function defineQuarantine(program: Command): void {
         const lines = [`Restored ${result.restored} row(s) (run ${result.runId}).`];
         for (const o of result.outcomes.filter((x) => !x.restored)) lines.push(`not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`);
         process.stdout.write(`${lines.join('\n')}\n`);
-        if (result.notRestored > 0) process.exitCode = 1;
+        if (result.notRestored > 0) process.exitCode = ExitCode.findings;
       });
     });
 }

@@ -43,11 +43,11 @@ export function defineRuns(program: Command): void {
     });
 
   runs
-    .command('show <run>')
+    .command('show')
     .description('one run: its options, status, counts and what it did')
+    .argument('<run>', 'the run id (see caseguard runs)', integer(1, Number.MAX_SAFE_INTEGER))
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .action(async (runArg: string, flags: { format: 'table' | 'json' }, command: Command) => {
-      const runId = integer(1, Number.MAX_SAFE_INTEGER)(runArg);
+    .action(async (runId: number, flags: { format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { getRun } = await import('../../core/journal/journal.js');
       const { UsageError } = await import('../../core/errors.js');
