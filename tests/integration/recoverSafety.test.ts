@@ -105,3 +105,25 @@ describe('recover safety', () => {
     expect((await runScan(t)).summary.errors).toBe(0);
   });
 });
+
+describe('the journal', () => {
+  it('shows a run left "running" by a dead process as abandoned, and a live one as running', async () => {
+    const t = await createTestDatabase();
+    try {
+      await runRecover(t, { dryRun: true });
+      await t.pool.query("INSERT INTO caseguard.runs (command, status) VALUES ('recover', 'running')");
+      const { listRuns } = await import('../../src/core/journal/journal.js');
+      expect((await listRuns(t.database.db, 1))[0]!.status).toBe('abandoned');
+      const holder = await t.pool.connect();
+      try {
+        await holder.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
+        expect((await listRuns(t.database.db, 1))[0]!.status).toBe('running');
+      } finally {
+        await holder.query('SELECT pg_advisory_unlock_all()');
+        holder.release();
+      }
+    } finally {
+      await t.drop();
+    }
+  });
+});

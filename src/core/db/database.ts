@@ -78,12 +78,10 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
     throw connectionError(error, target.kind === 'url' ? redactUrl(target.url) : name);
   }
   // PostgreSQL 14+ can notice a client that went away while its query still runs (a CLI killed
-  // mid-scan): ask for that on every connection, so nothing of ours lingers on the server.
+  // mid-scan): ask for that on every connection, so nothing of ours lingers on the server. New
+  // connections get it as a startup option; the one already open gets a SET.
   if (serverVersionNum >= 140000) {
-    const watchClient = (client: pg.PoolClient) => {
-      client.query("SET client_connection_check_interval = '2s'").catch(() => undefined);
-    };
-    pool.on('connect', watchClient);
+    (pool.options as pg.PoolConfig).options = '-c client_connection_check_interval=2000';
     await pool.query("SET client_connection_check_interval = '2s'").catch(() => undefined);
   }
   const db = drizzle({ client: pool }) as Db;

@@ -6,8 +6,10 @@
 import os from 'node:os';
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
+import { LockKey } from '../db/locks.js';
 
-export type RunStatus = 'running' | 'completed' | 'interrupted' | 'failed' | 'refused';
+/** 'abandoned': journaled as running, but no session holds its lock (the process died). */
+export type RunStatus = 'running' | 'completed' | 'interrupted' | 'failed' | 'refused' | 'abandoned';
 
 export interface RunRecord {
   runId: number;
@@ -57,7 +59,17 @@ export async function finishRun(
      WHERE run_id = ${runId}`);
 }
 
-const RUN_COLUMNS = sql`run_id, command, options, dry_run, db_user, os_user, host, status, counts, error, started_at, finished_at`;
+/**
+ * A run still marked running whose command's advisory lock nobody holds died without finishing
+ * (SIGKILL, a lost machine): it is shown as abandoned.
+ */
+const RUN_COLUMNS = sql`run_id, command, options, dry_run, db_user, os_user, host, counts, error, started_at, finished_at,
+  CASE WHEN status = 'running' AND NOT EXISTS (
+         SELECT 1 FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ${LockKey.recover[0]}::oid
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.objid = (CASE WHEN command LIKE 'fk %' THEN ${LockKey.fk[1]} ELSE ${LockKey.recover[1]} END)::oid)
+       THEN 'abandoned' ELSE status END AS status`;
 
 function toRecord(r: Record<string, unknown>): RunRecord {
   return {
