@@ -89,6 +89,29 @@ describe('caseguard scan', () => {
     expect(lines.some((l) => /^caseguard_scan_duration_seconds \d+\.\d{3}$/.test(l))).toBe(true);
   });
 
+  it('--output writes the report atomically; a folder that does not exist is a clear error', async () => {
+    const fs = await import('node:fs/promises');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-out-'));
+    try {
+      const file = path.join(dir, 'caseguard.prom');
+      const r = await scan(damaged, '--format', 'prometheus', '--output', file);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(await fs.readFile(file, 'utf8')).toContain(`caseguard_findings{check="orphaned_progress",severity="error"} ${expected.orphaned_progress}`);
+      const all = path.join(dir, 'all.json');
+      expect((await scan(damaged, '--all', '--format', 'json', '-o', all)).code).toBe(1);
+      expect(JSON.parse(await fs.readFile(all, 'utf8')).checks).toHaveLength(7);
+      expect((await fs.readdir(dir)).sort()).toEqual(['all.json', 'caseguard.prom']);
+      const missing = await scan(damaged, '--output', path.join(dir, 'no', 'such', 'dir', 'x.txt'));
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/cannot write/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('--fail-on and --max-findings set the threshold', async () => {
     const errors = expected.orphaned_progress + expected.invalid_case_id + expected.duplicate_progress + expected.orphaned_memory + expected.dangling_active_case;
     expect((await scan(damaged, '--max-findings', String(errors))).code).toBe(0);

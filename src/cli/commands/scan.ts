@@ -11,6 +11,7 @@ interface ScanFlags {
   user?: string;
   since?: Date;
   statementTimeout: string;
+  output?: string;
 }
 
 function timestamp(value: string): Date {
@@ -36,6 +37,7 @@ export function defineScan(program: Command): void {
     .option('--user <id>', "only this user's rows")
     .option('--since <timestamp>', 'only progress and pointers updated (memory created) since then', timestamp)
     .option('--statement-timeout <duration>', 'statement_timeout for the scan (0: none)', duration, '10min')
+    .option('-o, --output <file>', 'write the report to a file, atomically (temporary file, then rename)')
     .addHelpText(
       'after',
       `
@@ -46,7 +48,7 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
         'caseguard scan',
         'caseguard scan --format json > scan.json',
         'caseguard scan --format junit > caseguard-junit.xml      # a CI gate with a test report',
-        'caseguard scan --format prometheus > /var/lib/node_exporter/caseguard.prom',
+        'caseguard scan --format prometheus -o /var/lib/node_exporter/caseguard.prom',
         'caseguard scan --all --format csv > findings.csv',
         "caseguard scan --since '2026-11-27T00:00:00Z' --fail-on warn",
       )}`,
@@ -61,8 +63,10 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
       const { BusyError } = await import('../../core/errors.js');
       const { SqlState, sqlStateOf } = await import('../../core/db/sqlstate.js');
       const out = await import('../output/scanFormats.js');
+      const { fileSink, stdoutSink } = await import('../output/sink.js');
       await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
         const shape = await ctx.shape();
+        const sink = flags.output ? fileSink(flags.output) : stdoutSink();
         const stream = flags.format === 'json' ? out.streamJson : out.streamCsv;
         const report = await scan(ctx.database.db, shape, {
           databaseName: ctx.database.name,
@@ -71,8 +75,9 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
           since: flags.since,
           statementTimeout: flags.statementTimeout,
           gate: { failOn: flags.failOn, maxFindings: flags.maxFindings },
-          onAllFindings: flags.all ? stream : undefined,
-        }).catch((error: unknown) => {
+          onAllFindings: flags.all ? (r, pages) => stream(sink, r, pages) : undefined,
+        }).catch(async (error: unknown) => {
+          await sink.discard();
           if (sqlStateOf(error) === SqlState.queryCanceled) {
             throw new BusyError(
               `the scan did not finish within --statement-timeout ${flags.statementTimeout} (waiting for a lock, or a large table); raise it, or narrow the scan with --since or --user`,
@@ -85,15 +90,20 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
           { event: 'scan.completed', errors: report.summary.errors, warnings: report.summary.warnings, missing_cases: report.summary.missingCases, duration_ms: report.durationMs },
           'scan completed',
         );
-        if (!flags.all) {
-          const render = {
-            table: () => out.renderTableReport(report, ctx.useColor),
-            json: () => out.renderJson(report),
-            csv: () => out.renderCsv(report),
-            junit: () => out.renderJunit(report),
-            prometheus: () => out.renderPrometheus(report),
-          }[flags.format];
-          await out.write(render());
+        const render = {
+          table: () => out.renderTableReport(report, ctx.useColor && !flags.output),
+          json: () => out.renderJson(report),
+          csv: () => out.renderCsv(report),
+          junit: () => out.renderJunit(report),
+          prometheus: () => out.renderPrometheus(report),
+        }[flags.format];
+        try {
+          // with --all the report was streamed into the sink already
+          if (!flags.all) await sink.write(render());
+          await sink.commit();
+        } catch (error) {
+          await sink.discard();
+          throw error;
         }
         process.exitCode = report.summary.exitCode;
       });

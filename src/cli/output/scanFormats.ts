@@ -3,16 +3,11 @@
  * unicode, SQL-looking text in user ids): JSON by construction, CSV quoted per RFC 4180, JUnit
  * escaped for XML 1.0, table cells with control characters made visible.
  */
-import { once } from 'node:events';
 import type { CheckResult, Finding, ScanReport } from '../../core/scan/scan.js';
+import type { Sink } from './sink.js';
 import { painter, renderTable } from './table.js';
 
 export type ScanFormat = 'table' | 'json' | 'csv' | 'junit' | 'prometheus';
-
-/** Writes to stdout, waiting when the pipe is full: memory stays bounded. */
-export async function write(text: string): Promise<void> {
-  if (!process.stdout.write(text)) await once(process.stdout, 'drain');
-}
 
 export function renderJson(report: ScanReport): string {
   return `${JSON.stringify(report, null, 2)}\n`;
@@ -140,7 +135,8 @@ export function renderTableReport(report: ScanReport, useColor: boolean): string
 }
 
 /** --all as JSON: the report with every finding in place of the samples, streamed. */
-export async function streamJson(report: ScanReport, pages: AsyncIterable<Finding[]>): Promise<void> {
+export async function streamJson(sink: Sink, report: ScanReport, pages: AsyncIterable<Finding[]>): Promise<void> {
+  const write = (text: string) => sink.write(text);
   const { checks, ...head } = report;
   const headJson = JSON.stringify(head, null, 2);
   await write(`${headJson.slice(0, -2)},\n  "checks": [`);
@@ -173,7 +169,8 @@ export async function streamJson(report: ScanReport, pages: AsyncIterable<Findin
 }
 
 /** --all as CSV: one row per finding, streamed. */
-export async function streamCsv(report: ScanReport, pages: AsyncIterable<Finding[]>): Promise<void> {
+export async function streamCsv(sink: Sink, report: ScanReport, pages: AsyncIterable<Finding[]>): Promise<void> {
+  const write = (text: string) => sink.write(text);
   const severity = new Map(report.checks.map((c) => [c.id, c.severity]));
   await write(csvHeader());
   for await (const page of pages) await write(csvRows(page, (f) => severity.get(f.check) ?? ''));
