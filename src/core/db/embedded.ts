@@ -293,7 +293,9 @@ async function withFileLock<T>(lockFile: string, fn: () => Promise<T>): Promise<
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = Number(await fs.readFile(lockFile, 'utf8').catch(() => ''));
-      if (holder && !isAlive(holder)) {
+      // A holder that died, or one that died between creating the file and writing its pid.
+      const age = Date.now() - ((await fs.stat(lockFile).catch(() => undefined))?.mtimeMs ?? Date.now());
+      if ((holder && !isAlive(holder)) || (!holder && age > 10_000)) {
         await fs.rm(lockFile, { force: true });
         continue;
       }
