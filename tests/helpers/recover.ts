@@ -3,7 +3,7 @@ import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { recover, type RecoverOptions, type RecoverResult } from '../../src/core/recover/recover.js';
 import { scan, type ScanReport } from '../../src/core/scan/scan.js';
-import type { TestDatabase } from './db.js';
+import { tableChecksum, type TestDatabase } from './db.js';
 
 export async function runRecover(t: TestDatabase, options: Partial<RecoverOptions> = {}): Promise<RecoverResult> {
   return recover(t.database, await inspectDatabase(t.database.db), {
@@ -30,3 +30,12 @@ export const CONTROL_WHERE = {
   'mega_agent.case_memory': UNTOUCHED,
   'mega_agent.bot_user_context': UNTOUCHED,
 } as const;
+
+/** A checksum per application table: of every row ('all'), or of the rows no repair may touch. */
+export async function checksums(t: TestDatabase, which: 'all' | 'controls'): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [table, untouched] of Object.entries(CONTROL_WHERE)) {
+    out[table] = await tableChecksum(t.pool, table, which === 'all' ? 'true' : untouched);
+  }
+  return out;
+}

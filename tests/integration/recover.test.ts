@@ -1,17 +1,9 @@
 /** recover on a real server: each repair, controls untouched, dry run, idempotence, journal. */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { getRun } from '../../src/core/journal/journal.js';
-import { createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, toUuidShape, type TestDatabase } from '../helpers/db.js';
 import { F, id, seedControls, seedDamage } from '../helpers/fixtures.js';
-import { CONTROL_WHERE, runRecover, runScan } from '../helpers/recover.js';
-
-const ALL_TABLES = Object.keys(CONTROL_WHERE) as Array<keyof typeof CONTROL_WHERE>;
-
-async function checksums(t: TestDatabase, where: 'all' | 'controls') {
-  const out: Record<string, string> = {};
-  for (const table of ALL_TABLES) out[table] = await tableChecksum(t.pool, table, where === 'all' ? 'true' : CONTROL_WHERE[table]);
-  return out;
-}
+import { checksums, runRecover, runScan } from '../helpers/recover.js';
 
 describe('recover', () => {
   let t: TestDatabase;

@@ -4,14 +4,11 @@ import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { UsageError } from '../../src/core/errors.js';
 import { restoreRun } from '../../src/core/recover/quarantine.js';
 import { undoRun } from '../../src/core/recover/undo.js';
-import { createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, toUuidShape, type TestDatabase } from '../helpers/db.js';
 import { id, seedControls, seedDamage } from '../helpers/fixtures.js';
-import { runRecover, runScan } from '../helpers/recover.js';
+import { checksums, runRecover, runScan } from '../helpers/recover.js';
 
-const TABLES = ['mega_agent.cases', 'mega_agent.case_intake_progress', 'mega_agent.case_memory', 'mega_agent.bot_user_context'];
-async function snapshot(t: TestDatabase) {
-  return Object.fromEntries(await Promise.all(TABLES.map(async (table) => [table, await tableChecksum(t.pool, table)] as const)));
-}
+const snapshot = (t: TestDatabase) => checksums(t, 'all');
 
 describe('undo and restore (legacy shape)', () => {
   let t: TestDatabase;
