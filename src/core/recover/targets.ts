@@ -72,13 +72,17 @@ export async function snapshotTargets(
        WHERE p.id IS NOT NULL AND p.case_id <> p.id::text
          AND EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = p.user_id AND q.case_id::text = p.id::text)
     ),
-    refs AS (
-      SELECT id, user_id, 1 AS source, created_at, 'orphaned_progress' AS check_id FROM prog WHERE id IS NOT NULL
-      UNION ALL SELECT id, user_id, 2, created_at, 'orphaned_memory' FROM mem WHERE id IS NOT NULL
-      UNION ALL SELECT id, user_id, 3, NULL, 'dangling_active_case' FROM ptr WHERE id IS NOT NULL
+    refs AS MATERIALIZED (
+      SELECT id, user_id, 1 AS source, created_at, 'orphaned_progress' AS check_id, case_id = id::text AS canonical FROM prog WHERE id IS NOT NULL
+      UNION ALL SELECT id, user_id, 2, created_at, 'orphaned_memory', case_id = id::text FROM mem WHERE id IS NOT NULL
+      UNION ALL SELECT id, user_id, 3, NULL, 'dangling_active_case', case_id = id::text FROM ptr WHERE id IS NOT NULL
     ),
+    -- Every reference here failed the text anti-join: one in canonical spelling names a case that
+    -- does not exist; only other spellings need the lookup by uuid.
     missing AS (
-      SELECT r.* FROM refs r WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
+      SELECT r.* FROM refs r WHERE r.canonical
+      UNION ALL
+      SELECT r.* FROM refs r WHERE NOT r.canonical AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
     ),
     owners AS (
       SELECT id, count(DISTINCT user_id)::int AS n, array_agg(DISTINCT user_id ORDER BY user_id) AS list FROM missing GROUP BY id
