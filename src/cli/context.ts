@@ -108,9 +108,10 @@ export async function withDatabase<T>(
     env: process.env,
     cwd: process.cwd(),
   });
-  let database: Database | undefined;
-  const interrupt = interruptSignal(Boolean(openFor.graceful), async () => database?.abandon());
-  database = await openDatabase(target, { log, poolSize: openFor.poolSize });
+  const opened: { database?: Database } = {};
+  const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
+  const database = await openDatabase(target, { log, poolSize: openFor.poolSize });
+  opened.database = database;
   try {
     log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);
     if (database.embedded) await migrate(database.pool);
@@ -121,7 +122,7 @@ export async function withDatabase<T>(
       signal: interrupt.signal,
       useColor: colorEnabled(opts),
       isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
-      shape: () => inspectDatabase(database!.db),
+      shape: () => inspectDatabase(database.db),
     });
   } finally {
     await database.close();

@@ -38,6 +38,7 @@ export function renderCsv(report: ScanReport): string {
 /** XML 1.0 text: escaped, and characters XML cannot carry at all replaced with U+FFFD. */
 export function xml(text: unknown): string {
   return String(text ?? '')
+    // eslint-disable-next-line no-control-regex -- these are exactly the characters XML 1.0 forbids
     .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '\uFFFD')
     .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
     .replace(/&/g, '&amp;')
@@ -105,6 +106,7 @@ export function renderPrometheus(report: ScanReport): string {
 
 /** Control characters shown as escapes, so a hostile id cannot redraw the terminal. */
 export function visible(text: unknown): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what must not reach a terminal raw
   return String(text ?? '').replace(/[\u0000-\u001F\u007F-\u009F]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
