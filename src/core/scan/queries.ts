@@ -35,104 +35,81 @@ function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
 }
 
 /**
- * Findings on case_intake_progress: five checks from one anti-join. The candidates are the rows
- * with no case of the same text id and the same owner; each is then classified by index lookups
- * (scalar subqueries, so the planner cannot turn them into a full hash join for the few).
+ * Every finding, from one anti-join against cases for all the source tables together (one hash
+ * of cases, however many tables reference it). A progress row is a candidate when no case has
+ * its text id and its owner; a memory row or a pointer when no case has its text id. Only the
+ * few candidates are then classified: the server's uuid check, and the case looked up by uuid
+ * in scalar subqueries (so the planner cannot turn them into a full hash join for the few).
  */
-export function progressFindings(shape: Shape, serverVersionNum: number, filters: ScanFilters): SQL {
-  // In the uuid shape the column is uuid: compare it directly; spelling checks cannot fire.
-  const uuidShape = shape === 'uuid';
-  const sameCase = uuidShape ? sql`c.case_id = cip.case_id` : sql`c.case_id::text = cip.case_id`;
-  const caseText = uuidShape ? sql`cip.case_id::text` : sql`cip.case_id`;
-  const asUuid = uuidShape ? sql`j.case_id::uuid` : uuidOrNull(sql`j.case_id`, serverVersionNum);
+export function allFindings(sources: Sources, filters: ScanFilters): SQL {
+  const uuidShape = sources.shape === 'uuid';
+  const branches: SQL[] = [
+    sql`SELECT 'case_intake_progress'::text AS source_table, cip.user_id, cip.case_id::text AS case_id,
+               NULL::bigint AS memory_id, true AS owned
+          FROM mega_agent.case_intake_progress cip WHERE ${where(filters, 'cip', 'updated_at')}`,
+  ];
+  if (sources.memory) {
+    branches.push(sql`SELECT 'case_memory', m.user_id, m.case_id, m.memory_id, false
+                        FROM mega_agent.case_memory m WHERE ${where(filters, 'm', 'created_at')}`);
+  }
+  if (sources.pointers) {
+    branches.push(sql`SELECT 'bot_user_context', b.user_id, b.active_case_id, NULL::bigint, false
+                        FROM mega_agent.bot_user_context b
+                       WHERE b.active_case_id IS NOT NULL AND ${where(filters, 'b', 'updated_at')}`);
+  }
+  // In the uuid shape progress.case_id is a uuid already; spelling checks cannot fire there.
+  const asUuid = uuidShape
+    ? sql`CASE WHEN s.source_table = 'case_intake_progress' THEN s.case_id::uuid ELSE ${uuidOrNull(sql`s.case_id`, sources.serverVersionNum)} END`
+    : uuidOrNull(sql`s.case_id`, sources.serverVersionNum);
   const duplicates = uuidShape
     ? sql`SELECT NULL::text AS user_id, NULL::uuid AS id, NULL::text AS case_id, 0::bigint AS n WHERE false`
     : sql`
       SELECT d.user_id, d.id, d.case_id, count(*) OVER (PARTITION BY d.user_id, d.id) AS n
         FROM (
-          SELECT user_id, id, case_id FROM cls WHERE id IS NOT NULL
+          SELECT user_id, id, case_id FROM progress WHERE id IS NOT NULL
           UNION
           -- only a non-canonical candidate can have a healthy twin: look it up by primary key
           SELECT user_id, id, canonical FROM (
-            SELECT cls.user_id, cls.id,
-                   (SELECT p.case_id FROM mega_agent.case_intake_progress p
-                     WHERE p.user_id = cls.user_id AND p.case_id = cls.id::text) AS canonical
-              FROM cls WHERE cls.id IS NOT NULL AND cls.case_id <> cls.id::text) twin
+            SELECT p.user_id, p.id,
+                   (SELECT q.case_id FROM mega_agent.case_intake_progress q
+                     WHERE q.user_id = p.user_id AND q.case_id = p.id::text) AS canonical
+              FROM progress p WHERE p.id IS NOT NULL AND p.case_id <> p.id::text) twin
            WHERE canonical IS NOT NULL
         ) d`;
   return sql`
     WITH k AS MATERIALIZED (
-      SELECT j.user_id, j.case_id, ${asUuid} AS id
-        FROM (SELECT cip.user_id, ${caseText} AS case_id
-                FROM mega_agent.case_intake_progress cip
-               WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE ${sameCase} AND c.user_id = cip.user_id)
-                 AND ${where(filters, 'cip', 'updated_at')}) j
+      SELECT s.source_table, s.user_id, s.case_id, s.memory_id, ${asUuid} AS id
+        FROM (${sql.join(branches, sql` UNION ALL `)}) s
+       WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c
+                          WHERE c.case_id::text = s.case_id AND (NOT s.owned OR c.user_id = s.user_id))
     ),
     cls AS MATERIALIZED (
-      SELECT k.user_id, k.case_id, k.id, k.id IS NULL AS invalid,
-             (SELECT c.user_id FROM mega_agent.cases c WHERE c.case_id = k.id) AS owner
-        FROM k
+      SELECT k.*, (SELECT c.user_id FROM mega_agent.cases c WHERE c.case_id = k.id) AS owner FROM k
     ),
+    progress AS (SELECT * FROM cls WHERE source_table = 'case_intake_progress'),
+    refs AS (SELECT * FROM cls WHERE source_table <> 'case_intake_progress'),
     dup AS (${duplicates})
-    SELECT 'invalid_case_id' AS check_id, 'case_intake_progress' AS source_table, user_id, case_id,
+    SELECT 'invalid_case_id' AS check_id, source_table, user_id, case_id,
            NULL::text AS canonical_id, NULL::text AS owner, NULL::bigint AS memory_id, 'not a uuid' AS detail
-      FROM cls WHERE invalid
+      FROM progress WHERE id IS NULL
     UNION ALL
-    SELECT 'orphaned_progress', 'case_intake_progress', user_id, case_id, id::text, NULL, NULL, 'no case with this id'
-      FROM cls WHERE id IS NOT NULL AND owner IS NULL
+    SELECT 'orphaned_progress', source_table, user_id, case_id, id::text, NULL, NULL, 'no case with this id'
+      FROM progress WHERE id IS NOT NULL AND owner IS NULL
     UNION ALL
-    SELECT 'noncanonical_case_id', 'case_intake_progress', user_id, case_id, id::text, owner, NULL, 'spelling of an existing case id'
+    SELECT 'noncanonical_case_id', source_table, user_id, case_id, id::text, owner, memory_id, 'spelling of an existing case id'
       FROM cls WHERE owner IS NOT NULL AND case_id <> id::text
     UNION ALL
-    SELECT 'owner_mismatch', 'case_intake_progress', user_id, case_id, id::text, owner, NULL, 'the case belongs to another user'
-      FROM cls WHERE owner IS NOT NULL AND owner <> user_id
+    SELECT 'owner_mismatch', source_table, user_id, case_id, id::text, owner, NULL, 'the case belongs to another user'
+      FROM progress WHERE owner IS NOT NULL AND owner <> user_id
     UNION ALL
     SELECT 'duplicate_progress', 'case_intake_progress', user_id, case_id, id::text, NULL, NULL,
            n || ' rows of this user name this uuid'
-      FROM dup WHERE n > 1`;
-}
-
-/** Findings on case_memory: orphaned (invalid ids included) and non-canonical spellings. */
-export function memoryFindings(serverVersionNum: number, filters: ScanFilters): SQL {
-  return referenceFindings('case_memory', 'orphaned_memory', serverVersionNum, filters);
-}
-
-/** Findings on bot_user_context: dangling pointers (invalid ids included) and spellings. */
-export function pointerFindings(serverVersionNum: number, filters: ScanFilters): SQL {
-  return referenceFindings('bot_user_context', 'dangling_active_case', serverVersionNum, filters);
-}
-
-function referenceFindings(table: 'case_memory' | 'bot_user_context', missingCheck: string, serverVersionNum: number, filters: ScanFilters): SQL {
-  const memory = table === 'case_memory';
-  const column = sql.raw(memory ? 'case_id' : 'active_case_id');
-  const key = memory ? sql`t.memory_id` : sql`NULL::bigint`;
-  return sql`
-    WITH t AS MATERIALIZED (
-      SELECT ${key} AS memory_id, t.user_id, t.${column} AS case_id
-        FROM mega_agent.${sql.raw(table)} t
-       WHERE t.${column} IS NOT NULL
-         AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = t.${column})
-         AND ${where(filters, 't', memory ? 'created_at' : 'updated_at')}
-    ),
-    k AS MATERIALIZED (
-      SELECT t.*, ${uuidOrNull(sql`t.case_id`, serverVersionNum)} AS id FROM t
-    ),
-    cls AS (
-      SELECT o.*, o.owner IS NOT NULL AS found
-        FROM (SELECT k.*, (SELECT c.user_id FROM mega_agent.cases c WHERE c.case_id = k.id) AS owner FROM k) o
-    )
-    SELECT CASE WHEN found THEN 'noncanonical_case_id' ELSE ${missingCheck} END AS check_id,
-           ${table}::text AS source_table, user_id, case_id, id::text AS canonical_id, owner, memory_id,
-           CASE WHEN found THEN 'spelling of an existing case id' WHEN id IS NULL THEN 'not a uuid' ELSE 'no case with this id' END AS detail
-      FROM cls`;
-}
-
-/** All findings of the sources present, as one query. */
-export function allFindings(sources: Sources, filters: ScanFilters): SQL {
-  const parts = [sql`(${progressFindings(sources.shape, sources.serverVersionNum, filters)})`];
-  if (sources.memory) parts.push(sql`(${memoryFindings(sources.serverVersionNum, filters)})`);
-  if (sources.pointers) parts.push(sql`(${pointerFindings(sources.serverVersionNum, filters)})`);
-  return sql.join(parts, sql` UNION ALL `);
+      FROM dup WHERE n > 1
+    UNION ALL
+    SELECT CASE WHEN source_table = 'case_memory' THEN 'orphaned_memory' ELSE 'dangling_active_case' END,
+           source_table, user_id, case_id, id::text, NULL, memory_id,
+           CASE WHEN id IS NULL THEN 'not a uuid' ELSE 'no case with this id' END
+      FROM refs WHERE owner IS NULL`;
 }
 
 /**
