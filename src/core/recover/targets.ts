@@ -41,29 +41,26 @@ export async function snapshotTargets(
 ): Promise<Record<TargetKind, number>> {
   const legacy = shape.shape === 'legacy';
   const asUuid = (column: SQL) => uuidOrNull(column, shape.serverVersionNum);
-  const progressCase = legacy ? sql`cip.case_id` : sql`cip.case_id::text`;
-  const sameCase = legacy ? sql`c.case_id::text = cip.case_id` : sql`c.case_id = cip.case_id`;
-  const memory = shape.hasMemory
-    ? sql`SELECT m.memory_id, m.user_id, m.case_id, m.created_at, ${asUuid(sql`m.case_id`)} AS id
-            FROM mega_agent.case_memory m
-           WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = m.case_id)`
-    : sql`SELECT NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, NULL::uuid WHERE false`;
-  const pointers = shape.hasUserContext
-    ? sql`SELECT b.user_id, b.active_case_id AS case_id, ${asUuid(sql`b.active_case_id`)} AS id
-            FROM mega_agent.bot_user_context b
-           WHERE b.active_case_id IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = b.active_case_id)`
-    : sql`SELECT NULL::text, NULL::text, NULL::uuid WHERE false`;
+  // One anti-join against cases for every table that references them (one hash of cases).
+  const sources: SQL[] = [
+    sql`SELECT 'p' AS src, cip.user_id, cip.case_id::text AS case_id, cip.created_at, NULL::bigint AS memory_id
+          FROM mega_agent.case_intake_progress cip`,
+  ];
+  if (shape.hasMemory) sources.push(sql`SELECT 'm', m.user_id, m.case_id, m.created_at, m.memory_id FROM mega_agent.case_memory m`);
+  if (shape.hasUserContext) {
+    sources.push(sql`SELECT 'b', b.user_id, b.active_case_id, NULL::timestamptz, NULL::bigint
+                       FROM mega_agent.bot_user_context b WHERE b.active_case_id IS NOT NULL`);
+  }
 
   const result = await db.execute<{ kind: TargetKind; n: string }>(sql`
-    WITH prog AS MATERIALIZED (
-      SELECT cip.user_id, ${progressCase} AS case_id, cip.created_at,
-             ${legacy ? asUuid(sql`cip.case_id`) : sql`cip.case_id`} AS id
-        FROM mega_agent.case_intake_progress cip
-       WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE ${sameCase})
+    WITH cand AS MATERIALIZED (
+      SELECT s.*, ${asUuid(sql`s.case_id`)} AS id
+        FROM (${sql.join(sources, sql` UNION ALL `)}) s
+       WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = s.case_id)
     ),
-    mem (memory_id, user_id, case_id, created_at, id) AS MATERIALIZED (${memory}),
-    ptr (user_id, case_id, id) AS MATERIALIZED (${pointers}),
+    prog AS (SELECT user_id, case_id, created_at, id FROM cand WHERE src = 'p'),
+    mem AS (SELECT memory_id, user_id, case_id, created_at, id FROM cand WHERE src = 'm'),
+    ptr AS (SELECT user_id, case_id, id FROM cand WHERE src = 'b'),
     -- a progress row is in a duplicate group when its user names its uuid in another spelling too
     twins AS MATERIALIZED (
       SELECT p.user_id, p.id FROM prog p WHERE p.id IS NOT NULL GROUP BY p.user_id, p.id HAVING count(*) > 1
