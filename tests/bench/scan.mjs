@@ -62,8 +62,8 @@ export const scanSection = {
         '',
         'scan runs one anti-join against cases for progress, memory and pointers together; with the server defaults the ' +
           'planner runs it as a parallel hash anti-join over the union, while it keeps the bare query serial. With ' +
-          'parallel query off, the second row compares the same work on one core: there the extra cost is the ' +
-          'two-column key that finds owner mismatches, and the classification of the candidates (the server uuid ' +
+          'parallel query off, the second row compares the same work on one core: there the extra cost is the owner ' +
+          'condition in the join (it finds owner mismatches), and the classification of the candidates (the server uuid ' +
           'check, an index lookup each, the duplicate check, counts and samples).',
       ],
     };
