@@ -1,10 +1,11 @@
 /**
  * The SQL of the checks. A scan costs about what the seed's bare text anti-join costs: one
- * anti-join per source table finds the candidates (rows with no case of the same text id, and
- * for progress the same owner), and only those few are classified with uuid semantics (the
- * server's uuid check, cast, index lookup). Casting every row to uuid instead costs 4-8x.
+ * anti-join against cases, over every source table at once, finds the candidates (rows with no
+ * case of the same text id, and for progress the same owner), and only those few are classified
+ * with uuid semantics (the server's uuid check, cast, index lookup). Casting every row to uuid
+ * instead costs 4-8x.
  *
- * Every query yields finding rows with the same columns:
+ * The findings query yields rows with these columns:
  *   check_id, source_table, user_id, case_id (as stored), canonical_id (uuid text or NULL),
  *   owner (the case's user, where known), memory_id (case_memory only), detail.
  */
