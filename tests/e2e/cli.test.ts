@@ -110,3 +110,32 @@ describe('caseguard binary', () => {
     expect(r.stdout).toMatch(/up to date/);
   });
 });
+
+describe('caseguard simulate, interrupted', () => {
+  it('SIGINT stops starting users, reports the ones run, and exits 130', async () => {
+    const { spawn } = await import('node:child_process');
+    const { BIN } = await import('../helpers/cli.js');
+    const t = await createTestDatabase();
+    try {
+      const child = spawn(process.execPath, [BIN, 'simulate', '--users', '100000', '--concurrency', '2', '--format', 'json', '--database-url', t.url], {
+        env: { ...process.env, CI: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      await new Promise((r) => setTimeout(r, 1500));
+      child.kill('SIGINT');
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(code).toBe(130);
+      const report = JSON.parse(stdout);
+      expect(report.users).toBeGreaterThan(0);
+      expect(report.users).toBeLessThan(100000);
+      expect(report.cases).toBeGreaterThan(0);
+      expect(stderr).toMatch(/simulate interrupted after \d+ user/);
+    } finally {
+      await t.drop();
+    }
+  });
+});

@@ -59,6 +59,12 @@ export function defineSimulate(program: Command): void {
             signal: ctx.signal,
             onUserDone: (done) => bar.update(done),
           });
+        } catch (error) {
+          // Interrupted: the users already run are still worth a report, then exit 130.
+          const partial = (error as { report?: typeof report }).report;
+          bar.stop();
+          if (partial) printSimulateReport(partial, flags.format, ctx.useColor);
+          throw error;
         } finally {
           bar.stop();
         }

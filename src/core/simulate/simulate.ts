@@ -197,7 +197,7 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
     completedPerSecond: outcomes.completed / (durationMs / 1000),
     latency: Object.fromEntries([...latencies].map(([k, v]) => [k, stats(v)])),
   };
-  if (options.signal?.aborted) throw Object.assign(new InterruptedError('simulate interrupted'), { report });
+  if (options.signal?.aborted) throw Object.assign(new InterruptedError(`simulate interrupted after ${done} user(s); the report covers them`), { report });
   return report;
 }
 
