@@ -68,12 +68,13 @@ export const fkSection = {
       const writers = startWriters(database.pool, 4, rows);
       await new Promise((r) => setTimeout(r, 300)); // writers warm up
       let run;
+      let w;
       try {
         run = await timeIt(async () =>
           fkAdd(database, await inspectDatabase(database.db), { strategy, timing, batchSize: 10_000, log: silentLogger }),
         );
       } finally {
-        var w = await writers.stop();
+        w = await writers.stop();
       }
       results.push({ strategy, ms: run.ms, ...w });
       log(`${strategy}: ${fmt(run.ms)}; writers: ${w.count} transactions, ${w.errors} errors, p99 ${fmt(w.p99)}, longest stall ${fmt(w.max)}`);

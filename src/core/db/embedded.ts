@@ -54,12 +54,14 @@ function layoutOf(dataDir: string): Layout {
 export async function acquireEmbedded(dataDir: string, log: Logger): Promise<EmbeddedServer> {
   const layout = layoutOf(path.resolve(dataDir));
   await fs.mkdir(layout.clientsDir, { recursive: true, mode: 0o755 });
-  const runAs = await serverUser();
+  let runAs = await serverUser();
   if (runAs) await assertEnterable(layout.dataDir, runAs);
 
   const registration = path.join(layout.clientsDir, `${process.pid}-${++registrations}`);
   const port = await withFileLock(layout.lockFile, async () => {
     if (!existsSync(path.join(layout.pgdata, 'PG_VERSION'))) await initialise(layout, log);
+    // initialise() creates the postgres user where it was missing: its ids are known from here.
+    if (runAs && runAs.uid < 0) runAs = await idsOf('postgres');
     await fs.writeFile(registration, '');
     try {
       return runningPort(layout) ?? (await startServer(layout, runAs, log));
@@ -189,10 +191,9 @@ async function startServer(
   log: Logger,
 ): Promise<number> {
   const port = await freePort();
-  const user = runAs && runAs.uid < 0 ? await idsOf('postgres') : runAs;
   const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`;
   log.debug({ event: 'embedded.start', port }, 'starting the embedded database');
-  const code = await pgCtl(['start', '-D', layout.pgdata, '-l', layout.logFile, '-w', '-t', '60', '-o', options], user);
+  const code = await pgCtl(['start', '-D', layout.pgdata, '-l', layout.logFile, '-w', '-t', '60', '-o', options], runAs);
   if (code !== 0) {
     throw new ConnectionError(
       `the embedded database did not start (pg_ctl exit ${code}): ${await logTail(layout)}`,
@@ -214,9 +215,8 @@ async function releaseServer(
     else await fs.rm(path.join(layout.clientsDir, name), { force: true });
   }
   if (others.length > 0 || runningPort(layout) === undefined) return;
-  const user = runAs && runAs.uid < 0 ? await idsOf('postgres') : runAs;
   log.debug({ event: 'embedded.stop' }, 'stopping the embedded database');
-  const code = await pgCtl(['stop', '-D', layout.pgdata, '-m', 'fast', '-w', '-t', '60'], user);
+  const code = await pgCtl(['stop', '-D', layout.pgdata, '-m', 'fast', '-w', '-t', '60'], runAs);
   if (code !== 0) log.warn({ event: 'embedded.stop_failed', code }, 'the embedded database did not stop');
 }
 

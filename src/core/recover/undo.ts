@@ -127,9 +127,8 @@ export async function undoRun(
             throw new UsageError(`cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`);
           }
           const quarantined = await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 1_000_000 });
-          const byAction = Object.fromEntries(original.items.map((i) => [`${i.action}`, 0]));
-          for (const i of original.items) byAction[i.action] = (byAction[i.action] ?? 0) + i.count;
-          summary = `${byAction.case_created ?? 0} case(s) to delete, ${byAction.spelling_changed ?? 0} spelling(s) to restore, ${quarantined.rows.length} quarantined row(s) to put back`;
+          const itemsOf = (action: string) => original.items.filter((i) => i.action === action).reduce((n, i) => n + i.count, 0);
+          summary = `${itemsOf('case_created')} case(s) to delete, ${itemsOf('spelling_changed')} spelling(s) to restore, ${quarantined.rows.length} quarantined row(s) to put back`;
           if (options.dryRun) return;
           if (options.confirm && !(await options.confirm(summary))) throw new UsageError('declined at the confirmation prompt; nothing was changed');
           counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);

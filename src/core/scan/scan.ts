@@ -122,14 +122,12 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
         database: options.databaseName,
         schema: 'mega_agent',
         startedAt: started.toISOString(),
-        durationMs: 0,
+        durationMs: Math.round(performance.now() - t0),
         shape: shape.shape,
         filters: { userId: options.userId, since: options.since?.toISOString() },
         checks,
-        summary: { errors: 0, warnings: 0, missingCases, exitCode: 0 },
+        summary: summarize(checks, missingCases, options.gate),
       };
-      report.summary = summarize(checks, missingCases, options.gate);
-      report.durationMs = Math.round(performance.now() - t0);
       if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, findingsSql));
       return report;
     },
