@@ -9,6 +9,7 @@ import pinoPretty from 'pino-pretty';
 import { resolveConnection } from '../core/db/connection.js';
 import { openDatabase, type Database } from '../core/db/database.js';
 import { inspectDatabase, type DatabaseShape } from '../core/db/inspect.js';
+import { assertCanHoldRunLock } from '../core/db/locks.js';
 import { migrate } from '../core/db/migrate.js';
 
 export interface GlobalOptions {
@@ -17,6 +18,8 @@ export interface GlobalOptions {
   embedded?: boolean;
   logLevel: string;
   color: boolean;
+  /** --lock-wait in ms: how long a command that changes data waits for the run lock. */
+  lockWait: number;
 }
 
 export interface CommandContext {
@@ -27,6 +30,13 @@ export interface CommandContext {
   signal: AbortSignal;
   useColor: boolean;
   isTerminal: boolean;
+  /** How long to wait for the run lock (--lock-wait). */
+  lockWaitMs: number;
+  /**
+   * Refuses (exit 2) where this command could not change data: a read-only server or a
+   * transaction pooler. Called before any prompt.
+   */
+  assertCanWrite(what: string): Promise<void>;
 }
 
 export function globalOptions(command: Command): GlobalOptions {
@@ -110,7 +120,7 @@ export async function withDatabase<T>(
   });
   const opened: { database?: Database } = {};
   const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
-  const database = await openDatabase(target, { log, poolSize: openFor.poolSize });
+  const database = await openDatabase(target, { log, poolSize: openFor.poolSize, applicationName: `caseguard ${commandPath(command)}` });
   opened.database = database;
   try {
     log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);
@@ -122,12 +132,21 @@ export async function withDatabase<T>(
       signal: interrupt.signal,
       useColor: colorEnabled(opts),
       isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
+      lockWaitMs: opts.lockWait,
+      assertCanWrite: (what) => assertCanHoldRunLock(database, what),
       shape: () => inspectDatabase(database.db),
     });
   } finally {
     await database.close();
     interrupt.dispose();
   }
+}
+
+/** "fk add", "recover": the command's words below caseguard. */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
 }
 
 /** Where an option's value came from, looking up through the parent commands. */

@@ -1,10 +1,11 @@
 /**
- * The one top-level error handler: expected errors print one line without a stack; anything
- * else is an internal error, printed with its stack, exit 70.
+ * The one top-level error handler: expected errors (caseguard's own, and server errors a DBA
+ * can meet) print one line without a stack; anything else is an internal error, printed with
+ * its stack frames, exit 70. No message ever includes a query's parameter values.
  */
 import { CommanderError } from 'commander';
-import { CaseguardError, ExitCode, toError } from '../core/errors.js';
-import { SqlState, describePgError, sqlStateOf } from '../core/db/sqlstate.js';
+import { CaseguardError, ExitCode, UsageError, toError } from '../core/errors.js';
+import { expectedServerError, safeMessage } from '../core/db/sqlstate.js';
 
 export function reportError(thrown: unknown, stderr: NodeJS.WritableStream = process.stderr): number {
   if (thrown instanceof CommanderError) {
@@ -13,19 +14,20 @@ export function reportError(thrown: unknown, stderr: NodeJS.WritableStream = pro
     if (thrown.code === 'commander.helpDisplayed' || thrown.code === 'commander.version') return ExitCode.ok;
     return thrown.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
   }
-  if (thrown instanceof CaseguardError) {
-    stderr.write(`caseguard: ${thrown.message}\n`);
-    return thrown.exitCode;
+  const expected = thrown instanceof CaseguardError ? thrown : (expectedServerError(thrown) ?? fileSystemError(thrown));
+  if (expected) {
+    stderr.write(`caseguard: ${expected.message}\n`);
+    return expected.exitCode;
   }
   const error = toError(thrown);
-  if (sqlStateOf(error) === SqlState.insufficientPrivilege) {
-    stderr.write(`caseguard: the database user lacks a privilege this command needs: ${describePgError(error)}\n`);
-    return ExitCode.connection;
-  }
-  if (sqlStateOf(error)) {
-    stderr.write(`caseguard: internal error: ${describePgError(error)}\n${error.stack ?? ''}\n`);
-  } else {
-    stderr.write(`caseguard: internal error: ${error.stack ?? error.message}\n`);
-  }
+  const frames = (error.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line));
+  stderr.write(`caseguard: internal error: ${safeMessage(error)}\n${frames.join('\n')}\n`);
   return ExitCode.internal;
+}
+
+/** A file the user named could not be written or read (an errno with a path): exit 2. */
+function fileSystemError(thrown: unknown): CaseguardError | undefined {
+  const e = thrown as { code?: unknown; path?: unknown; syscall?: unknown };
+  if (typeof e?.code !== 'string' || typeof e.path !== 'string' || typeof e.syscall !== 'string') return undefined;
+  return new UsageError(`cannot ${e.syscall === 'open' || e.syscall === 'rename' || e.syscall === 'write' ? 'write' : e.syscall} ${e.path}: ${e.code}`, { cause: thrown });
 }

@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { reportError } from './errors.js';
+import { waitMs } from './options.js';
 import { defineBot } from './commands/bot.js';
 import { defineFk } from './commands/fk.js';
 import { defineMigrate } from './commands/migrate.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
         .default('info'),
     )
     .option('--no-color', 'no colour in output (also: NO_COLOR, or no terminal)')
+    .option('--lock-wait <duration>', 'how long a command that changes data waits for the run lock (then exit 5)', waitMs, 5000)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });

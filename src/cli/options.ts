@@ -33,3 +33,8 @@ export function durationMs(value: string): number {
   if (ms <= 0) throw new InvalidArgumentError('the duration must be more than zero');
   return ms;
 }
+
+/** A wait such as 0, 500ms or 30s, in milliseconds; 0 means "do not wait". */
+export function waitMs(value: string): number {
+  return value.trim() === '0' ? 0 : durationMs(value);
+}

@@ -20,6 +20,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = (p) => new URL(`../../dist/${p}`, import.meta.url).href;
 const { acquireEmbedded } = await import(dist('core/db/embedded.js'));
 const { openDatabase } = await import(dist('core/db/database.js'));
+const { serverTarget } = await import(dist('core/db/connection.js'));
 const { migrate } = await import(dist('core/db/migrate.js'));
 const { silentLogger } = await import(dist('core/logger.js'));
 
@@ -50,7 +51,7 @@ await admin.connect();
 await admin.query(`CREATE DATABASE ${dbName}`);
 const url = new URL(adminUrl);
 url.pathname = `/${dbName}`;
-const database = await openDatabase({ kind: 'url', url: url.toString(), source: '--database-url' }, { log: silentLogger, poolSize: 20 });
+const database = await openDatabase(serverTarget(url.toString()), { log: silentLogger, poolSize: 20 });
 const results = [];
 try {
   await migrate(database.pool);

@@ -31,6 +31,7 @@ export const scanSection = {
     const { scan } = await import(dist('core/scan/scan.js'));
     const { inspectDatabase } = await import(dist('core/db/inspect.js'));
     const { openDatabase } = await import(dist('core/db/database.js'));
+    const { serverTarget } = await import(dist('core/db/connection.js'));
     const { silentLogger } = await import(dist('core/logger.js'));
     const built = await buildDataset(database.pool, rows);
     log(`dataset: ${rows} cases, ${rows} progress rows, ${built.orphans} orphans (built in ${built.seconds.toFixed(1)} s)`);
@@ -38,7 +39,7 @@ export const scanSection = {
     const dflt = await compare(database, shape, scan, built.orphans);
     const serialUrl = new URL(url);
     serialUrl.searchParams.set('options', '-c max_parallel_workers_per_gather=0');
-    const serialDb = await openDatabase({ kind: 'url', url: serialUrl.toString(), source: '--database-url' }, { log: silentLogger, poolSize: 2 });
+    const serialDb = await openDatabase(serverTarget(serialUrl.toString()), { log: silentLogger, poolSize: 2 });
     let serial;
     try {
       serial = await compare(serialDb, shape, scan, built.orphans);

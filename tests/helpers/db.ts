@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { openDatabase, type Database } from '../../src/core/db/database.js';
+import { serverTarget } from '../../src/core/db/connection.js';
 import type { Logger } from '../../src/core/logger.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { withDatabase } from './globalSetup.js';
@@ -35,7 +36,7 @@ export async function createTestDatabase(options: { empty?: boolean; log?: Logge
     await admin.end();
   }
   const url = withDatabase(adminUrl(), name);
-  const database = await openDatabase({ kind: 'url', url, source: '--database-url' }, { log: options.log ?? silentLogger, poolSize: options.poolSize ?? 8 });
+  const database = await openDatabase(serverTarget(url), { log: options.log ?? silentLogger, poolSize: options.poolSize ?? 8 });
   const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'caseguard-tests' });
   // DROP DATABASE ... WITH (FORCE) at the end terminates whatever is still connected; an idle
   // client dying then is expected, not an unhandled error.

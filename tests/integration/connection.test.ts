@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/core/db/database.js';
+import { serverTarget } from '../../src/core/db/connection.js';
 import { ConnectionError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { adminUrl } from '../helpers/db.js';
 
 async function failure(url: string) {
-  const error = await openDatabase({ kind: 'url', url, source: '--database-url' }, { log: silentLogger, connectTimeoutMs: 3000 }).then(
+  const error = await openDatabase(serverTarget(url), { log: silentLogger, connectTimeoutMs: 3000 }).then(
     async (db) => {
       await db.close();
       throw new Error('connected unexpectedly');

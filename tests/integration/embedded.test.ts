@@ -10,6 +10,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/core/db/database.js';
+import { serverTarget } from '../../src/core/db/connection.js';
 import { acquireEmbedded } from '../../src/core/db/embedded.js';
 import { ConnectionError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -57,7 +58,7 @@ describe('embedded PostgreSQL', () => {
     try {
       const url = new URL(server.url);
       url.password = 'not-the-password';
-      const error = await openDatabase({ kind: 'url', url: url.toString(), source: '--database-url' }, { log: silentLogger }).catch((e: unknown) => e);
+      const error = await openDatabase(serverTarget(url.toString()), { log: silentLogger }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ConnectionError);
       expect((error as ConnectionError).exitCode).toBe(3);
       expect((error as Error).message).toMatch(/authentication failed/);

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/core/db/database.js';
+import { serverTarget } from '../../src/core/db/connection.js';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { scan, type ScanOptions, type ScanReport } from '../../src/core/scan/scan.js';
@@ -173,7 +174,7 @@ describe('scan edge cases', () => {
       const url = new URL(t.url);
       url.username = role;
       url.password = password;
-      const reader = await openDatabase({ kind: 'url', url: url.toString(), source: '--database-url' }, { log: silentLogger });
+      const reader = await openDatabase(serverTarget(url.toString()), { log: silentLogger });
       try {
         const report = await scan(reader.db, await inspectDatabase(reader.db), base);
         expect(check(report, 'orphaned_progress').count).toBe(expected.orphaned_progress);

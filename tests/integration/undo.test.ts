@@ -23,19 +23,19 @@ describe('undo and restore (legacy shape)', () => {
     const run = await runRecover(t, { quarantine: true });
     expect(await snapshot(t)).not.toEqual(before);
     const shape = await inspectDatabase(t.database.db);
-    const dry = await undoRun(t.database, shape, run.runId, { dryRun: true });
+    const dry = await undoRun(t.database, shape, run.runId!, { dryRun: true });
     expect(dry.summary).toMatch(/5 case\(s\) to delete, 7 spelling\(s\) to restore, 8 quarantined row\(s\)/);
-    const undo = await undoRun(t.database, shape, run.runId, { dryRun: false });
+    const undo = await undoRun(t.database, shape, run.runId!, { dryRun: false });
     expect(undo).toMatchObject({ casesDeleted: 5, spellingsRestored: 7, rowsRestored: 8 });
     expect(await snapshot(t)).toEqual(before);
-    await expect(undoRun(t.database, shape, run.runId, { dryRun: false })).rejects.toThrow(/undone already/);
+    await expect(undoRun(t.database, shape, run.runId!, { dryRun: false })).rejects.toThrow(/undone already/);
   });
 
   it('refuses when a created case was changed since, and changes nothing', async () => {
     const run = await runRecover(t);
     await t.pool.query("UPDATE mega_agent.cases SET title = 'Renamed by staff' WHERE case_id = $1", [id(100)]);
     const after = await snapshot(t);
-    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId, { dryRun: false }).catch((e: unknown) => e);
+    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(new RegExp(`case ${id(100)} was changed since`));
     expect(await snapshot(t)).toEqual(after);
@@ -44,26 +44,26 @@ describe('undo and restore (legacy shape)', () => {
   it('refuses when the bot wrote memory for a created case since', async () => {
     const run = await runRecover(t);
     await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at) VALUES ($1, 'u-orphan', 'note', '{}', now() + interval '1 second')", [id(100)]);
-    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId, { dryRun: false })).rejects.toThrow(/memory written since/);
+    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(/memory written since/);
   });
 
   it('quarantine restore puts the rows back, once', async () => {
     const run = await runRecover(t, { quarantine: true });
     expect((await runScan(t)).checks.find((c) => c.id === 'invalid_case_id')!.count).toBe(0);
-    const restored = await restoreRun(t.database, run.runId, { dryRun: false });
+    const restored = await restoreRun(t.database, run.runId!, { dryRun: false });
     expect(restored).toMatchObject({ restored: 8, notRestored: 0 });
     const report = await runScan(t);
     expect(report.checks.find((c) => c.id === 'invalid_case_id')!.count).toBe(4);
     expect(report.checks.find((c) => c.id === 'duplicate_progress')!.count).toBe(2);
     const q = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.quarantine WHERE restored_at IS NULL');
     expect(q.rows[0].n).toBe(0);
-    await expect(restoreRun(t.database, run.runId, { dryRun: false })).rejects.toThrow(/already restored/);
+    await expect(restoreRun(t.database, run.runId!, { dryRun: false })).rejects.toThrow(/already restored/);
   });
 
   it('a quarantined row whose key is taken meanwhile is reported, not overwritten', async () => {
     const run = await runRecover(t, { quarantine: true });
     await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block, current_step) VALUES ('u-invalid-1', 'not-a-uuid', 'matter', 5)");
-    const restored = await restoreRun(t.database, run.runId, { dryRun: false });
+    const restored = await restoreRun(t.database, run.runId!, { dryRun: false });
     expect(restored.notRestored).toBe(1);
     expect(restored.outcomes.find((o) => !o.restored)?.reason).toMatch(/same key/);
     const row = await t.pool.query("SELECT current_step FROM mega_agent.case_intake_progress WHERE user_id = 'u-invalid-1'");
@@ -80,7 +80,7 @@ describe('undo on the uuid shape', () => {
       await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-m', 'note', '{}')", [id(700)]);
       const run = await runRecover(t);
       await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, updated_at) VALUES ('u-m', $1, now() - interval '1 hour')", [id(700)]);
-      await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId, { dryRun: false })).rejects.toThrow(/cascade to 1 progress row/);
+      await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(/cascade to 1 progress row/);
     } finally {
       await t.drop();
     }

@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeTarget, redactUrl, resolveConnection } from '../../src/core/db/connection.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import { describeTarget, resolveConnection } from '../../src/core/db/connection.js';
+import { parseConnectionString, resolveParams, toClientConfig } from '../../src/core/db/connectionString.js';
 import { UsageError } from '../../src/core/errors.js';
 
 const base = { judgesData: true, cwd: '/work/app' };
@@ -8,16 +11,17 @@ const base = { judgesData: true, cwd: '/work/app' };
 describe('connection resolution', () => {
   it('prefers --database-url over DATABASE_URL and PG*', () => {
     const target = resolveConnection({ ...base, databaseUrl: 'postgres://a/b', env: { DATABASE_URL: 'postgres://c/d', PGHOST: 'h' } });
-    expect(target).toEqual({ kind: 'url', url: 'postgres://a/b', source: '--database-url' });
+    // The string's own keywords win; the PG* variables fill only what it leaves out.
+    expect(target).toEqual({ kind: 'server', params: { host: 'a', dbname: 'b' }, source: '--database-url' });
   });
 
   it('uses DATABASE_URL before the PG* variables', () => {
-    expect(resolveConnection({ ...base, env: { DATABASE_URL: 'postgres://c/d', PGHOST: 'h' } })).toMatchObject({ kind: 'url', source: 'DATABASE_URL' });
+    expect(resolveConnection({ ...base, env: { DATABASE_URL: 'postgres://c/d', PGHOST: 'h' } })).toMatchObject({ kind: 'server', params: { host: 'c', dbname: 'd' }, source: 'DATABASE_URL' });
   });
 
-  it('uses the PG* variables only where PGHOST or PGDATABASE is set', () => {
-    expect(resolveConnection({ ...base, env: { PGDATABASE: 'intake' } }).kind).toBe('pgenv');
-    expect(resolveConnection({ ...base, env: { PGHOST: 'db' } }).kind).toBe('pgenv');
+  it('uses the PG* variables only where PGHOST, PGDATABASE or PGSERVICE is set', () => {
+    expect(resolveConnection({ ...base, env: { PGDATABASE: 'intake' } })).toMatchObject({ kind: 'server', source: 'PG* environment', params: { dbname: 'intake' } });
+    expect(resolveConnection({ ...base, env: { PGHOST: 'db' } }).kind).toBe('server');
     expect(resolveConnection({ ...base, env: { PGUSER: 'someone' } }).kind).toBe('embedded');
   });
 
@@ -40,22 +44,74 @@ describe('connection resolution', () => {
   });
 });
 
+describe('connection strings', () => {
+  it('reads URLs, with percent-encoding, query keywords and a socket folder', () => {
+    expect(parseConnectionString('postgresql://ops:s3cr%40t@db.internal:6432/intake?sslmode=require&connect_timeout=5')).toEqual({
+      host: 'db.internal', port: '6432', dbname: 'intake', user: 'ops', password: 's3cr@t', sslmode: 'require', connect_timeout: '5',
+    });
+    expect(parseConnectionString('postgres://%2Fvar%2Frun%2Fpostgresql/app')).toMatchObject({ host: '/var/run/postgresql', dbname: 'app' });
+    expect(parseConnectionString('postgres:///app?host=/tmp')).toMatchObject({ host: '/tmp', dbname: 'app' });
+  });
+
+  it('reads libpq key/value strings, quoted values included', () => {
+    expect(parseConnectionString("host=127.0.0.1 dbname=app user=ops password='p w\\'x'")).toEqual({ host: '127.0.0.1', dbname: 'app', user: 'ops', password: "p w'x" });
+    expect(parseConnectionString('host = db  port=5433')).toEqual({ host: 'db', port: '5433' });
+  });
+
+  it('refuses what is neither, unknown keywords and several hosts, before any network call', () => {
+    expect(() => parseConnectionString('not-a-url')).toThrow(UsageError);
+    expect(() => parseConnectionString('not-a-url')).toThrow(/neither a postgres:\/\/ URL nor libpq key=value/);
+    expect(() => parseConnectionString('host=db colour=blue')).toThrow(/unknown connection parameter "colour"/);
+    expect(() => parseConnectionString('postgres://a,b/db')).toThrow(/several hosts/);
+    expect(() => parseConnectionString("host='db")).toThrow(/unterminated/);
+    expect(() => resolveParams('host=db sslmode=sometimes', {})).toThrow(/sslmode/);
+  });
+
+  it('takes the string first, then its service, then the PG* variables', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-svc-'));
+    fs.writeFileSync(path.join(dir, 'pg_service.conf'), '# services\n[intake]\nhost=svc-host\nport=6543\ndbname=svc-db\n\n[other]\nhost=x\n');
+    const env = { PGSERVICEFILE: path.join(dir, 'pg_service.conf'), PGUSER: 'env-user', PGHOST: 'env-host' };
+    expect(resolveParams('service=intake dbname=mine', env)).toEqual({ host: 'svc-host', port: '6543', dbname: 'mine', user: 'env-user' });
+    expect(resolveParams(undefined, { ...env, PGSERVICE: 'intake' })).toMatchObject({ host: 'svc-host', dbname: 'svc-db' });
+    expect(() => resolveParams('service=missing', env)).toThrow(/service "missing" is not defined/);
+    expect(resolveConnection({ ...base, env: { ...env, PGSERVICE: 'intake' } })).toMatchObject({ kind: 'server', params: { host: 'svc-host' } });
+  });
+
+  it('gives sslmode its libpq meaning', () => {
+    expect(toClientConfig(resolveParams('host=db sslmode=disable', {})).ssl).toBe(false);
+    expect(toClientConfig(resolveParams('host=db sslmode=require', {})).ssl).toEqual({ rejectUnauthorized: false });
+    expect(toClientConfig(resolveParams('host=db sslmode=verify-full', {})).ssl).toEqual({});
+    expect(() => toClientConfig(resolveParams('host=db sslmode=verify-ca', {}))).toThrow(/sslrootcert/);
+    expect(() => toClientConfig(resolveParams('host=db sslmode=require sslrootcert=/nonexistent/ca.pem', {}))).toThrow(/cannot read sslrootcert/);
+    expect(toClientConfig(resolveParams('host=db', { PGSSLMODE: 'disable' })).ssl).toBe(false);
+  });
+
+  it('reads the password from .pgpass (mode 0600) when none is given', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-pgpass-'));
+    const file = path.join(dir, 'pgpass');
+    fs.writeFileSync(file, 'other:5432:*:ops:wrong\ndb:5433:app:ops:from-file\n', { mode: 0o600 });
+    const config = toClientConfig(resolveParams('host=db port=5433 dbname=app user=ops', { PGPASSFILE: file }), { PGPASSFILE: file });
+    expect(typeof config.password).toBe('function');
+    expect(await (config.password as () => Promise<string>)()).toBe('from-file');
+    const explicit = toClientConfig(resolveParams('host=db user=ops password=given', {}), {});
+    expect(explicit.password).toBe('given');
+  });
+});
+
 describe('redaction', () => {
-  it('hides the password of a URL and keeps the rest', () => {
-    const redacted = redactUrl('postgres://admin:s3cr%40t@db.internal:6432/intake?sslmode=require');
-    expect(redacted).toBe('postgres://admin:***@db.internal:6432/intake?sslmode=require');
-    expect(redacted).not.toContain('s3cr');
-  });
-
-  it('hides password query parameters and key=value passwords', () => {
-    expect(redactUrl('postgres://db/intake?password=hunter2')).not.toContain('hunter2');
-    expect(redactUrl("host=db dbname=intake password='p w'")).toBe('host=db dbname=intake password=***');
-    expect(redactUrl('host=db password=hunter2 user=x')).not.toContain('hunter2');
-  });
-
-  it('names the target with its source and never the password', () => {
-    const text = describeTarget({ kind: 'url', url: 'postgresql://u:pw@h/db', source: 'DATABASE_URL' }, {});
-    expect(text).toBe('postgresql://u:***@h/db (from DATABASE_URL)');
-    expect(describeTarget({ kind: 'pgenv', source: 'PG* environment' }, { PGHOST: 'h', PGDATABASE: 'd', PGPASSWORD: 'secret' })).not.toContain('secret');
+  it('names the target from every form, never the password', () => {
+    const forms = [
+      'postgresql://u:pw-secret@h/db',
+      'host=h dbname=db user=u password=pw-secret',
+      "host=h dbname=db user=u password='pw-secret'",
+      'postgres://u@h/db?password=pw-secret',
+    ];
+    for (const form of forms) {
+      const text = describeTarget(resolveConnection({ ...base, databaseUrl: form, env: {} }), {});
+      expect(text).toBe('postgres://u@h:5432/db (from --database-url)');
+      expect(text).not.toContain('pw-secret');
+    }
+    const fromEnv = describeTarget(resolveConnection({ ...base, env: { PGHOST: 'h', PGDATABASE: 'd', PGUSER: 'u', PGPASSWORD: 'secret' } }), {});
+    expect(fromEnv).toBe('postgres://u@h:5432/d (from PG* environment)');
   });
 });

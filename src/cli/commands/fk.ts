@@ -84,6 +84,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
       const { readFkState } = await import('../../core/fk/state.js');
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
+        await ctx.assertCanWrite('caseguard fk add');
         if (!flags.yes) {
           const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
           process.stdout.write(plan.script);
@@ -98,6 +99,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
           batchSize: flags.batchSize,
           log: ctx.log.child({ command: 'fk add' }),
           signal: ctx.signal,
+          lockWaitMs: ctx.lockWaitMs,
           onStep: (e) => {
             if (flags.format === 'table') process.stdout.write(`${e.status === 'done' ? 'done   ' : 'skipped'} ${e.step}${e.status === 'done' ? ` (${e.ms} ms, ${e.attempts} attempt(s))` : ''}\n`);
           },
@@ -122,13 +124,16 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' });
       const { withDatabase } = await import('../context.js');
       const { fkDrop } = await import('../../core/fk/fk.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         await ctx.shape();
+        await ctx.assertCanWrite('caseguard fk drop');
         if (!(await confirmWrite(`Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`, { yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' }))) return;
         const result = await fkDrop(ctx.database, {
           revertType: Boolean(flags.revertType),
           timing: { lockTimeout: flags.lockTimeout, statementTimeout: '30min', retries: flags.retries, backoffMs: 250 },
           log: ctx.log,
+          signal: ctx.signal,
+          lockWaitMs: ctx.lockWaitMs,
         });
         process.stdout.write(
           `${result.droppedConstraint ? `Dropped ${result.droppedConstraint}` : 'No foreign key to drop'}${result.revertedType ? '; case_id is text again' : ''} (run ${result.runId}).\n`,

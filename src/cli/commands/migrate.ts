@@ -9,15 +9,15 @@ export function defineMigrate(program: Command): void {
     .addHelpText(
       'after',
       `
-Applies drizzle/ migrations under an advisory lock, so concurrent runs are safe. Where the
+Applies drizzle/ migrations under caseguard's run lock, so concurrent runs are safe. Where the
 application already created mega_agent, its tables are left as they are and only caseguard's
 own schema (journal, quarantine) is created.${examples('caseguard migrate', 'caseguard migrate --database-url postgres://localhost/intake_test')}`,
     )
     .action(async (_options, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { migrate } = await import('../../core/db/migrate.js');
-      await withDatabase(command, { judgesData: true }, async ({ database }) => {
-        const result = await migrate(database.pool);
+      const { migrateDatabase } = await import('../../core/db/migrate.js');
+      await withDatabase(command, { judgesData: true, graceful: true }, async ({ database, log, signal, lockWaitMs }) => {
+        const result = await migrateDatabase(database, { what: 'caseguard migrate', log, signal, waitMs: lockWaitMs });
         const applied = result.applied.contract + result.applied.journal;
         const lines = [
           applied === 0 ? 'Schema is up to date.' : `Applied ${applied} migration(s): contract ${result.applied.contract}, caseguard ${result.applied.journal}.`,

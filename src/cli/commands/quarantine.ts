@@ -49,14 +49,19 @@ export function defineQuarantine(program: Command): void {
       const { ExitCode } = await import('../../core/errors.js');
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY), what: 'restore rows' });
-      await withDatabase(command, { judgesData: true, poolSize: 3 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
+        const shape = await ctx.shape();
+        if (!flags.dryRun) await ctx.assertCanWrite('caseguard quarantine restore');
         const result = await restoreRun(ctx.database, runId, {
           dryRun: Boolean(flags.dryRun),
+          hasJournal: shape.hasJournal,
+          signal: ctx.signal,
+          lockWaitMs: ctx.lockWaitMs,
           confirm: (count) =>
             confirmWrite(`Restore ${count} row(s) quarantined by run ${runId}?`, { yes: Boolean(flags.yes), isTerminal: ctx.isTerminal, what: 'restore rows' }),
         });
         if (flags.format === 'json') return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-        if (result.dryRun) return void process.stdout.write(`Dry run: nothing was changed (run ${result.runId} journaled).\n`);
+        if (result.dryRun) return void process.stdout.write(`Dry run: the rows run ${runId} quarantined can be restored; nothing was changed.\n`);
         const lines = [`Restored ${result.restored} row(s) (run ${result.runId}).`];
         for (const o of result.outcomes.filter((x) => !x.restored)) lines.push(`not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`);
         process.stdout.write(`${lines.join('\n')}\n`);

@@ -49,8 +49,11 @@ Every run is journaled (caseguard runs). One recover at a time: a second exits 5
         const log = ctx.log.child({ command: 'recover' });
         if (flags.undo !== undefined) {
           const { undoRun } = await import('../../core/recover/undo.js');
+          if (!flags.dryRun) await ctx.assertCanWrite('caseguard recover --undo');
           const result = await undoRun(ctx.database, shape, flags.undo, {
             dryRun: Boolean(flags.dryRun),
+            signal: ctx.signal,
+            lockWaitMs: ctx.lockWaitMs,
             confirm: (summary) => confirmWrite(`Undo run ${flags.undo}: ${summary}. Proceed?`, { yes: Boolean(flags.yes), isTerminal: ctx.isTerminal, what: `undo run ${flags.undo}` }),
           });
           process.stdout.write(
@@ -62,37 +65,50 @@ Every run is journaled (caseguard runs). One recover at a time: a second exits 5
           );
           return;
         }
-        const { recover } = await import('../../core/recover/recover.js');
+        const { planRecovery, recover } = await import('../../core/recover/recover.js');
         const { renderPlan, renderResult } = await import('../output/recoverReport.js');
         const { progressBar } = await import('../output/progress.js');
+        const { ExitCode } = await import('../../core/errors.js');
         let bar: ReturnType<typeof progressBar> | undefined;
         const showPlan = (plan: Parameters<typeof renderPlan>[0]) => {
           if (flags.format === 'table') process.stdout.write(renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: Boolean(flags.quarantine) }));
         };
+        const settings = { quarantine: Boolean(flags.quarantine), batchSize: flags.batchSize, sampleLimit: flags.limit };
+        if (!flags.dryRun) {
+          await ctx.assertCanWrite('caseguard recover');
+          if (!flags.yes) {
+            // The plan is read (writing nothing) and confirmed before any lock or journal row.
+            const plan = await planRecovery(ctx.database, shape, settings);
+            if (plan.total === 0) {
+              showPlan(plan);
+              process.stdout.write('Nothing to recover.\n');
+              return;
+            }
+            showPlan(plan);
+            const ok = await confirmWrite(`Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`, { yes: false, isTerminal: ctx.isTerminal, what: 'write to the database' });
+            if (!ok) {
+              process.stdout.write('Declined: nothing was changed.\n');
+              process.exitCode = ExitCode.findings;
+              return;
+            }
+          }
+        }
         try {
           const result = await recover(ctx.database, shape, {
             dryRun: Boolean(flags.dryRun),
-            quarantine: Boolean(flags.quarantine),
-            batchSize: flags.batchSize,
-            sampleLimit: flags.limit,
+            ...settings,
             log,
             signal: ctx.signal,
-            confirm: async (plan) => {
-              showPlan(plan);
-              const ok = await confirmWrite(`Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`, {
-                yes: Boolean(flags.yes),
-                isTerminal: ctx.isTerminal,
-                what: 'write to the database',
-              });
-              if (ok) bar = progressBar(ctx.isTerminal, plan.total, 'targets');
-              return ok;
+            lockWaitMs: ctx.lockWaitMs,
+            onBatch: (e) => {
+              bar ??= progressBar(ctx.isTerminal, e.total, 'targets');
+              bar.update(e.doneTotal);
             },
-            onBatch: (e) => bar?.update(e.doneTotal),
           });
           bar?.stop();
           if (flags.format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
           else {
-            if (result.status === 'dry_run' || result.status === 'nothing_to_do') showPlan(result.plan);
+            if (result.status === 'dry_run' || result.status === 'nothing_to_do' || flags.yes) showPlan(result.plan);
             process.stdout.write(renderResult(result, ctx.useColor));
           }
         } finally {

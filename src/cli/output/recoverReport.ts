@@ -17,7 +17,7 @@ const KIND_LABEL: Record<string, string> = {
 export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { showSql: boolean; quarantine: boolean }): string {
   const paint = painter(useColor);
   const out: string[] = [];
-  out.push(paint.bold(`Recovery plan (run ${plan.runId}${plan.dryRun ? ', dry run' : ''}; ${plan.shape} shape; batches of ${plan.batchSize})`));
+  out.push(paint.bold(`Recovery plan (${plan.runId === null ? 'dry run, nothing journaled' : `run ${plan.runId}`}; ${plan.shape} shape; batches of ${plan.batchSize})`));
   out.push(
     renderTable(
       ['step', 'rows', 'action'],
@@ -57,7 +57,7 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
 
 export function renderResult(result: RecoverResult, useColor: boolean): string {
   const paint = painter(useColor);
-  if (result.status === 'dry_run') return `${paint.bold('Dry run')}: nothing was changed (run ${result.runId} journaled). Run without --dry-run to apply.\n`;
+  if (result.status === 'dry_run') return `${paint.bold('Dry run')}: nothing was changed and nothing was journaled. Run without --dry-run to apply.\n`;
   if (result.status === 'nothing_to_do') return `${paint.green('Nothing to do')}: no missing case, spelling or quarantine target (run ${result.runId} journaled).\n`;
   if (result.status === 'declined') return 'Declined: nothing was changed.\n';
   const table = renderTable(

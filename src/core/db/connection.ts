@@ -1,14 +1,16 @@
 /**
  * Where caseguard connects, decided once per command, in DESIGN.md's order:
- * --database-url, else DATABASE_URL, else the PG* variables where PGHOST or PGDATABASE is
- * set, else the embedded database in the data dir.
+ * --database-url, else DATABASE_URL, else the PG* variables where PGHOST, PGDATABASE or
+ * PGSERVICE is set, else the embedded database in the data dir. A connection string is parsed
+ * here (a URL, libpq key/value pairs or service=), so a bad one is a usage error before any
+ * network call.
  */
 import path from 'node:path';
 import { UsageError } from '../errors.js';
+import { describeParams, resolveParams, type ConnParams } from './connectionString.js';
 
 export type ConnectionTarget =
-  | { kind: 'url'; url: string; source: '--database-url' | 'DATABASE_URL' }
-  | { kind: 'pgenv'; source: 'PG* environment' }
+  | { kind: 'server'; params: ConnParams; source: '--database-url' | 'DATABASE_URL' | 'PG* environment' }
   | { kind: 'embedded'; dataDir: string; source: 'embedded' };
 
 export interface ConnectionRequest {
@@ -33,13 +35,13 @@ export function resolveConnection(req: ConnectionRequest): ConnectionTarget {
   if (req.embedded) return { kind: 'embedded', dataDir, source: 'embedded' };
   if (req.databaseUrl !== undefined) {
     if (req.databaseUrl.trim() === '') throw new UsageError('--database-url is empty');
-    return { kind: 'url', url: req.databaseUrl, source: '--database-url' };
+    return { kind: 'server', params: resolveParams(req.databaseUrl, env, '--database-url'), source: '--database-url' };
   }
-  if (env.DATABASE_URL) return { kind: 'url', url: env.DATABASE_URL, source: 'DATABASE_URL' };
-  if (env.PGHOST || env.PGDATABASE) return { kind: 'pgenv', source: 'PG* environment' };
+  if (env.DATABASE_URL) return { kind: 'server', params: resolveParams(env.DATABASE_URL, env, 'DATABASE_URL'), source: 'DATABASE_URL' };
+  if (env.PGHOST || env.PGDATABASE || env.PGSERVICE) return { kind: 'server', params: resolveParams(undefined, env), source: 'PG* environment' };
   if (req.judgesData && isCi(env)) {
     throw new UsageError(
-      'CI=true and no database given: set DATABASE_URL (or --database-url, or PGHOST/PGDATABASE); ' +
+      'CI=true and no database given: set DATABASE_URL (or --database-url, or PGHOST/PGDATABASE/PGSERVICE); ' +
         'pass --embedded to use the embedded database on purpose',
     );
   }
@@ -51,37 +53,13 @@ export function isCi(env: NodeJS.ProcessEnv): boolean {
   return ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
 }
 
-/**
- * A connection string with its password replaced by ***, for output and logs. Handles URLs
- * and libpq key=value strings; anything unparseable is hidden whole rather than risked.
- */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    for (const key of [...parsed.searchParams.keys()]) {
-      if (/pass|secret|token|key/i.test(key)) parsed.searchParams.set(key, '***');
-    }
-    return parsed.toString();
-  } catch {
-    if (/=/.test(url)) return url.replace(/(password\s*=\s*)('([^'\\]|\\.)*'|\S+)/gi, '$1***');
-    return '(unparseable connection string)';
-  }
+/** One-line name of the target, safe to print: "postgres://u@h:5432/db (from DATABASE_URL)". */
+export function describeTarget(target: ConnectionTarget, env: NodeJS.ProcessEnv = process.env): string {
+  if (target.kind === 'embedded') return `embedded PostgreSQL in ${target.dataDir}`;
+  return `${describeParams(target.params, env)} (from ${target.source})`;
 }
 
-/** One-line name of the target, safe to print: "postgres://u:***@h:5432/db (from DATABASE_URL)". */
-export function describeTarget(target: ConnectionTarget, env: NodeJS.ProcessEnv): string {
-  switch (target.kind) {
-    case 'url':
-      return `${redactUrl(target.url)} (from ${target.source})`;
-    case 'pgenv': {
-      const host = env.PGHOST ?? 'localhost';
-      const port = env.PGPORT ?? '5432';
-      const db = env.PGDATABASE ?? env.PGUSER ?? env.USER ?? '';
-      const user = env.PGUSER ? `${env.PGUSER}@` : '';
-      return `postgres://${user}${host}:${port}/${db} (from PG* environment)`;
-    }
-    case 'embedded':
-      return `embedded PostgreSQL in ${target.dataDir}`;
-  }
+/** A server target from one connection string alone (no PG* variables): for libraries and tests. */
+export function serverTarget(connectionString: string, source: '--database-url' | 'DATABASE_URL' = '--database-url'): ConnectionTarget {
+  return { kind: 'server', params: resolveParams(connectionString, {}, source), source };
 }

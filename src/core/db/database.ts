@@ -7,11 +7,13 @@ import type { PgTransaction } from 'drizzle-orm/pg-core';
 import type { NodePgQueryResultHKT } from 'drizzle-orm/node-postgres';
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import pg from 'pg';
-import { ConnectionError, toError } from '../errors.js';
+import { randomBytes } from 'node:crypto';
+import { ConnectionError, SchemaError, UsageError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { describeTarget, redactUrl, type ConnectionTarget } from './connection.js';
+import { describeTarget, type ConnectionTarget } from './connection.js';
+import { tlsIsOptional, toClientConfig } from './connectionString.js';
 import { acquireEmbedded, type EmbeddedServer } from './embedded.js';
-import { SqlState, describePgError, sqlStateOf } from './sqlstate.js';
+import { SqlState, describePgError, safeMessage, sqlStateOf } from './sqlstate.js';
 
 /** A drizzle handle on the pool. */
 export type Db = NodePgDatabase<Record<string, never>>;
@@ -27,6 +29,16 @@ export interface Database {
   name: string;
   /** server_version_num, e.g. 150004. */
   serverVersionNum: number;
+  /**
+   * Why the server accepts no writes, when it accepts none: a hot standby, or
+   * default_transaction_read_only. Commands that write refuse up front (exit 2).
+   */
+  readOnly?: 'standby' | 'read-only';
+  /**
+   * This process's identity on the server: the application_name of all its connections. A run
+   * journals it, so a run whose process is gone is told apart from a live one.
+   */
+  identity: string;
   embedded?: EmbeddedServer;
   close(): Promise<void>;
   /**
@@ -42,47 +54,71 @@ export interface OpenOptions {
   /** Connections in the pool; simulate raises it to its concurrency. */
   poolSize?: number;
   connectTimeoutMs?: number;
+  /** Shown in pg_stat_activity before the process token, e.g. "caseguard recover". */
   applicationName?: string;
 }
 
+/** The oldest PostgreSQL caseguard supports (13: gen_random_uuid in core, and more). */
+export const MIN_SERVER_VERSION = 130000;
+
+/**
+ * Opens a pool on the target and reads what every command needs to know first: the server
+ * version (older than 13 is refused before anything is created) and whether it takes writes.
+ * No startup parameter a pooler could reject is sent, and no session setting is made: what a
+ * command needs it sets per transaction (SET LOCAL), so nothing lingers on a pooled connection.
+ */
 export async function openDatabase(target: ConnectionTarget, options: OpenOptions): Promise<Database> {
   const env = options.env ?? process.env;
   let embedded: EmbeddedServer | undefined;
-  let config: pg.PoolConfig;
+  let client: pg.ClientConfig;
   let name = describeTarget(target, env);
+  let tlsOptional = false;
   if (target.kind === 'embedded') {
     embedded = await acquireEmbedded(target.dataDir, options.log);
     name = `embedded PostgreSQL ${embedded.version} in ${embedded.dataDir} (127.0.0.1:${embedded.port})`;
-    config = { connectionString: embedded.url };
-  } else if (target.kind === 'url') {
-    config = { connectionString: target.url };
+    client = { connectionString: embedded.url, ssl: false };
   } else {
-    config = {};
+    client = toClientConfig(target.params, env);
+    tlsOptional = tlsIsOptional(target.params);
   }
-  const pool = new pg.Pool({
-    ...config,
-    max: options.poolSize ?? 4,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-    application_name: options.applicationName ?? 'caseguard',
-  });
-  // An idle client that dies (server restart, pg_terminate_backend) must not crash the process.
-  pool.on('error', (error) => options.log.warn({ event: 'db.idle_client_error', err: toError(error).message }));
-
-  let serverVersionNum: number;
+  const identity = `${options.applicationName ?? 'caseguard'} ${randomBytes(4).toString('hex')}`.slice(0, 63);
+  const makePool = (config: pg.ClientConfig) => {
+    const pool = new pg.Pool({
+      ...config,
+      max: options.poolSize ?? 4,
+      connectionTimeoutMillis: config.connectionTimeoutMillis ?? options.connectTimeoutMs ?? 10_000,
+      application_name: identity,
+    });
+    // An idle client that dies (server restart, pg_terminate_backend) must not crash the process.
+    pool.on('error', (error) => options.log.warn({ event: 'db.idle_client_error', err: safeMessage(error) }));
+    return pool;
+  };
+  let pool = makePool(client);
+  const probe = () =>
+    pool.query<{ v: string; standby: boolean; ro: string }>(
+      "SELECT current_setting('server_version_num') AS v, pg_is_in_recovery() AS standby, current_setting('default_transaction_read_only') AS ro",
+    );
+  let info: { v: string; standby: boolean; ro: string };
   try {
-    const result = await pool.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
-    serverVersionNum = Number(result.rows[0]?.v);
+    try {
+      info = (await probe()).rows[0]!;
+    } catch (error) {
+      // sslmode prefer (libpq's default) and allow: a server without TLS is reached in plain text.
+      if (!(tlsOptional && client.ssl && /does not support SSL/i.test(toError(error).message))) throw error;
+      await pool.end().catch(() => undefined);
+      pool = makePool({ ...client, ssl: false });
+      info = (await probe()).rows[0]!;
+    }
   } catch (error) {
     await pool.end().catch(() => undefined);
     await embedded?.release().catch(() => undefined);
-    throw connectionError(error, target.kind === 'url' ? redactUrl(target.url) : name);
+    throw connectionError(error, name);
   }
-  // PostgreSQL 14+ can notice a client that went away while its query still runs (a CLI killed
-  // mid-scan): ask for that on every connection, so nothing of ours lingers on the server. New
-  // connections get it as a startup option; the one already open gets a SET.
-  if (serverVersionNum >= 140000) {
-    (pool.options as pg.PoolConfig).options = '-c client_connection_check_interval=2000';
-    await pool.query("SET client_connection_check_interval = '2s'").catch(() => undefined);
+  const serverVersionNum = Number(info.v);
+  if (serverVersionNum < MIN_SERVER_VERSION) {
+    await pool.end().catch(() => undefined);
+    await embedded?.release().catch(() => undefined);
+    throw new SchemaError(`${name} runs PostgreSQL ${Math.floor(serverVersionNum / 10000)}; caseguard supports PostgreSQL 13 to 18: nothing was changed`);
   }
   const db = drizzle({ client: pool }) as Db;
   return {
@@ -90,6 +126,8 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
     pool,
     name,
     serverVersionNum,
+    readOnly: info.standby ? 'standby' : info.ro === 'on' ? 'read-only' : undefined,
+    identity,
     embedded,
     close: async () => {
       await pool.end().catch(() => undefined);
@@ -99,6 +137,16 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
       await embedded?.release();
     },
   };
+}
+
+/** Refuses (exit 2) on a server that takes no writes, before the command changes anything. */
+export function assertWritable(database: Database, what: string): void {
+  if (database.readOnly === 'standby') {
+    throw new UsageError(`${database.name} is a hot standby (read-only): ${what} writes; run it against the primary`);
+  }
+  if (database.readOnly === 'read-only') {
+    throw new UsageError(`${database.name} is read-only (default_transaction_read_only = on): ${what} writes; run it against a writable database`);
+  }
 }
 
 /** One line saying why the connection failed, naming the redacted target; never the password. */
@@ -111,13 +159,18 @@ export function connectionError(error: unknown, redactedName: string): Connectio
     ETIMEDOUT: 'connection timed out',
     EHOSTUNREACH: 'host unreachable',
     ECONNRESET: 'connection reset',
+    ENOENT: 'no server socket there',
     [SqlState.invalidPassword]: 'authentication failed',
     [SqlState.invalidAuthorization]: 'not authorised',
     [SqlState.invalidCatalogName]: 'database does not exist',
     [SqlState.cannotConnectNow]: 'the server is starting up or shutting down',
+    [SqlState.tooManyConnections]: 'too many connections',
+    [SqlState.protocolViolation]: 'the server or pooler refused the connection',
   };
   const message = toError(error).message;
-  const reason = (code && reasons[code]) ?? (/timeout/i.test(message) ? 'connection timed out' : undefined);
+  const reason =
+    (code && reasons[code]) ??
+    (/timeout/i.test(message) ? 'connection timed out' : /password must be a (non-empty )?string/i.test(message) ? 'the server asks for a password and none was given (URL, PGPASSWORD or .pgpass)' : undefined);
   const detail = sqlStateOf(error) ? describePgError(error) : message;
   return new ConnectionError(
     `cannot connect to ${redactedName}: ${reason ? `${reason} (${scrub(detail)})` : scrub(detail)}`,

@@ -1,21 +1,33 @@
 /**
- * Advisory locks: which keys caseguard uses, and helpers that always release in finally.
- * Session locks need one dedicated connection, so the helpers check a client out of the pool.
+ * The run lock: one session advisory lock that every command that changes data takes (recover,
+ * undo, quarantine restore, fk add/drop, migrate), so they exclude each other. Advisory locks
+ * live in one database, so the lock is per database, and so is the holder lookup.
+ *
+ * A session lock needs a session that stays put, so withRunLock first refuses where it cannot
+ * hold: a read-only server, or a transaction pooler (PgBouncer pool_mode=transaction) that
+ * would hand the lock's server connection to someone else. It waits a bounded time for a
+ * holder, polling so that SIGINT is honoured, and hands the command a RunLock whose
+ * assertHeld() is called before every write: a run whose lock session died stops there.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { BusyError } from '../errors.js';
+import { BusyError, ConnectionError, InterruptedError, UsageError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { assertWritable, type Database } from './database.js';
+import { safeMessage } from './sqlstate.js';
 
 /** First half of every caseguard advisory lock key ('cg'). */
 const NAMESPACE = 0x6367;
 
-export const LockKey = {
-  migrate: [NAMESPACE, 1],
-  recover: [NAMESPACE, 2],
-  fk: [NAMESPACE, 3],
-} as const satisfies Record<string, readonly [number, number]>;
+/** The one run lock (the key recover always used, so older versions' runs exclude too). */
+export const RUN_LOCK = [NAMESPACE, 2] as const;
 
 /** Namespace for per-user intake locks: pg_advisory_xact_lock(INTAKE_USER_LOCK, hashtext(user_id)). */
 export const INTAKE_USER_LOCK = NAMESPACE + 1;
+
+/** How long a command waits for the run lock by default. */
+export const DEFAULT_LOCK_WAIT_MS = 5_000;
+const POLL_MS = 200;
 
 export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
@@ -40,47 +52,150 @@ export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
   }
 }
 
-/** Waits for the session lock, runs fn, releases it. */
-export async function withAdvisoryLock<T>(
-  client: pg.ClientBase,
-  key: readonly [number, number],
-  fn: () => Promise<T>,
-): Promise<T> {
-  await client.query('SELECT pg_advisory_lock($1, $2)', [key[0], key[1]]);
+interface Holder {
+  pid: number;
+  application_name: string | null;
+  usename: string | null;
+}
+
+/** Who holds the run lock in this database (pg_locks and pg_stat_activity: any role reads them). */
+async function lockHolder(client: pg.ClientBase): Promise<string> {
+  const result = await client.query<Holder>(
+    `SELECT l.pid, a.application_name, a.usename
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    [RUN_LOCK[0], RUN_LOCK[1]],
+  );
+  const h = result.rows[0];
+  return h ? `${h.application_name || 'a session'} (pid ${h.pid}${h.usename ? `, user ${h.usename}` : ''})` : 'another session';
+}
+
+export interface AcquireOptions {
+  /** What is waiting, for messages: "caseguard recover". */
+  what: string;
+  /** How long to wait for a holder; 0 tries once. */
+  waitMs?: number;
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+/** Takes the run lock on this session, waiting at most waitMs; BusyError names the holder. */
+export async function acquireRunLock(client: pg.ClientBase, options: AcquireOptions): Promise<void> {
+  const waitMs = options.waitMs ?? DEFAULT_LOCK_WAIT_MS;
+  const deadline = performance.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    const got = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [RUN_LOCK[0], RUN_LOCK[1]]);
+    if (got.rows[0]?.ok) return;
+    if (attempt === 0) {
+      options.log?.info({ event: 'run_lock.waiting', holder: await lockHolder(client), wait_ms: waitMs }, `waiting up to ${waitMs / 1000}s for the run lock`);
+    }
+    if (performance.now() >= deadline) {
+      throw new BusyError(`${options.what} cannot start: ${await lockHolder(client)} holds caseguard's run lock (another recover, undo, restore, fk or migrate); try again when it ends`);
+    }
+    if (options.signal?.aborted) throw new InterruptedError(`${options.what} interrupted while waiting for the run lock; nothing was changed`);
+    await sleep(Math.min(POLL_MS, Math.max(1, deadline - performance.now())), undefined, { signal: options.signal }).catch(() => undefined);
+  }
+}
+
+export async function releaseRunLock(client: pg.ClientBase): Promise<void> {
+  await client.query('SELECT pg_advisory_unlock($1, $2)', [RUN_LOCK[0], RUN_LOCK[1]]);
+}
+
+/**
+ * Whether the connections go through a transaction pooler: two clients of one pool that see
+ * one server backend, or one client that sees two, cannot be direct (or session-pooled)
+ * connections. Client b holds a transaction while a asks again, so a pooler must move a.
+ */
+export async function detectTransactionPooling(pool: pg.Pool, a: pg.ClientBase): Promise<boolean> {
+  const pid = async (c: pg.ClientBase) => Number((await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
+  const first = await pid(a);
+  const b = await pool.connect();
   try {
-    return await fn();
+    try {
+      await b.query('BEGIN');
+    } catch (error) {
+      if (/pooling mode/i.test(safeMessage(error))) return true; // statement pooling refuses transactions
+      throw error;
+    }
+    const other = await pid(b);
+    const again = await pid(a);
+    return other === first || again !== first;
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1, $2)', [key[0], key[1]]).catch(() => undefined);
+    await b.query('ROLLBACK').catch(() => undefined);
+    b.release();
+  }
+}
+
+export interface RunLock {
+  /** Throws ConnectionError (exit 3) when the lock's session is gone; call before every write. */
+  assertHeld(): Promise<void>;
+}
+
+/**
+ * Refuses (exit 2) where the run lock cannot be held: a read-only server, or a transaction
+ * pooler. Commands call it before they prompt; withRunLock calls it again before it locks.
+ */
+export async function assertCanHoldRunLock(database: Database, what: string): Promise<void> {
+  assertWritable(database, what);
+  const client = await database.pool.connect();
+  try {
+    if (await detectTransactionPooling(database.pool, client)) {
+      throw new UsageError(
+        `${database.name} goes through a transaction pooler (e.g. PgBouncer pool_mode=transaction): ${what} needs a session lock; use a direct or session-pooled URL (scan, simulate and bot work through it)`,
+      );
+    }
+  } finally {
+    client.release();
   }
 }
 
 /**
- * Tries the session lock once; when another session holds it, fails with BusyError naming the
- * holder (application name, user, pid and since when), so the user knows whom to ask.
+ * Runs fn holding the run lock. Refuses first (exit 2) on a read-only server or through a
+ * transaction pooler; waits for a holder at most waitMs (exit 5 after); releases in finally.
  */
-export async function withTryAdvisoryLock<T>(
-  client: pg.ClientBase,
-  key: readonly [number, number],
-  what: string,
-  fn: () => Promise<T>,
-): Promise<T> {
-  const got = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [key[0], key[1]]);
-  if (!got.rows[0]?.ok) {
-    const holder = await client.query<{ pid: number; usename: string; application_name: string; backend_start: Date }>(
-      `SELECT a.pid, a.usename, a.application_name, a.backend_start
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted`,
-      [key[0], key[1]],
-    );
-    const h = holder.rows[0];
-    const who = h
-      ? `${h.application_name || 'a session'} (user ${h.usename}, pid ${h.pid}, connected ${h.backend_start.toISOString()})`
-      : 'another session';
-    throw new BusyError(`another ${what} is running: ${who} holds the lock; try again when it ends`);
-  }
+export async function withRunLock<T>(database: Database, options: AcquireOptions, fn: (lock: RunLock) => Promise<T>): Promise<T> {
+  await assertCanHoldRunLock(database, options.what);
+  const client = await database.pool.connect();
+  let lost: Error | undefined;
+  const onError = (error: Error) => {
+    lost = error;
+  };
+  client.on('error', onError);
+  let held = false;
   try {
-    return await fn();
+    await acquireRunLock(client, options);
+    held = true;
+    const lock: RunLock = {
+      assertHeld: async () => {
+        let still = false;
+        try {
+          if (!lost) {
+            const r = await client.query<{ held: boolean }>(
+              `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted
+                              AND classid = $1 AND objid = $2 AND objsubid = 2) AS held`,
+              [RUN_LOCK[0], RUN_LOCK[1]],
+            );
+            still = r.rows[0]?.held === true;
+          }
+        } catch (error) {
+          lost = error as Error;
+        }
+        if (!still) {
+          held = false;
+          throw new ConnectionError(
+            `the session holding caseguard's run lock was lost${lost ? ` (${safeMessage(lost)})` : ''}; ${options.what} stopped before its next write; what was committed is kept and journaled`,
+            { cause: lost },
+          );
+        }
+      },
+    };
+    return await fn(lock);
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1, $2)', [key[0], key[1]]).catch(() => undefined);
+    // A connection that lost its session, or whose unlock failed, is destroyed, never pooled.
+    let destroy = lost;
+    if (held && !lost) await releaseRunLock(client).catch((error: unknown) => (destroy = error as Error));
+    client.removeListener('error', onError);
+    client.release(destroy);
   }
 }

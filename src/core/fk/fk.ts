@@ -9,7 +9,7 @@ import { sql } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Database } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { LockKey, withClient, withTryAdvisoryLock } from '../db/locks.js';
+import { withClient, withRunLock, type RunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { SqlState, describePgError, sqlStateOf } from '../db/sqlstate.js';
 import { BusyError, CaseguardError, ExitCode, InterruptedError } from '../errors.js';
@@ -103,6 +103,8 @@ export interface FkAddOptions {
   batchSize: number;
   log: Logger;
   signal?: AbortSignal;
+  /** How long to wait for the run lock. */
+  lockWaitMs?: number;
   /** Test hook: runs after each step; throwing there is a failure midway. */
   afterStep?: (stepId: string) => void | Promise<void>;
   onStep?: (event: { step: string; status: 'skipped' | 'done'; ms: number; attempts: number }) => void;
@@ -122,9 +124,8 @@ export class BlockedError extends CaseguardError {
 }
 
 export async function fkAdd(database: Database, shape: DatabaseShape, options: FkAddOptions): Promise<FkAddResult> {
-  await ensureJournalSchema(database.pool);
-  return withClient(database.pool, (lockClient) =>
-    withTryAdvisoryLock(lockClient, LockKey.fk, 'caseguard fk', async () => {
+  return withRunLock(database, { what: 'caseguard fk add', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
+      await ensureJournalSchema(database.pool);
       const blockers = await fkBlockers(database, shape);
       const blocking = Object.entries(blockers).filter(([, n]) => n > 0);
       if (blocking.length > 0) {
@@ -133,7 +134,7 @@ export async function fkAdd(database: Database, shape: DatabaseShape, options: F
         );
       }
       const started = performance.now();
-      const runId = await startRun(database.db, { command: 'fk add', options: { strategy: options.strategy, ...options.timing, batchSize: options.batchSize }, dryRun: false });
+      const runId = await startRun(database.db, { command: 'fk add', options: { strategy: options.strategy, ...options.timing, batchSize: options.batchSize }, dryRun: false, process: database.identity });
       const log = options.log.child({ run_id: runId });
       const done: FkAddResult['steps'] = [];
       let backfilled = 0;
@@ -150,9 +151,10 @@ export async function fkAdd(database: Database, shape: DatabaseShape, options: F
             continue;
           }
           const t0 = performance.now();
+          await lock.assertHeld();
           const attempts = await withClient(database.pool, async (client) => {
             if (step.mode === 'batches') {
-              const r = await backfill(client, options, log);
+              const r = await backfill(client, options, log, lock);
               backfilled += r.rows;
               return r.attempts;
             }
@@ -175,8 +177,7 @@ export async function fkAdd(database: Database, shape: DatabaseShape, options: F
         await finishRun(database.db, runId, { status, counts: { steps: done.filter((s) => s.status === 'done').length, backfilled }, error: describePgError(error) }).catch(() => undefined);
         throw error;
       }
-    }),
-  );
+  });
 }
 
 function backoff(timing: FkTiming, attempt: number): number {
@@ -246,12 +247,13 @@ async function runConcurrent(client: pg.ClientBase, step: FkStep, timing: FkTimi
   }
 }
 
-async function backfill(client: pg.ClientBase, options: FkAddOptions, log: Logger): Promise<{ rows: number; attempts: number }> {
+async function backfill(client: pg.ClientBase, options: FkAddOptions, log: Logger, lock: RunLock): Promise<{ rows: number; attempts: number }> {
   let after: [string, string] = ['', ''];
   let rows = 0;
   let attempts = 0;
   for (let batch = 1; ; batch++) {
     if (options.signal?.aborted) throw new InterruptedError('fk add interrupted during the backfill; rerun to resume');
+    await lock.assertHeld();
     const result = await withLockRetries('backfill', options.timing, log, () =>
       inTransaction(client, options.timing, () => client.query<{ user_id: string; case_id: string }>(BACKFILL_SQL, [after[0], after[1], options.batchSize])),
     );
@@ -272,12 +274,11 @@ export interface FkDropResult {
 }
 
 /** Rollback: drop the constraint; with revertType, the column back to text (a rewrite). */
-export async function fkDrop(database: Database, options: { revertType: boolean; timing: FkTiming; log: Logger }): Promise<FkDropResult> {
-  await ensureJournalSchema(database.pool);
-  return withClient(database.pool, (lockClient) =>
-    withTryAdvisoryLock(lockClient, LockKey.fk, 'caseguard fk', async () => {
+export async function fkDrop(database: Database, options: { revertType: boolean; timing: FkTiming; log: Logger; signal?: AbortSignal; lockWaitMs?: number }): Promise<FkDropResult> {
+  return withRunLock(database, { what: 'caseguard fk drop', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
+      await ensureJournalSchema(database.pool);
       const state = await readFkState(database.db);
-      const runId = await startRun(database.db, { command: 'fk drop', options: { revertType: options.revertType }, dryRun: false });
+      const runId = await startRun(database.db, { command: 'fk drop', options: { revertType: options.revertType }, dryRun: false, process: database.identity });
       const statements: string[] = [];
       if (state.foreignKey) {
         // cases first, as the application writes, so a writer holding cases cannot deadlock us
@@ -287,6 +288,7 @@ export async function fkDrop(database: Database, options: { revertType: boolean;
       if (options.revertType && state.columnType === 'uuid') statements.push(`ALTER TABLE ${NAMES.table} ALTER COLUMN case_id TYPE text USING case_id::text`);
       try {
         if (statements.length > 0) {
+          await lock.assertHeld();
           await withClient(database.pool, (client) =>
             runTransaction(client, { id: 'drop', title: 'drop', mode: 'transaction', lock: '', effect: '', statements, done: () => false }, options.timing, options.log),
           );
@@ -297,6 +299,5 @@ export async function fkDrop(database: Database, options: { revertType: boolean;
         await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) }).catch(() => undefined);
         throw error;
       }
-    }),
-  );
+  });
 }

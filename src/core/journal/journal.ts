@@ -6,9 +6,9 @@
 import os from 'node:os';
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
-import { LockKey } from '../db/locks.js';
+import { BusyError } from '../errors.js';
 
-/** 'abandoned': journaled as running, but no session holds its lock (the process died). */
+/** 'abandoned': journaled as running, but its process has no session left (it died). */
 export type RunStatus = 'running' | 'completed' | 'interrupted' | 'failed' | 'refused' | 'abandoned';
 
 export interface RunRecord {
@@ -33,7 +33,28 @@ export interface RunItemSummary {
   count: number;
 }
 
-export async function startRun(db: Executor, input: { command: string; options: Record<string, unknown>; dryRun: boolean }): Promise<number> {
+/** A run's process is alive while a session of this database carries its identity. */
+const PROCESS_ALIVE = sql`EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = runs.process AND a.datname = current_database())`;
+
+/**
+ * Journals a new run; the caller holds the run lock. Runs still marked running are settled
+ * first: one whose process is gone is finalised as abandoned; one whose process still has
+ * sessions (it lost its lock session and will stop before its next write) makes this run wait
+ * (BusyError), so two runs never write at once.
+ */
+export async function startRun(db: Executor, input: { command: string; options: Record<string, unknown>; dryRun: boolean; process: string }): Promise<number> {
+  await db.execute(sql`
+    UPDATE caseguard.runs SET status = 'abandoned', finished_at = now(),
+           error = coalesce(error, 'the process ended without finishing the run')
+     WHERE status = 'running' AND NOT ${PROCESS_ALIVE}`);
+  const live = await db.execute<{ run_id: string; command: string; process: string }>(sql`
+    SELECT run_id, command, process FROM caseguard.runs WHERE status = 'running' AND ${PROCESS_ALIVE} ORDER BY run_id LIMIT 1`);
+  const other = live.rows[0];
+  if (other) {
+    throw new BusyError(
+      `run ${other.run_id} (caseguard ${other.command}, ${other.process}) is still running although its lock session ended; it stops before its next write; try again in a moment`,
+    );
+  }
   let osUser: string | null = null;
   try {
     osUser = os.userInfo().username;
@@ -41,8 +62,8 @@ export async function startRun(db: Executor, input: { command: string; options: 
     osUser = process.env.USER ?? null;
   }
   const result = await db.execute<{ run_id: string }>(sql`
-    INSERT INTO caseguard.runs (command, options, dry_run, os_user, host)
-    VALUES (${input.command}, ${JSON.stringify(input.options)}::jsonb, ${input.dryRun}, ${osUser}, ${os.hostname()})
+    INSERT INTO caseguard.runs (command, options, dry_run, os_user, host, process)
+    VALUES (${input.command}, ${JSON.stringify(input.options)}::jsonb, ${input.dryRun}, ${osUser}, ${os.hostname()}, ${input.process})
     RETURNING run_id`);
   return Number(result.rows[0]!.run_id);
 }
@@ -59,17 +80,9 @@ export async function finishRun(
      WHERE run_id = ${runId}`);
 }
 
-/**
- * A run still marked running whose command's advisory lock nobody holds died without finishing
- * (SIGKILL, a lost machine): it is shown as abandoned.
- */
+/** A run still marked running whose process has no session left died without finishing: abandoned. */
 const RUN_COLUMNS = sql`run_id, command, options, dry_run, db_user, os_user, host, counts, error, started_at, finished_at,
-  CASE WHEN status = 'running' AND NOT EXISTS (
-         SELECT 1 FROM pg_locks l
-          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ${LockKey.recover[0]}::oid
-            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND l.objid = (CASE WHEN command LIKE 'fk %' THEN ${LockKey.fk[1]} ELSE ${LockKey.recover[1]} END)::oid)
-       THEN 'abandoned' ELSE status END AS status`;
+  CASE WHEN status = 'running' AND NOT ${PROCESS_ALIVE} THEN 'abandoned' ELSE status END AS status`;
 
 function toRecord(r: Record<string, unknown>): RunRecord {
   return {

@@ -5,7 +5,7 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database, Executor, Tx } from '../db/database.js';
-import { LockKey, withClient, withTryAdvisoryLock } from '../db/locks.js';
+import { withRunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { describePgError } from '../db/sqlstate.js';
 import { UsageError } from '../errors.js';
@@ -95,7 +95,8 @@ export async function restoreOne(tx: Tx, row: QuarantinedRow, byRun: number): Pr
 }
 
 export interface RestoreResult {
-  runId: number;
+  /** The restore's own run; null for a dry run, which journals nothing. */
+  runId: number | null;
   dryRun: boolean;
   outcomes: RestoreOutcome[];
   restored: number;
@@ -106,22 +107,31 @@ export interface RestoreResult {
 export async function restoreRun(
   database: Database,
   sourceRun: number,
-  options: { dryRun: boolean; confirm?: (count: number) => Promise<boolean> },
+  options: { dryRun: boolean; confirm?: (count: number) => Promise<boolean>; signal?: AbortSignal; lockWaitMs?: number; hasJournal?: boolean },
 ): Promise<RestoreResult> {
-  await ensureJournalSchema(database.pool);
-  return withClient(database.pool, (lockClient) =>
-    withTryAdvisoryLock(lockClient, LockKey.recover, 'caseguard recover or restore', async () => {
-      const { rows } = await listQuarantine(database.db, { runId: sourceRun, includeRestored: false, limit: 1_000_000 });
-      if (rows.length === 0) {
-        const any = await listQuarantine(database.db, { runId: sourceRun, includeRestored: true, limit: 1 });
-        throw new UsageError(any.total > 0 ? `every row run ${sourceRun} quarantined is already restored` : `run ${sourceRun} quarantined no rows`);
-      }
-      const runId = await startRun(database.db, { command: 'quarantine restore', options: { run: sourceRun }, dryRun: options.dryRun });
-      if (options.dryRun || (options.confirm && !(await options.confirm(rows.length)))) {
-        await finishRun(database.db, runId, { status: options.dryRun ? 'completed' : 'refused', counts: { rows: rows.length } });
-        return { runId, dryRun: options.dryRun, outcomes: [], restored: 0, notRestored: 0 };
+  const hasJournal = options.hasJournal ?? true;
+  const pending = async (db: Executor) => {
+    const { rows } = hasJournal ? await listQuarantine(db, { runId: sourceRun, includeRestored: false, limit: 1_000_000 }) : { rows: [] };
+    if (rows.length === 0) {
+      const any = hasJournal ? await listQuarantine(db, { runId: sourceRun, includeRestored: true, limit: 1 }) : { total: 0 };
+      throw new UsageError(any.total > 0 ? `every row run ${sourceRun} quarantined is already restored` : `run ${sourceRun} quarantined no rows`);
+    }
+    return rows;
+  };
+  if (options.dryRun) {
+    await pending(database.db);
+    return { runId: null, dryRun: true, outcomes: [], restored: 0, notRestored: 0 };
+  }
+  return withRunLock(database, { what: 'caseguard quarantine restore', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
+      await ensureJournalSchema(database.pool);
+      const rows = await pending(database.db);
+      const runId = await startRun(database.db, { command: 'quarantine restore', options: { run: sourceRun }, dryRun: false, process: database.identity });
+      if (options.confirm && !(await options.confirm(rows.length))) {
+        await finishRun(database.db, runId, { status: 'refused', counts: { rows: rows.length } });
+        return { runId, dryRun: false, outcomes: [], restored: 0, notRestored: 0 };
       }
       try {
+        await lock.assertHeld();
         const outcomes = await database.db.transaction(async (tx) => {
           const out: RestoreOutcome[] = [];
           for (const row of rows) out.push(await restoreOne(tx, row, runId));
@@ -134,6 +144,5 @@ export async function restoreRun(
         await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) });
         throw error;
       }
-    }),
-  );
+  });
 }

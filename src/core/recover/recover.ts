@@ -1,9 +1,11 @@
 /**
  * recover: repairs what scan finds, without losing anything.
  *
- * 1. One run at a time (a session advisory lock); the run is journaled, dry or real.
- * 2. One set-based pass snapshots the targets (see targets.ts); the plan is read from them, so a
- *    dry run builds exactly the plan a real run executes and only skips execution.
+ * 1. planRecovery is the dry run: the same target query as a real run, read in one READ ONLY
+ *    REPEATABLE READ transaction that writes nothing anywhere (a SELECT-only role and a hot
+ *    standby can run it); what a terminal prompt shows before anything is locked or journaled.
+ * 2. A real run takes the run lock (see db/locks.ts), is journaled, and snapshots its targets in
+ *    one set-based pass (see targets.ts) with the same query, so it executes the plan shown.
  * 3. The real run works through the targets in keyset batches, one statement (and so one
  *    transaction) per batch, journaling what each batch actually changed.
  * 4. Interrupted between batches (signal), it stops after the current batch and records the run
@@ -12,14 +14,14 @@
 import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Database } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { LockKey, withClient, withTryAdvisoryLock } from '../db/locks.js';
+import { withRunLock, type RunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
-import { SqlState, describePgError, sqlStateOf } from '../db/sqlstate.js';
-import { ConnectionError, InterruptedError, UsageError, toError } from '../errors.js';
+import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.js';
+import { ConnectionError, InterruptedError, UsageError } from '../errors.js';
 import { finishRun, startRun } from '../journal/journal.js';
 import type { Logger } from '../logger.js';
 import { batchStatement } from './batches.js';
-import { ambiguousOwners, deleteTargets, isQuarantineKind, sampleTargets, snapshotTargets, TARGET_KINDS, type TargetKind, type TargetSample } from './targets.js';
+import { ambiguousOwners, deleteTargets, isQuarantineKind, previewTargets, sampleTargets, snapshotTargets, TARGET_KINDS, type TargetKind, type TargetSample } from './targets.js';
 
 export interface RecoverOptions {
   dryRun: boolean;
@@ -32,12 +34,15 @@ export interface RecoverOptions {
   signal?: AbortSignal;
   /** Asked once the plan is known, before anything is written; false declines. */
   confirm?: (plan: RecoveryPlan) => Promise<boolean>;
+  /** How long to wait for the run lock. */
+  lockWaitMs?: number;
   /** Called after each committed batch; awaited. */
   onBatch?: (event: BatchEvent) => void | Promise<void>;
 }
 
 export interface RecoveryPlan {
-  runId: number;
+  /** The run executing it; null for a plan read without a run (the dry run). */
+  runId: number | null;
   dryRun: boolean;
   shape: DatabaseShape['shape'];
   /** Targets found, per kind (quarantine kinds whether or not --quarantine was given). */
@@ -68,7 +73,8 @@ export interface BatchEvent {
 export type RecoverStatus = 'completed' | 'nothing_to_do' | 'dry_run' | 'declined';
 
 export interface RecoverResult {
-  runId: number;
+  /** null for a dry run, which journals nothing. */
+  runId: number | null;
   status: RecoverStatus;
   plan: RecoveryPlan;
   applied: Record<TargetKind, number>;
@@ -87,21 +93,43 @@ export function validateRecoverOptions(o: Pick<RecoverOptions, 'batchSize'>): vo
   }
 }
 
-export async function recover(database: Database, shape: DatabaseShape, options: RecoverOptions): Promise<RecoverResult> {
+/**
+ * The plan without a run: one READ ONLY REPEATABLE READ transaction; nothing is written
+ * anywhere, no lock is taken. The statements shown carry run id 0 where the real run's id goes.
+ */
+export async function planRecovery(database: Database, shape: DatabaseShape, options: Pick<RecoverOptions, 'quarantine' | 'batchSize' | 'sampleLimit'>): Promise<RecoveryPlan> {
   validateRecoverOptions(options);
-  await ensureJournalSchema(database.pool);
-  return withClient(database.pool, (lockClient) =>
-    withTryAdvisoryLock(lockClient, LockKey.recover, 'caseguard recover', () => run(database, shape, options)),
+  return database.db.transaction(
+    async (tx) => {
+      const preview = await previewTargets(tx, shape, options.sampleLimit);
+      return planFrom(shape, null, preview.counts, { ...options, dryRun: true }, preview.samples, preview.ambiguous);
+    },
+    { isolationLevel: 'repeatable read', accessMode: 'read only' },
   );
 }
 
-async function run(database: Database, shape: DatabaseShape, options: RecoverOptions): Promise<RecoverResult> {
+export async function recover(database: Database, shape: DatabaseShape, options: RecoverOptions): Promise<RecoverResult> {
+  validateRecoverOptions(options);
+  if (options.dryRun) {
+    const started = performance.now();
+    const plan = await planRecovery(database, shape, options);
+    const applied = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
+    return { runId: null, status: 'dry_run', plan, applied, skipped: 0, batches: 0, longestBatchMs: 0, durationMs: performance.now() - started };
+  }
+  return withRunLock(database, { what: 'caseguard recover', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
+    await ensureJournalSchema(database.pool);
+    return run(database, shape, options, lock);
+  });
+}
+
+async function run(database: Database, shape: DatabaseShape, options: RecoverOptions, lock: RunLock): Promise<RecoverResult> {
   const { db } = database;
   const started = performance.now();
   const runId = await startRun(db, {
     command: 'recover',
     options: { quarantine: options.quarantine, batchSize: options.batchSize },
-    dryRun: options.dryRun,
+    dryRun: false,
+    process: database.identity,
   });
   const log = options.log.child({ run_id: runId });
   const applied = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
@@ -110,7 +138,7 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
   let taken = 0;
   const finish = async (status: 'completed' | 'interrupted' | 'failed' | 'refused', error?: string) => {
     await finishRun(db, runId, { status, counts: { ...applied, targets: plan?.total ?? 0, batches }, error }).catch((e: unknown) =>
-      log.error({ event: 'recover.journal_failed', err: toError(e).message }),
+      log.error({ event: 'recover.journal_failed', err: safeMessage(e) }),
     );
     await deleteTargets(db, runId).catch(() => undefined);
   };
@@ -128,9 +156,9 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
       longestBatchMs,
       durationMs: performance.now() - started,
     });
-    if (options.dryRun || plan.total === 0) {
+    if (plan.total === 0) {
       await finish('completed');
-      return result(options.dryRun ? 'dry_run' : 'nothing_to_do');
+      return result('nothing_to_do');
     }
     if (options.confirm && !(await options.confirm(plan))) {
       await finish('refused', 'declined at the confirmation prompt');
@@ -141,6 +169,7 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
       let afterSeq = 0;
       for (let batch = 1; plan.counts[kind] > 0; batch++) {
         if (options.signal?.aborted) throw new InterruptedError(`recover interrupted after ${batches} batch(es); run ${runId} is journaled as interrupted; rerun to finish`);
+        await lock.assertHeld();
         const t0 = performance.now();
         const res = await db.execute<{ last_seq: string | null; taken: string; applied: string }>(
           batchStatement(kind, runId, afterSeq, options.batchSize, shape.shape === 'uuid'),
@@ -166,7 +195,8 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
       throw error;
     }
     await finish('failed', describePgError(error));
-    if (sqlStateOf(error) === SqlState.adminShutdown || /Connection terminated|terminating connection/i.test(toError(error).message)) {
+    if (error instanceof ConnectionError) throw error;
+    if (isConnectionLost(error)) {
       throw new ConnectionError(
         `the connection was lost during recover run ${runId} after ${batches} committed batch(es); they are kept; rerun caseguard recover to finish`,
         { cause: error },
@@ -183,6 +213,19 @@ async function buildPlan(
   counts: Record<TargetKind, number>,
   options: RecoverOptions,
 ): Promise<RecoveryPlan> {
+  const samples = await sampleTargets(database.db, runId, options.sampleLimit);
+  const ambiguous = await ambiguousOwners(database.db, runId, options.sampleLimit);
+  return planFrom(shape, runId, counts, options, samples, ambiguous);
+}
+
+function planFrom(
+  shape: DatabaseShape,
+  runId: number | null,
+  counts: Record<TargetKind, number>,
+  options: Pick<RecoverOptions, 'dryRun' | 'quarantine' | 'batchSize'>,
+  samples: TargetSample[],
+  ambiguous: { count: number; samples: TargetSample[] },
+): RecoveryPlan {
   const acted = TARGET_KINDS.filter((k) => counts[k] > 0 && (options.quarantine || !isQuarantineKind(k)));
   const total = acted.reduce((n, k) => n + counts[k], 0);
   const leftAlone = ['owner_mismatch findings are reported by scan and never changed by recover'];
@@ -193,19 +236,8 @@ async function buildPlan(
     );
   }
   const statements = acted.map((kind) => {
-    const q = dialect.sqlToQuery(batchStatement(kind, runId, 0, options.batchSize, shape.shape === 'uuid'));
+    const q = dialect.sqlToQuery(batchStatement(kind, runId ?? 0, 0, options.batchSize, shape.shape === 'uuid'));
     return { kind, sql: q.sql.replace(/\n\s*\n/g, '\n').trim(), params: q.params };
   });
-  return {
-    runId,
-    dryRun: options.dryRun,
-    shape: shape.shape,
-    counts,
-    total,
-    samples: await sampleTargets(database.db, runId, options.sampleLimit),
-    ambiguous: await ambiguousOwners(database.db, runId, options.sampleLimit),
-    leftAlone,
-    batchSize: options.batchSize,
-    statements,
-  };
+  return { runId, dryRun: options.dryRun, shape: shape.shape, counts, total, samples, ambiguous, leftAlone, batchSize: options.batchSize, statements };
 }

@@ -33,15 +33,13 @@ export function isQuarantineKind(kind: TargetKind): boolean {
 }
 
 
-/** Writes the run's targets; returns how many of each kind. */
-export async function snapshotTargets(
-  db: Executor,
-  runId: number,
-  shape: DatabaseShape,
-): Promise<Record<TargetKind, number>> {
+/**
+ * The targets as one WITH query ending in all_targets (one anti-join against cases for every
+ * table that references them: one hash of cases). Read-only; snapshot and preview build on it.
+ */
+function targetsCte(shape: DatabaseShape): SQL {
   const legacy = shape.shape === 'legacy';
   const asUuid = (column: SQL) => uuidOrNull(column, shape.serverVersionNum);
-  // One anti-join against cases for every table that references them (one hash of cases).
   const sources: SQL[] = [
     sql`SELECT 'p' AS src, cip.user_id, cip.case_id::text AS case_id, cip.created_at, NULL::bigint AS memory_id
           FROM mega_agent.case_intake_progress cip`,
@@ -51,8 +49,7 @@ export async function snapshotTargets(
     sources.push(sql`SELECT 'b', b.user_id, b.active_case_id, NULL::timestamptz, NULL::bigint
                        FROM mega_agent.bot_user_context b WHERE b.active_case_id IS NOT NULL`);
   }
-
-  const result = await db.execute<{ kind: TargetKind; n: string }>(sql`
+  return sql`
     WITH cand AS MATERIALIZED (
       SELECT s.*, ${asUuid(sql`s.case_id`)} AS id
         FROM (${sql.join(sources, sql` UNION ALL `)}) s
@@ -114,10 +111,22 @@ export async function snapshotTargets(
       UNION ALL
       SELECT 'quarantine_pointer', 'dangling_active_case', b.user_id, b.case_id, NULL, NULL, NULL, NULL
         FROM ptr b WHERE b.id IS NULL
-    ),
+    )`;
+}
+
+const TARGET_ORDER = sql`ORDER BY canonical_id, user_id, case_id, memory_id`;
+
+/** Writes the run's targets into caseguard.run_targets; returns how many of each kind. */
+export async function snapshotTargets(
+  db: Executor,
+  runId: number,
+  shape: DatabaseShape,
+): Promise<Record<TargetKind, number>> {
+  const result = await db.execute<{ kind: TargetKind; n: string }>(sql`
+    ${targetsCte(shape)},
     inserted AS (
       INSERT INTO caseguard.run_targets (run_id, kind, seq, check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list)
-      SELECT ${runId}, kind, row_number() OVER (PARTITION BY kind ORDER BY canonical_id, user_id, case_id, memory_id),
+      SELECT ${runId}, kind, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}),
              check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list
         FROM all_targets
       RETURNING kind
@@ -139,6 +148,49 @@ export interface TargetSample {
   memory_id: number | null;
   owners: number | null;
   owner_list: string[] | null;
+}
+
+/**
+ * The plan's numbers without writing anything: counts per kind, the first `limit` targets of
+ * each kind and of the ambiguous owners, read in the caller's (read-only) transaction. The same
+ * query and order as snapshotTargets, so a dry run shows what a real run would snapshot.
+ */
+export async function previewTargets(
+  db: Executor,
+  shape: DatabaseShape,
+  limit: number,
+): Promise<{ counts: Record<TargetKind, number>; samples: TargetSample[]; ambiguous: { count: number; samples: TargetSample[] } }> {
+  const result = await db.execute<TargetSample & { seq: string; amb_seq: string; kind_n: string; amb_n: string } & Record<string, unknown>>(sql`
+    ${targetsCte(shape)},
+    numbered AS (
+      SELECT t.*, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}) AS seq,
+             row_number() OVER (PARTITION BY kind, owners > 1 ${TARGET_ORDER}) AS amb_seq
+        FROM all_targets t
+    ),
+    counted AS (
+      SELECT n.*, count(*) OVER (PARTITION BY kind) AS kind_n,
+             count(*) FILTER (WHERE kind = 'create_case' AND owners > 1) OVER () AS amb_n
+        FROM numbered n
+    )
+    SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list, seq, amb_seq, kind_n, amb_n
+      FROM counted
+     WHERE seq <= greatest(${limit}::int, 1) OR (kind = 'create_case' AND owners > 1 AND amb_seq <= ${limit}::int)
+     ORDER BY kind, seq`);
+  const counts = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
+  const samples: TargetSample[] = [];
+  const ambiguousSamples: TargetSample[] = [];
+  let ambiguousCount = 0;
+  for (const r of result.rows) {
+    counts[r.kind] = Number(r.kind_n);
+    ambiguousCount = Number(r.amb_n);
+    const sample: TargetSample = {
+      kind: r.kind, check_id: r.check_id, user_id: r.user_id, case_id: r.case_id, canonical_id: r.canonical_id,
+      memory_id: r.memory_id === null ? null : Number(r.memory_id), owners: r.owners, owner_list: r.owner_list,
+    };
+    if (Number(r.seq) <= limit) samples.push(sample);
+    if (r.kind === 'create_case' && (r.owners ?? 0) > 1 && Number(r.amb_seq) <= limit) ambiguousSamples.push(sample);
+  }
+  return { counts, samples, ambiguous: { count: ambiguousCount, samples: ambiguousSamples } };
 }
 
 /** The first `limit` targets of each kind, for the plan. */

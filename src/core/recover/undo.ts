@@ -7,15 +7,16 @@
 import { sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { LockKey, withClient, withTryAdvisoryLock } from '../db/locks.js';
+import { withRunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { describePgError } from '../db/sqlstate.js';
-import { UsageError } from '../errors.js';
+import { BusyError, UsageError } from '../errors.js';
 import { finishRun, getRun, startRun } from '../journal/journal.js';
 import { listQuarantine, restoreOne } from './quarantine.js';
 
 export interface UndoResult {
-  runId: number;
+  /** The undo's own run; null for a dry run, which journals nothing. */
+  runId: number | null;
   undoneRun: number;
   dryRun: boolean;
   /** What the undo does (or, dry, would do). */
@@ -106,33 +107,44 @@ export async function undoRun(
   database: Database,
   shape: DatabaseShape,
   undoneRun: number,
-  options: { dryRun: boolean; confirm?: (summary: string) => Promise<boolean> },
+  options: { dryRun: boolean; confirm?: (summary: string) => Promise<boolean>; signal?: AbortSignal; lockWaitMs?: number },
 ): Promise<UndoResult> {
-  await ensureJournalSchema(database.pool);
-  const original = await getRun(database.db, undoneRun);
+  const original = shape.hasJournal ? await getRun(database.db, undoneRun) : undefined;
   if (!original) throw new UsageError(`there is no run ${undoneRun}; see caseguard runs`);
   if (original.command !== 'recover') throw new UsageError(`run ${undoneRun} is a ${original.command} run; only recover runs can be undone`);
   if (original.dryRun) throw new UsageError(`run ${undoneRun} was a dry run; it changed nothing`);
+  if (original.status === 'running') throw new BusyError(`run ${undoneRun} is still running; undo it once it has ended`);
   if (original.options.undoneBy) throw new UsageError(`run ${undoneRun} was undone already by run ${String(original.options.undoneBy)}`);
 
-  return withClient(database.pool, (lockClient) =>
-    withTryAdvisoryLock(lockClient, LockKey.recover, 'caseguard recover', async () => {
-      const runId = await startRun(database.db, { command: 'recover --undo', options: { undo: undoneRun }, dryRun: options.dryRun });
-      const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
+  /** The safety checks and what the undo would do; throws UsageError when it is not safe. */
+  const inspect = async (tx: Tx) => {
+    const problems = await refusals(tx, shape, undoneRun, original.startedAt);
+    if (problems.length > 0) {
+      throw new UsageError(`cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`);
+    }
+    const quarantined = await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 1_000_000 });
+    const itemsOf = (action: string) => original.items.filter((i) => i.action === action).reduce((n, i) => n + i.count, 0);
+    const summary = `${itemsOf('case_created')} case(s) to delete, ${itemsOf('spelling_changed')} spelling(s) to restore, ${quarantined.rows.length} quarantined row(s) to put back`;
+    return { quarantined, summary };
+  };
+  const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
+  if (options.dryRun) {
+    const { summary } = await database.db.transaction(inspect, { isolationLevel: 'repeatable read', accessMode: 'read only' });
+    return { runId: null, undoneRun, dryRun: true, summary, ...counts };
+  }
+
+  return withRunLock(database, { what: 'caseguard recover --undo', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
+      await ensureJournalSchema(database.pool);
+      const runId = await startRun(database.db, { command: 'recover --undo', options: { undo: undoneRun }, dryRun: false, process: database.identity });
       let summary = '';
       try {
         await database.db.transaction(async (tx) => {
-          const problems = await refusals(tx, shape, undoneRun, original.startedAt);
-          if (problems.length > 0) {
-            throw new UsageError(`cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`);
-          }
-          const quarantined = await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 1_000_000 });
-          const itemsOf = (action: string) => original.items.filter((i) => i.action === action).reduce((n, i) => n + i.count, 0);
-          summary = `${itemsOf('case_created')} case(s) to delete, ${itemsOf('spelling_changed')} spelling(s) to restore, ${quarantined.rows.length} quarantined row(s) to put back`;
-          if (options.dryRun) return;
+          const inspected = await inspect(tx);
+          summary = inspected.summary;
           if (options.confirm && !(await options.confirm(summary))) throw new UsageError('declined at the confirmation prompt; nothing was changed');
+          await lock.assertHeld();
           counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);
-          for (const row of quarantined.rows) {
+          for (const row of inspected.quarantined.rows) {
             const outcome = await restoreOne(tx, row, runId);
             if (!outcome.restored) throw new UsageError(`cannot undo run ${undoneRun}: quarantined row ${row.quarantineId} cannot go back (${outcome.reason})`);
             counts.rowsRestored++;
@@ -152,12 +164,11 @@ export async function undoRun(
             UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`);
         });
         await finishRun(database.db, runId, { status: 'completed', counts });
-        return { runId, undoneRun, dryRun: options.dryRun, summary, ...counts };
+        return { runId, undoneRun, dryRun: false, summary, ...counts };
       } catch (error) {
         const refused = error instanceof UsageError;
         await finishRun(database.db, runId, { status: refused ? 'refused' : 'failed', counts, error: refused ? error.message : describePgError(error) });
         throw error;
       }
-    }),
-  );
+  });
 }

@@ -17,6 +17,8 @@ export const runs = caseguardSchema.table('runs', {
   dbUser: text('db_user').notNull().default(sql`current_user`),
   osUser: text('os_user'),
   host: text('host'),
+  /** The process's identity on the server: the application_name of its connections. */
+  process: text('process'),
   status: text('status').notNull().default('running'),
   counts: jsonb('counts').notNull().default({}),
   error: text('error'),

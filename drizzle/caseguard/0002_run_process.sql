@@ -1,0 +1,1 @@
+ALTER TABLE "caseguard"."runs" ADD COLUMN "process" text;
