@@ -54,7 +54,7 @@ describe('caseguard binary', () => {
   it('a database that refuses the connection: exit 3, one line, password redacted', async () => {
     const r = await runCli(['simulate', '--users', '1', '--database-url', 'postgres://admin:hunter2@127.0.0.1:1/intake']);
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain('postgres://admin:***@127.0.0.1:1/intake');
+    expect(r.stderr).toContain('postgres://admin@127.0.0.1:1/intake');
     expect(r.stderr).not.toContain('hunter2');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stdout).toBe('');

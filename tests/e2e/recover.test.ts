@@ -40,7 +40,8 @@ describe('caseguard recover', () => {
     const scan = await cli('scan');
     expect(scan.code).toBe(0);
     const runs = await cli('runs', '--format', 'json');
-    expect(JSON.parse(runs.stdout).map((r: { status: string }) => r.status)).toEqual(['completed', 'completed', 'completed']);
+    // the dry run journals nothing: the real run and the rerun
+    expect(JSON.parse(runs.stdout).map((r: { status: string }) => r.status)).toEqual(['completed', 'completed']);
     const q = await cli('quarantine', 'list', '--format', 'json');
     expect(JSON.parse(q.stdout).total).toBe(8);
   });
@@ -66,14 +67,14 @@ describe('caseguard recover', () => {
     }
   });
 
-  it('exits 5 while another session holds the recover lock', async () => {
-    await cli('recover', '--dry-run'); // creates caseguard's schema
+  it('waits --lock-wait for the run lock, then exits 5 naming the holder', async () => {
     const holder = await t.pool.connect();
     try {
       await holder.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
-      const r = await cli('recover', '--yes');
+      const r = await cli('recover', '--yes', '--lock-wait', '400ms');
       expect(r.code).toBe(5);
-      expect(r.stderr).toMatch(/another caseguard recover is running/);
+      expect(r.stderr).toMatch(/"event":"run_lock.waiting"/);
+      expect(r.stderr).toMatch(/caseguard recover cannot start: caseguard-tests \(pid \d+, user \w+\) holds caseguard's run lock/);
     } finally {
       holder.release();
     }

@@ -85,8 +85,12 @@ describe('shape detection', () => {
     expect(shape.foreignKey).toEqual({ name: 'fk_case_intake_progress_case', validated: true, onDeleteCascade: true });
   });
 
-  it('treats an optional table without its columns as absent', async () => {
-    await t.pool.query('DROP TABLE mega_agent.case_memory; CREATE TABLE mega_agent.case_memory (id int)');
+  it('names every column caseguard reads that an optional table lacks; an absent one is fine', async () => {
+    await t.pool.query('ALTER TABLE mega_agent.case_memory DROP COLUMN memory_id, DROP COLUMN created_at');
+    const error = await inspectDatabase(t.database.db).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SchemaError);
+    expect((error as SchemaError).missing).toEqual(['column mega_agent.case_memory.memory_id', 'column mega_agent.case_memory.created_at']);
+    await t.pool.query('DROP TABLE mega_agent.case_memory');
     expect((await inspectDatabase(t.database.db)).hasMemory).toBe(false);
   });
 });

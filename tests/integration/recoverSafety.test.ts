@@ -1,4 +1,5 @@
 /** recover under pressure: a held lock, a killed connection, the live bot writing meanwhile. */
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { BusyError, ConnectionError } from '../../src/core/errors.js';
@@ -23,7 +24,7 @@ describe('recover safety', () => {
     try {
       await holder.query("SET application_name = 'another-recover'");
       await holder.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
-      const error = await runRecover(t).catch((e: unknown) => e);
+      const error = await runRecover(t, { lockWaitMs: 300 }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(BusyError);
       expect((error as BusyError).message).toMatch(/another-recover/);
       expect((error as BusyError).exitCode).toBe(5);
@@ -48,7 +49,7 @@ describe('recover safety', () => {
           try {
             for (let i = 0; i < 200; i++) {
               const waiting = await t.pool.query(
-                "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'caseguard' AND wait_event_type = 'Lock'",
+                "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'caseguard %' AND wait_event_type = 'Lock'",
               );
               if (waiting.rows.length > 0) break;
               await new Promise((r) => setTimeout(r, 20));
@@ -107,21 +108,31 @@ describe('recover safety', () => {
 });
 
 describe('the journal', () => {
-  it('shows a run left "running" by a dead process as abandoned, and a live one as running', async () => {
+  it('tells a dead run from a live one by its own process identity, and the next run finalises the dead', async () => {
     const t = await createTestDatabase();
     try {
-      await runRecover(t, { dryRun: true });
-      await t.pool.query("INSERT INTO caseguard.runs (command, status) VALUES ('recover', 'running')");
       const { listRuns } = await import('../../src/core/journal/journal.js');
+      await t.pool.query("INSERT INTO caseguard.runs (command, status, process) VALUES ('recover', 'running', 'caseguard recover deadbeef')");
       expect((await listRuns(t.database.db, 1))[0]!.status).toBe('abandoned');
-      const holder = await t.pool.connect();
+      // Someone else holding the run lock says nothing about this run: only its own sessions do.
+      const other = await t.pool.connect();
+      await other.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
+      expect((await listRuns(t.database.db, 1))[0]!.status).toBe('abandoned');
+      await other.query('SELECT pg_advisory_unlock_all()');
+      other.release();
+      const live = new pg.Client({ connectionString: t.url, application_name: 'caseguard recover deadbeef' });
+      await live.connect();
       try {
-        await holder.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
         expect((await listRuns(t.database.db, 1))[0]!.status).toBe('running');
+        // A run whose process still has sessions (its lock session died) keeps a new run out.
+        await expect(runRecover(t)).rejects.toThrow(/run \d+ \(caseguard recover, caseguard recover deadbeef\) is still running/);
       } finally {
-        await holder.query('SELECT pg_advisory_unlock_all()');
-        holder.release();
+        await live.end();
       }
+      const next = await runRecover(t);
+      expect(next.status).toBe('nothing_to_do');
+      const rows = await t.pool.query('SELECT status, finished_at IS NOT NULL AS finished FROM caseguard.runs ORDER BY run_id');
+      expect(rows.rows).toEqual([{ status: 'abandoned', finished: true }, { status: 'completed', finished: true }]);
     } finally {
       await t.drop();
     }

@@ -40,6 +40,9 @@ never appears in output or logs.${examples('caseguard bot --console', 'caseguard
       const { createIntakeHandlers } = await import('../../core/intake/handlers.js');
       await withDatabase(command, { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
+        // The intake writes; a standby or read-only database is refused before the first user.
+        const { assertWritable } = await import('../../core/db/database.js');
+        assertWritable(ctx.database, 'caseguard bot');
         const log = ctx.log.child({ command: 'bot' }, flags.console && !ctx.logLevelExplicit ? { level: 'warn' } : {});
         const handlers = createIntakeHandlers({ db: ctx.database.db, shape, log });
         if (flags.console) {

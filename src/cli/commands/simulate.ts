@@ -42,6 +42,9 @@ export function defineSimulate(program: Command): void {
       const { ExitCode } = await import('../../core/errors.js');
       await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
+        // The intake writes; a standby or read-only database is refused before the first user.
+        const { assertWritable } = await import('../../core/db/database.js');
+        assertWritable(ctx.database, 'caseguard simulate');
         const usersGiven = command.getOptionValueSource('users') !== 'default';
         const users = flags.duration !== undefined && !usersGiven ? 10_000_000 : flags.users;
         const bar = progressBar(ctx.isTerminal && process.stderr.isTTY && flags.duration === undefined, users, 'users');

@@ -37,9 +37,10 @@ export const REQUIRED_COLUMNS: Record<string, string[]> = {
   ],
 };
 
+/** Optional tables: absent is fine (their checks are skipped); present, they need every column caseguard reads. */
 const OPTIONAL_COLUMNS: Record<string, string[]> = {
-  case_memory: ['case_id', 'user_id', 'kind', 'content'],
-  bot_user_context: ['user_id', 'active_case_id'],
+  case_memory: ['memory_id', 'case_id', 'user_id', 'kind', 'content', 'created_at'],
+  bot_user_context: ['user_id', 'active_case_id', 'updated_at'],
 };
 
 interface ColumnRow {
@@ -64,10 +65,10 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
     byTable.set(row.table_name, table);
   }
   const missing: string[] = [];
-  for (const [table, required] of Object.entries(REQUIRED_COLUMNS)) {
+  for (const [table, required] of Object.entries({ ...REQUIRED_COLUMNS, ...OPTIONAL_COLUMNS })) {
     const present = byTable.get(table);
     if (!present) {
-      missing.push(`table mega_agent.${table}`);
+      if (table in REQUIRED_COLUMNS) missing.push(`table mega_agent.${table}`);
       continue;
     }
     for (const column of required) if (!present.has(column)) missing.push(`column mega_agent.${table}.${column}`);
@@ -85,10 +86,7 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
       missing,
     );
   }
-  const hasOptional = (table: string) => {
-    const present = byTable.get(table);
-    return present !== undefined && (OPTIONAL_COLUMNS[table] ?? []).every((c) => present.has(c));
-  };
+  const hasOptional = (table: string) => byTable.has(table);
 
   const fk = await db.execute<{ conname: string; convalidated: boolean; confdeltype: string } & Record<string, unknown>>(sql`
     SELECT con.conname, con.convalidated, con.confdeltype

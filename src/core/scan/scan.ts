@@ -5,6 +5,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { ExitCode } from '../errors.js';
 import { CHECKS, type CheckId, type Severity } from './checks.js';
 import { allFindings, summarise, type ScanFilters } from './queries.js';
@@ -88,11 +89,16 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
     filters,
   );
 
-  return db.transaction(
+  let streamed = false;
+  const attempt = () => db.transaction(
     async (tx) => {
-      if (options.statementTimeout !== undefined) {
-        await tx.execute(sql`SELECT set_config('statement_timeout', ${options.statementTimeout}, true)`);
-      }
+      // Transaction-local settings only: nothing lingers on a pooled server connection. On 14+
+      // the server notices a client that went away (a CLI killed mid-scan) within 2 s.
+      const settings = [
+        ...(options.statementTimeout !== undefined ? [sql`set_config('statement_timeout', ${options.statementTimeout}, true)`] : []),
+        ...(shape.serverVersionNum >= 140000 ? [sql`set_config('client_connection_check_interval', '2s', true)`] : []),
+      ];
+      if (settings.length > 0) await tx.execute(sql`SELECT ${sql.join(settings, sql`, `)}`);
       const rows = await tx.execute<{ check_id: string; count: string; distinct_cases: string; samples: Finding[] }>(
         summarise(findingsSql, options.limit),
       );
@@ -128,11 +134,20 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
         checks,
         summary: summarize(checks, missingCases, options.gate),
       };
+      streamed = options.onAllFindings !== undefined;
       if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, findingsSql));
       return report;
     },
     { isolationLevel: 'repeatable read', accessMode: 'read only' },
   );
+  try {
+    return await attempt();
+  } catch (error) {
+    // A hot standby cancels a query whose snapshot replay must overwrite (40001, "conflict with
+    // recovery"); a second try usually gets through. Not once findings have been streamed out.
+    if (streamed || sqlStateOf(error) !== SqlState.serializationFailure) throw error;
+    return attempt();
+  }
 }
 
 function summarize(checks: CheckResult[], missingCases: number, gate: Gate): ScanReport['summary'] {
