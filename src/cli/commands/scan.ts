@@ -1,4 +1,5 @@
 /** caseguard scan: the integrity checks; read-only; a CI gate. */
+import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { examples, integer } from '../options.js';
 
@@ -63,7 +64,8 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
       const { BusyError } = await import('../../core/errors.js');
       const { SqlState, sqlStateOf } = await import('../../core/db/sqlstate.js');
       const out = await import('../output/scanFormats.js');
-      const { fileSink, stdoutSink } = await import('../output/sink.js');
+      const { assertWritable, fileSink, stdoutSink } = await import('../output/sink.js');
+      if (flags.output) assertWritable(path.resolve(flags.output));
       await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
         const shape = await ctx.shape();
         const sink = flags.output ? fileSink(flags.output) : stdoutSink();

@@ -24,13 +24,24 @@ export function stdoutSink(): Sink {
   return { write: (text) => writeTo(process.stdout, text), commit: async () => undefined, discard: async () => undefined };
 }
 
+/** Fails at once (exit 2, before any work) when the file could not be written. */
+export function assertWritable(final: string): void {
+  try {
+    if (fs.statSync(final, { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('is a folder'), { code: 'EISDIR' });
+    fs.accessSync(path.dirname(final), fs.constants.W_OK);
+  } catch (error) {
+    throw new UsageError(`cannot write ${final}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
 export function fileSink(target: string): Sink {
   const final = path.resolve(target);
+  assertWritable(final);
   const temporary = path.join(path.dirname(final), `.${path.basename(final)}.${process.pid}.tmp`);
   let failure: Error | undefined;
   const stream = fs.createWriteStream(temporary, { flags: 'wx' });
   stream.on('error', (error) => {
-    failure = new UsageError(`cannot write ${final}: ${error.message}`);
+    failure = new UsageError(`cannot write ${final}: ${(error as NodeJS.ErrnoException).code ?? error.message}`);
   });
   const check = () => {
     if (failure) throw failure;
@@ -46,7 +57,10 @@ export function fileSink(target: string): Sink {
       check();
       await closed();
       check();
-      await fs.promises.rename(temporary, final);
+      await fs.promises.rename(temporary, final).catch(async (error: NodeJS.ErrnoException) => {
+        await fs.promises.rm(temporary, { force: true });
+        throw new UsageError(`cannot write ${final}: ${error.code ?? error.message}`);
+      });
     },
     discard: async () => {
       await closed().catch(() => undefined);

@@ -89,8 +89,11 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
       connectionTimeoutMillis: config.connectionTimeoutMillis ?? options.connectTimeoutMs ?? 10_000,
       application_name: identity,
     });
-    // An idle client that dies (server restart, pg_terminate_backend) must not crash the process.
+    // A client that dies (server restart, pg_terminate_backend) must not crash the process: idle,
+    // the pool reports it; checked out, its query fails with the reason, and the 'error' event
+    // the driver emits as well has this listener.
     pool.on('error', (error) => options.log.warn({ event: 'db.idle_client_error', err: safeMessage(error) }));
+    pool.on('connect', (client) => client.on('error', (error) => options.log.debug({ event: 'db.client_error', err: safeMessage(error) })));
     return pool;
   };
   let pool = makePool(client);

@@ -78,6 +78,8 @@ export function safeMessage(error: unknown): string {
   const e = pgErrorOf(error);
   if (e) return describePgError(e);
   const message = error instanceof Error ? error.message : String(error);
+  // drizzle's "Failed query: <sql>\nparams: <values>": the driver's reason is its cause.
+  if (message.startsWith('Failed query:') && error instanceof Error && error.cause instanceof Error) return safeMessage(error.cause);
   return message.replace(/\nparams:[\s\S]*$/, '').replace(/^Failed query: ([\s\S]*)$/, 'failed query: $1').split('\n')[0]!;
 }
 
