@@ -38,12 +38,14 @@ export function buildProgram(): Command {
   program.addHelpText(
     'after',
     `
-Connection: --database-url, else DATABASE_URL, else PG* variables (PGHOST or PGDATABASE set),
-else the embedded PostgreSQL in ./.caseguard. With CI=true, commands that judge or change data
-need a database or --embedded.
+Connection: --database-url (a postgres:// URL, libpq key=value pairs, or service=NAME), else
+DATABASE_URL, else the PG* variables (PGHOST, PGDATABASE or PGSERVICE set), else the embedded
+PostgreSQL in ./.caseguard. With CI=true, commands that judge or change data need a database or
+--embedded. PostgreSQL 13 to 18; through PgBouncer, and on standbys for what only reads.
 
-Exit codes: 0 ok, 1 findings over the threshold, 2 usage error or refused, 3 cannot connect,
-4 database not in the expected shape, 5 busy, 70 internal error, 130 interrupted.
+Exit codes: 0 ok, 1 findings over the threshold, 2 usage error or refused (read-only server,
+transaction pooler, no terminal), 3 cannot connect or lost the connection, 4 database not in
+the expected shape or version, 5 busy or timed out, 70 internal error, 130 interrupted.
 
 Examples:
   $ caseguard simulate --users 50
