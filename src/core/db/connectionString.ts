@@ -44,7 +44,10 @@ function isKeyword(key: string): key is Keyword {
 
 function setKeyword(params: ConnParams, key: string, value: string, where: string): void {
   // libpq accepts ssl=true in URLs (JDBC's spelling) as sslmode=require.
-  if (key === 'ssl' && value === 'true') key = 'sslmode', value = 'require';
+  if (key === 'ssl' && value === 'true') {
+    key = 'sslmode';
+    value = 'require';
+  }
   if (!isKeyword(key)) throw new UsageError(`unknown connection parameter "${key}" in ${where}`);
   params[key] = value;
 }

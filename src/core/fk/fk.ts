@@ -125,58 +125,58 @@ export class BlockedError extends CaseguardError {
 
 export async function fkAdd(database: Database, shape: DatabaseShape, options: FkAddOptions): Promise<FkAddResult> {
   return withRunLock(database, { what: 'caseguard fk add', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
-      await ensureJournalSchema(database.pool);
-      const blockers = await fkBlockers(database, shape);
-      const blocking = Object.entries(blockers).filter(([, n]) => n > 0);
-      if (blocking.length > 0) {
-        throw new BlockedError(
-          `the foreign key cannot be added while ${blocking.map(([k, n]) => `${n} ${k}`).join(', ')} finding(s) exist; run caseguard recover (with --quarantine for invalid and duplicate rows) first`,
-        );
-      }
-      const started = performance.now();
-      const runId = await startRun(database.db, { command: 'fk add', options: { strategy: options.strategy, ...options.timing, batchSize: options.batchSize }, dryRun: false, process: database.identity });
-      const log = options.log.child({ run_id: runId });
-      const done: FkAddResult['steps'] = [];
-      let backfilled = 0;
-      try {
-        const ids = stepsFor(options.strategy, await readFkState(database.db)).map((s) => s.id);
-        for (const id of ids) {
-          if (options.signal?.aborted) throw new InterruptedError(`fk add interrupted before step ${id}; rerun to resume`);
-          // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
-          const state = await readFkState(database.db);
-          const step = stepsFor(options.strategy, state).find((s) => s.id === id)!;
-          if (step.done(state)) {
-            done.push({ id, status: 'skipped', ms: 0, attempts: 0 });
-            options.onStep?.({ step: id, status: 'skipped', ms: 0, attempts: 0 });
-            continue;
-          }
-          const t0 = performance.now();
-          await lock.assertHeld();
-          const attempts = await withClient(database.pool, async (client) => {
-            if (step.mode === 'batches') {
-              const r = await backfill(client, options, log, lock);
-              backfilled += r.rows;
-              return r.attempts;
-            }
-            return step.mode === 'concurrent' ? runConcurrent(client, step, options.timing, log) : runTransaction(client, step, options.timing, log);
-          });
-          const ms = Math.round(performance.now() - t0);
-          await database.db.execute(
-            sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
-              VALUES (${runId}, 'fk_step', NULL, 'case_intake_progress', ${JSON.stringify({ step: id })}::jsonb, NULL, ${JSON.stringify({ ms, attempts })}::jsonb)`,
-          );
-          log.info({ event: 'fk.step_done', step: id, ms, attempts });
-          done.push({ id, status: 'done', ms, attempts });
-          options.onStep?.({ step: id, status: 'done', ms, attempts });
-          await options.afterStep?.(id);
+    await ensureJournalSchema(database.pool);
+    const blockers = await fkBlockers(database, shape);
+    const blocking = Object.entries(blockers).filter(([, n]) => n > 0);
+    if (blocking.length > 0) {
+      throw new BlockedError(
+        `the foreign key cannot be added while ${blocking.map(([k, n]) => `${n} ${k}`).join(', ')} finding(s) exist; run caseguard recover (with --quarantine for invalid and duplicate rows) first`,
+      );
+    }
+    const started = performance.now();
+    const runId = await startRun(database.db, { command: 'fk add', options: { strategy: options.strategy, ...options.timing, batchSize: options.batchSize }, dryRun: false, process: database.identity });
+    const log = options.log.child({ run_id: runId });
+    const done: FkAddResult['steps'] = [];
+    let backfilled = 0;
+    try {
+      const ids = stepsFor(options.strategy, await readFkState(database.db)).map((s) => s.id);
+      for (const id of ids) {
+        if (options.signal?.aborted) throw new InterruptedError(`fk add interrupted before step ${id}; rerun to resume`);
+        // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
+        const state = await readFkState(database.db);
+        const step = stepsFor(options.strategy, state).find((s) => s.id === id)!;
+        if (step.done(state)) {
+          done.push({ id, status: 'skipped', ms: 0, attempts: 0 });
+          options.onStep?.({ step: id, status: 'skipped', ms: 0, attempts: 0 });
+          continue;
         }
-        await finishRun(database.db, runId, { status: 'completed', counts: { steps: done.filter((s) => s.status === 'done').length, backfilled } });
-        return { runId, steps: done, backfilled, durationMs: performance.now() - started };
-      } catch (error) {
-        const status = error instanceof InterruptedError ? 'interrupted' : 'failed';
-        await finishRun(database.db, runId, { status, counts: { steps: done.filter((s) => s.status === 'done').length, backfilled }, error: describePgError(error) }).catch(() => undefined);
-        throw error;
+        const t0 = performance.now();
+        await lock.assertHeld();
+        const attempts = await withClient(database.pool, async (client) => {
+          if (step.mode === 'batches') {
+            const r = await backfill(client, options, log, lock);
+            backfilled += r.rows;
+            return r.attempts;
+          }
+          return step.mode === 'concurrent' ? runConcurrent(client, step, options.timing, log) : runTransaction(client, step, options.timing, log);
+        });
+        const ms = Math.round(performance.now() - t0);
+        await database.db.execute(
+          sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+            VALUES (${runId}, 'fk_step', NULL, 'case_intake_progress', ${JSON.stringify({ step: id })}::jsonb, NULL, ${JSON.stringify({ ms, attempts })}::jsonb)`,
+        );
+        log.info({ event: 'fk.step_done', step: id, ms, attempts });
+        done.push({ id, status: 'done', ms, attempts });
+        options.onStep?.({ step: id, status: 'done', ms, attempts });
+        await options.afterStep?.(id);
       }
+      await finishRun(database.db, runId, { status: 'completed', counts: { steps: done.filter((s) => s.status === 'done').length, backfilled } });
+      return { runId, steps: done, backfilled, durationMs: performance.now() - started };
+    } catch (error) {
+      const status = error instanceof InterruptedError ? 'interrupted' : 'failed';
+      await finishRun(database.db, runId, { status, counts: { steps: done.filter((s) => s.status === 'done').length, backfilled }, error: describePgError(error) }).catch(() => undefined);
+      throw error;
+    }
   });
 }
 
@@ -276,28 +276,28 @@ export interface FkDropResult {
 /** Rollback: drop the constraint; with revertType, the column back to text (a rewrite). */
 export async function fkDrop(database: Database, options: { revertType: boolean; timing: FkTiming; log: Logger; signal?: AbortSignal; lockWaitMs?: number }): Promise<FkDropResult> {
   return withRunLock(database, { what: 'caseguard fk drop', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
-      await ensureJournalSchema(database.pool);
-      const state = await readFkState(database.db);
-      const runId = await startRun(database.db, { command: 'fk drop', options: { revertType: options.revertType }, dryRun: false, process: database.identity });
-      const statements: string[] = [];
-      if (state.foreignKey) {
-        // cases first, as the application writes, so a writer holding cases cannot deadlock us
-        statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
-        statements.push(`ALTER TABLE ${NAMES.table} DROP CONSTRAINT IF EXISTS ${state.foreignKey.name}`);
+    await ensureJournalSchema(database.pool);
+    const state = await readFkState(database.db);
+    const runId = await startRun(database.db, { command: 'fk drop', options: { revertType: options.revertType }, dryRun: false, process: database.identity });
+    const statements: string[] = [];
+    if (state.foreignKey) {
+      // cases first, as the application writes, so a writer holding cases cannot deadlock us
+      statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
+      statements.push(`ALTER TABLE ${NAMES.table} DROP CONSTRAINT IF EXISTS ${state.foreignKey.name}`);
+    }
+    if (options.revertType && state.columnType === 'uuid') statements.push(`ALTER TABLE ${NAMES.table} ALTER COLUMN case_id TYPE text USING case_id::text`);
+    try {
+      if (statements.length > 0) {
+        await lock.assertHeld();
+        await withClient(database.pool, (client) =>
+          runTransaction(client, { id: 'drop', title: 'drop', mode: 'transaction', lock: '', effect: '', statements, done: () => false }, options.timing, options.log),
+        );
       }
-      if (options.revertType && state.columnType === 'uuid') statements.push(`ALTER TABLE ${NAMES.table} ALTER COLUMN case_id TYPE text USING case_id::text`);
-      try {
-        if (statements.length > 0) {
-          await lock.assertHeld();
-          await withClient(database.pool, (client) =>
-            runTransaction(client, { id: 'drop', title: 'drop', mode: 'transaction', lock: '', effect: '', statements, done: () => false }, options.timing, options.log),
-          );
-        }
-        await finishRun(database.db, runId, { status: 'completed', counts: { statements: statements.length } });
-        return { runId, droppedConstraint: state.foreignKey?.name, revertedType: options.revertType && state.columnType === 'uuid' };
-      } catch (error) {
-        await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) }).catch(() => undefined);
-        throw error;
-      }
+      await finishRun(database.db, runId, { status: 'completed', counts: { statements: statements.length } });
+      return { runId, droppedConstraint: state.foreignKey?.name, revertedType: options.revertType && state.columnType === 'uuid' };
+    } catch (error) {
+      await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) }).catch(() => undefined);
+      throw error;
+    }
   });
 }

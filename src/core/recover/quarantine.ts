@@ -123,26 +123,26 @@ export async function restoreRun(
     return { runId: null, dryRun: true, outcomes: [], restored: 0, notRestored: 0 };
   }
   return withRunLock(database, { what: 'caseguard quarantine restore', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
-      await ensureJournalSchema(database.pool);
-      const rows = await pending(database.db);
-      const runId = await startRun(database.db, { command: 'quarantine restore', options: { run: sourceRun }, dryRun: false, process: database.identity });
-      if (options.confirm && !(await options.confirm(rows.length))) {
-        await finishRun(database.db, runId, { status: 'refused', counts: { rows: rows.length } });
-        return { runId, dryRun: false, outcomes: [], restored: 0, notRestored: 0 };
-      }
-      try {
-        await lock.assertHeld();
-        const outcomes = await database.db.transaction(async (tx) => {
-          const out: RestoreOutcome[] = [];
-          for (const row of rows) out.push(await restoreOne(tx, row, runId));
-          return out;
-        });
-        const restored = outcomes.filter((o) => o.restored).length;
-        await finishRun(database.db, runId, { status: 'completed', counts: { restored, not_restored: outcomes.length - restored } });
-        return { runId, dryRun: false, outcomes, restored, notRestored: outcomes.length - restored };
-      } catch (error) {
-        await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) });
-        throw error;
-      }
+    await ensureJournalSchema(database.pool);
+    const rows = await pending(database.db);
+    const runId = await startRun(database.db, { command: 'quarantine restore', options: { run: sourceRun }, dryRun: false, process: database.identity });
+    if (options.confirm && !(await options.confirm(rows.length))) {
+      await finishRun(database.db, runId, { status: 'refused', counts: { rows: rows.length } });
+      return { runId, dryRun: false, outcomes: [], restored: 0, notRestored: 0 };
+    }
+    try {
+      await lock.assertHeld();
+      const outcomes = await database.db.transaction(async (tx) => {
+        const out: RestoreOutcome[] = [];
+        for (const row of rows) out.push(await restoreOne(tx, row, runId));
+        return out;
+      });
+      const restored = outcomes.filter((o) => o.restored).length;
+      await finishRun(database.db, runId, { status: 'completed', counts: { restored, not_restored: outcomes.length - restored } });
+      return { runId, dryRun: false, outcomes, restored, notRestored: outcomes.length - restored };
+    } catch (error) {
+      await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) });
+      throw error;
+    }
   });
 }

@@ -134,41 +134,41 @@ export async function undoRun(
   }
 
   return withRunLock(database, { what: 'caseguard recover --undo', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
-      await ensureJournalSchema(database.pool);
-      const runId = await startRun(database.db, { command: 'recover --undo', options: { undo: undoneRun }, dryRun: false, process: database.identity });
-      let summary = '';
-      try {
-        await database.db.transaction(async (tx) => {
-          const inspected = await inspect(tx);
-          summary = inspected.summary;
-          if (options.confirm && !(await options.confirm(summary))) throw new UsageError('declined at the confirmation prompt; nothing was changed');
-          await lock.assertHeld();
-          counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);
-          for (const row of inspected.quarantined.rows) {
-            const outcome = await restoreOne(tx, row, runId);
-            if (!outcome.restored) throw new UsageError(`cannot undo run ${undoneRun}: quarantined row ${row.quarantineId} cannot go back (${outcome.reason})`);
-            counts.rowsRestored++;
-          }
-          const deleted = await tx.execute(sql`
-            WITH del AS (
-              DELETE FROM mega_agent.cases c
-               USING caseguard.run_items i
-               WHERE i.run_id = ${undoneRun} AND i.action = 'case_created' AND c.case_id = (i.row_key->>'case_id')::uuid
-              RETURNING c.case_id, to_jsonb(c) AS row_data
-            )
-            INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
-            SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
-            RETURNING 1`);
-          counts.casesDeleted = deleted.rows.length;
-          await tx.execute(sql`
-            UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`);
-        });
-        await finishRun(database.db, runId, { status: 'completed', counts });
-        return { runId, undoneRun, dryRun: false, summary, ...counts };
-      } catch (error) {
-        const refused = error instanceof UsageError;
-        await finishRun(database.db, runId, { status: refused ? 'refused' : 'failed', counts, error: refused ? error.message : describePgError(error) });
-        throw error;
-      }
+    await ensureJournalSchema(database.pool);
+    const runId = await startRun(database.db, { command: 'recover --undo', options: { undo: undoneRun }, dryRun: false, process: database.identity });
+    let summary = '';
+    try {
+      await database.db.transaction(async (tx) => {
+        const inspected = await inspect(tx);
+        summary = inspected.summary;
+        if (options.confirm && !(await options.confirm(summary))) throw new UsageError('declined at the confirmation prompt; nothing was changed');
+        await lock.assertHeld();
+        counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);
+        for (const row of inspected.quarantined.rows) {
+          const outcome = await restoreOne(tx, row, runId);
+          if (!outcome.restored) throw new UsageError(`cannot undo run ${undoneRun}: quarantined row ${row.quarantineId} cannot go back (${outcome.reason})`);
+          counts.rowsRestored++;
+        }
+        const deleted = await tx.execute(sql`
+          WITH del AS (
+            DELETE FROM mega_agent.cases c
+             USING caseguard.run_items i
+             WHERE i.run_id = ${undoneRun} AND i.action = 'case_created' AND c.case_id = (i.row_key->>'case_id')::uuid
+            RETURNING c.case_id, to_jsonb(c) AS row_data
+          )
+          INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+          SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
+          RETURNING 1`);
+        counts.casesDeleted = deleted.rows.length;
+        await tx.execute(sql`
+          UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`);
+      });
+      await finishRun(database.db, runId, { status: 'completed', counts });
+      return { runId, undoneRun, dryRun: false, summary, ...counts };
+    } catch (error) {
+      const refused = error instanceof UsageError;
+      await finishRun(database.db, runId, { status: refused ? 'refused' : 'failed', counts, error: refused ? error.message : describePgError(error) });
+      throw error;
+    }
   });
 }
