@@ -80,6 +80,34 @@ describe('caseguard recover', () => {
     }
   });
 
+  it('SIGINT while waiting for the run lock: exit 130 at once, nothing changed, nothing journaled', async () => {
+    const holder = await t.pool.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
+      const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--lock-wait', '10min', '--database-url', t.url], {
+        env: { ...process.env, CI: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      let signalled = false;
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (!signalled && stderr.includes('run_lock.waiting')) {
+          signalled = true;
+          child.kill('SIGINT');
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(signalled).toBe(true);
+      expect(code).toBe(130);
+      expect(stderr).toMatch(/interrupted while waiting for the run lock; nothing was changed/);
+      const runs = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.runs');
+      expect(runs.rows[0].n).toBe(0);
+    } finally {
+      holder.release();
+    }
+  });
+
   it('SIGINT mid-run: the batch completes, the run is journaled as interrupted, exit 130; a rerun finishes', async () => {
     await seedOrphans(t.pool, 3000);
     const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--batch-size', '10', '--database-url', t.url], {
