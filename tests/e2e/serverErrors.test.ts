@@ -34,23 +34,34 @@ describe('server errors', () => {
   afterEach(() => t?.drop());
   const cli = (...args: string[]) => runCli([...args, '--database-url', t.url, '--log-level', 'error']);
 
-  it('a required column of cases without a default (23502): exit 4, nothing written', async () => {
-    await t.pool.query("ALTER TABLE mega_agent.cases ADD COLUMN tenant_id text NOT NULL");
+  it('a required column of cases without a default: refused before anything (exit 2) until --case-value gives it', async () => {
+    await t.pool.query('ALTER TABLE mega_agent.cases ADD COLUMN tenant_id text NOT NULL');
     const before = await tableChecksum(t.pool, 'mega_agent.cases');
-    expectOneLine(await cli('recover', '--yes'), 4, /constraint or trigger rejected a write: null value in column "tenant_id".*SQLSTATE 23502/);
+    expectOneLine(await cli('recover', '--yes'), 2, /nothing was changed: cases.tenant_id \(text\) is required and has no default: give it with --case-value tenant_id=VALUE/);
     expect(await tableChecksum(t.pool, 'mega_agent.cases')).toBe(before);
+    expect((await t.pool.query('SELECT count(*)::int AS n FROM caseguard.runs')).rows[0].n).toBe(0);
+    const dry = await cli('recover', '--dry-run');
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/blocker: cases.tenant_id/);
+    const given = await cli('recover', '--yes', '--case-value', 'tenant_id=acme');
+    expect(given.code).toBe(0);
+    const tenants = await t.pool.query("SELECT DISTINCT tenant_id FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)'");
+    expect(tenants.rows).toEqual([{ tenant_id: 'acme' }]);
   });
 
-  it('a unique index the targets violate (23505): exit 4', async () => {
-    await t.pool.query("CREATE UNIQUE INDEX one_title ON mega_agent.cases (title)");
-    expectOneLine(await cli('recover', '--yes'), 4, /duplicate key value violates unique constraint "one_title".*SQLSTATE 23505/);
-  });
-
-  it("the application's trigger raising (P0001): exit 4", async () => {
-    await t.pool.query(`CREATE FUNCTION mega_agent.no_maintenance() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN RAISE EXCEPTION 'cases are created by the app only'; END $$;
-      CREATE TRIGGER no_maintenance BEFORE INSERT ON mega_agent.cases FOR EACH ROW EXECUTE FUNCTION mega_agent.no_maintenance()`);
-    expectOneLine(await cli('recover', '--yes'), 4, /cases are created by the app only.*SQLSTATE P0001/);
+  it('a unique index that some targets violate: the rest are repaired, the rejected journaled, exit 1 (partial)', async () => {
+    await t.pool.query('CREATE UNIQUE INDEX one_recovered_title ON mega_agent.cases (title)');
+    const r = await cli('recover', '--yes', '--batch-size', '10');
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/Partly recovered/);
+    expect(r.stdout).toMatch(/2 target\(s\) were rejected by the database/);
+    expect(r.stderr).not.toContain(PII);
+    const rejected = await t.pool.query("SELECT after->>'sqlstate' AS sqlstate, after->>'reason' AS reason FROM caseguard.run_items WHERE action = 'rejected'");
+    expect(rejected.rows).toHaveLength(2);
+    expect(rejected.rows[0]).toMatchObject({ sqlstate: '23505', reason: expect.stringMatching(/one_recovered_title/) });
+    expect(JSON.stringify(rejected.rows)).not.toContain(PII);
+    const run = await t.pool.query('SELECT status FROM caseguard.runs');
+    expect(run.rows).toEqual([{ status: 'partial' }]);
   });
 
   it('a view on case_id blocks the type change (0A000): exit 4, nothing changed', async () => {

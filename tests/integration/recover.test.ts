@@ -18,7 +18,9 @@ describe('recover', () => {
     const result = await runRecover(t, { dryRun: true, quarantine: true });
     expect(result.status).toBe('dry_run');
     expect(result.plan.counts).toMatchObject({ create_case: 5, normalise_progress: 5, normalise_memory: 1, normalise_pointer: 1 });
-    expect(result.plan.counts.quarantine_progress).toBe(4 + 2);
+    // 4 invalid ids and one row of the duplicate pair; the pair's latest row is kept
+    expect(result.plan.counts.quarantine_progress).toBe(4 + 1);
+    expect(result.plan.counts.keep_duplicate).toBe(1);
     expect(result.plan.statements.map((s) => s.kind)).toContain('create_case');
     expect(result.plan.statements.find((s) => s.kind === 'create_case')!.sql).toMatch(/ON CONFLICT \(case_id\) DO NOTHING/);
     expect(await checksums(t, 'all')).toEqual(before);
@@ -78,11 +80,32 @@ describe('recover', () => {
     expect(q.rows.every((r) => Number(r.run_id) === result.runId)).toBe(true);
     const progress = q.rows.filter((r) => r.source_table === 'case_intake_progress');
     expect(progress.filter((r) => r.reason === 'invalid_case_id')).toHaveLength(4);
-    expect(progress.filter((r) => r.reason === 'duplicate_progress')).toHaveLength(2);
+    expect(progress.filter((r) => r.reason === 'duplicate_progress')).toHaveLength(1);
     expect(progress[0].row_data).toHaveProperty('answers');
     expect(progress[0].row_data).toHaveProperty('created_at');
     expect(q.rows.filter((r) => r.source_table === 'case_memory')).toHaveLength(1);
     expect(q.rows.filter((r) => r.source_table === 'bot_user_context')).toHaveLength(1);
+  });
+
+  it('a duplicate pair keeps the row the bot reads (the latest), canonicalised; the other is quarantined', async () => {
+    // The bot last wrote the braced spelling: that is the row it would serve the user.
+    await t.pool.query("UPDATE mega_agent.case_intake_progress SET answers = '{\"kept\": \"yes\"}', updated_at = now() + interval '1 hour' WHERE user_id = $1 AND case_id = $2", [F.duplicate.user, F.duplicate.other]);
+    const result = await runRecover(t, { quarantine: true });
+    expect(result.applied.keep_duplicate).toBe(1);
+    const live = await t.pool.query('SELECT case_id, answers FROM mega_agent.case_intake_progress WHERE user_id = $1', [F.duplicate.user]);
+    expect(live.rows).toEqual([{ case_id: F.duplicate.canonical, answers: { kept: 'yes' } }]);
+    const q = await t.pool.query("SELECT row_data->>'case_id' AS case_id FROM caseguard.quarantine WHERE reason = 'duplicate_progress'");
+    expect(q.rows).toEqual([{ case_id: F.duplicate.canonical }]);
+    expect((await runScan(t)).summary.errors).toBe(0);
+  });
+
+  it('--duplicates quarantine-all moves every row of a pair aside', async () => {
+    const result = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
+    expect(result.plan.counts.keep_duplicate).toBe(0);
+    const live = await t.pool.query('SELECT count(*)::int AS n FROM mega_agent.case_intake_progress WHERE user_id = $1', [F.duplicate.user]);
+    expect(live.rows[0].n).toBe(0);
+    const q = await t.pool.query("SELECT count(*)::int AS n FROM caseguard.quarantine WHERE reason = 'duplicate_progress'");
+    expect(q.rows[0].n).toBe(2);
   });
 
   it('is idempotent: a second run right after changes nothing and says so', async () => {
@@ -101,7 +124,8 @@ describe('recover', () => {
     expect(run?.status).toBe('completed');
     const created = run!.items.filter((i) => i.action === 'case_created').reduce((n, i) => n + i.count, 0);
     expect(created).toBe(5);
-    expect(run!.items.find((i) => i.action === 'spelling_changed' && i.tableName === "case_intake_progress")?.count).toBe(5);
+    // five spellings, and the kept row of the duplicate pair
+    expect(run!.items.find((i) => i.action === 'spelling_changed' && i.tableName === "case_intake_progress")?.count).toBe(6);
     const targets = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.run_targets');
     expect(targets.rows[0].n).toBe(0);
   });

@@ -24,9 +24,9 @@ describe('undo and restore (legacy shape)', () => {
     expect(await snapshot(t)).not.toEqual(before);
     const shape = await inspectDatabase(t.database.db);
     const dry = await undoRun(t.database, shape, run.runId!, { dryRun: true });
-    expect(dry.summary).toMatch(/5 case\(s\) to delete, 7 spelling\(s\) to restore, 8 quarantined row\(s\)/);
+    expect(dry.summary).toMatch(/5 case\(s\) to delete, 8 spelling\(s\) to restore, 7 quarantined row\(s\)/);
     const undo = await undoRun(t.database, shape, run.runId!, { dryRun: false });
-    expect(undo).toMatchObject({ casesDeleted: 5, spellingsRestored: 7, rowsRestored: 8 });
+    expect(undo).toMatchObject({ casesDeleted: 5, spellingsRestored: 8, rowsRestored: 7 });
     expect(await snapshot(t)).toEqual(before);
     await expect(undoRun(t.database, shape, run.runId!, { dryRun: false })).rejects.toThrow(/undone already/);
   });
@@ -48,7 +48,8 @@ describe('undo and restore (legacy shape)', () => {
   });
 
   it('quarantine restore puts the rows back, once', async () => {
-    const run = await runRecover(t, { quarantine: true });
+    // every row of the duplicate pair goes aside, so every one can come back
+    const run = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
     expect((await runScan(t)).checks.find((c) => c.id === 'invalid_case_id')!.count).toBe(0);
     const restored = await restoreRun(t.database, run.runId!, { dryRun: false });
     expect(restored).toMatchObject({ restored: 8, notRestored: 0 });
@@ -61,7 +62,7 @@ describe('undo and restore (legacy shape)', () => {
   });
 
   it('a quarantined row whose key is taken meanwhile is reported, not overwritten', async () => {
-    const run = await runRecover(t, { quarantine: true });
+    const run = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
     await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block, current_step) VALUES ('u-invalid-1', 'not-a-uuid', 'matter', 5)");
     const restored = await restoreRun(t.database, run.runId!, { dryRun: false });
     expect(restored.notRestored).toBe(1);

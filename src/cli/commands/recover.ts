@@ -1,5 +1,5 @@
 /** caseguard recover: repair what scan found; dry run, confirmation, batches, journal, undo. */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { examples, integer } from '../options.js';
 
 interface RecoverFlags {
@@ -11,6 +11,15 @@ interface RecoverFlags {
   format: 'table' | 'json';
   sql: boolean;
   undo?: number;
+  duplicates: 'keep-latest' | 'quarantine-all';
+  caseValue: Record<string, string>;
+}
+
+/** --case-value COLUMN=VALUE, repeatable: collected by column. */
+function caseValue(value: string, previous: Record<string, string>): Record<string, string> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError('expected COLUMN=VALUE, e.g. tenant_id=acme');
+  return { ...previous, [value.slice(0, eq).trim()]: value.slice(eq + 1) };
 }
 
 export function defineRecover(program: Command): void {
@@ -24,6 +33,12 @@ export function defineRecover(program: Command): void {
     .option('--limit <n>', 'samples shown per step', integer(0, 10_000), 10)
     .option('--no-sql', 'leave the SQL out of the plan')
     .option('--undo <run>', 'undo a recover run where it is safe', integer(1, Number.MAX_SAFE_INTEGER))
+    .addOption(
+      new Option('--duplicates <policy>', 'duplicate_progress groups (with --quarantine): keep the row the bot reads, or quarantine every row')
+        .choices(['keep-latest', 'quarantine-all'])
+        .default('keep-latest'),
+    )
+    .option('--case-value <column=value>', "a value for the application's required column of cases that has no default (repeatable)", caseValue, {})
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .addHelpText(
       'after',
@@ -31,12 +46,19 @@ export function defineRecover(program: Command): void {
 Repairs: one case per missing uuid referenced from progress, memory or an active-case pointer
 (id preserved, owner: the earliest referencing progress row's user, title "Intake Session
 (Recovered)"); non-canonical spellings rewritten to the canonical id; with --quarantine, rows no
-repair can guess at are copied into caseguard.quarantine and removed in the same transaction.
+repair can guess at are copied into caseguard.quarantine and removed in the same transaction;
+of two progress rows of one user naming one case (duplicate_progress) the one the bot reads
+(the most recently updated) stays, unless --duplicates quarantine-all.
+The plan names the application's rules on cases: a required column without a default blocks
+the run until --case-value gives it; a row a unique index, CHECK, foreign key or trigger
+rejects is journaled as rejected, the rest of its batch is repaired, and the run ends partial
+(exit 1).
 Every run is journaled (caseguard runs). One recover at a time: a second exits 5.${examples(
         'caseguard recover --dry-run',
         'caseguard recover                      # shows the plan and asks',
         'caseguard recover --yes --quarantine   # in a pipeline',
         'caseguard recover --undo 12 --dry-run',
+        'caseguard recover --yes --case-value tenant_id=acme',
       )}`,
     )
     .action(async (flags: RecoverFlags, command: Command) => {
@@ -68,23 +90,31 @@ Every run is journaled (caseguard runs). One recover at a time: a second exits 5
         const { planRecovery, recover } = await import('../../core/recover/recover.js');
         const { renderPlan, renderResult } = await import('../output/recoverReport.js');
         const { progressBar } = await import('../output/progress.js');
-        const { ExitCode } = await import('../../core/errors.js');
+        const { ExitCode, UsageError } = await import('../../core/errors.js');
         let bar: ReturnType<typeof progressBar> | undefined;
         const showPlan = (plan: Parameters<typeof renderPlan>[0]) => {
           if (flags.format === 'table') process.stdout.write(renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: Boolean(flags.quarantine) }));
         };
-        const settings = { quarantine: Boolean(flags.quarantine), batchSize: flags.batchSize, sampleLimit: flags.limit };
+        const settings = {
+          quarantine: Boolean(flags.quarantine),
+          batchSize: flags.batchSize,
+          sampleLimit: flags.limit,
+          duplicates: flags.duplicates,
+          caseValues: flags.caseValue,
+        };
         if (!flags.dryRun) {
           await ctx.assertCanWrite('caseguard recover');
           if (!flags.yes) {
             // The plan is read (writing nothing) and confirmed before any lock or journal row.
             const plan = await planRecovery(ctx.database, shape, settings);
+            showPlan(plan);
             if (plan.total === 0) {
-              showPlan(plan);
               process.stdout.write('Nothing to recover.\n');
               return;
             }
-            showPlan(plan);
+            if (plan.constraints.blockers.length > 0) {
+              throw new UsageError(`recover cannot run as asked; nothing was changed: ${plan.constraints.blockers.join('; ')}`);
+            }
             const ok = await confirmWrite(`Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`, { yes: false, isTerminal: ctx.isTerminal, what: 'write to the database' });
             if (!ok) {
               process.stdout.write('Declined: nothing was changed.\n');
@@ -111,6 +141,7 @@ Every run is journaled (caseguard runs). One recover at a time: a second exits 5
             if (result.status === 'dry_run' || result.status === 'nothing_to_do' || flags.yes) showPlan(result.plan);
             process.stdout.write(renderResult(result, ctx.useColor));
           }
+          if (result.status === 'partial') process.exitCode = ExitCode.findings;
         } finally {
           bar?.stop();
         }

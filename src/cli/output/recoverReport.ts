@@ -1,6 +1,6 @@
 /** Printing recover's plan and result, as tables or JSON. */
 import type { RecoverResult, RecoveryPlan } from '../../core/recover/recover.js';
-import { TARGET_KINDS } from '../../core/recover/targets.js';
+import { isQuarantineKind, TARGET_KINDS } from '../../core/recover/targets.js';
 import { visible } from './scanFormats.js';
 import { painter, renderTable } from './table.js';
 
@@ -12,6 +12,7 @@ const KIND_LABEL: Record<string, string> = {
   quarantine_progress: 'progress rows to quarantine',
   quarantine_memory: 'memory rows to quarantine',
   quarantine_pointer: 'pointers to quarantine',
+  keep_duplicate: 'duplicate groups: latest row kept',
 };
 
 export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { showSql: boolean; quarantine: boolean }): string {
@@ -21,7 +22,7 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
   out.push(
     renderTable(
       ['step', 'rows', 'action'],
-      TARGET_KINDS.map((k) => [KIND_LABEL[k]!, plan.counts[k], k.startsWith('quarantine_') && !options.quarantine ? 'left (needs --quarantine)' : plan.counts[k] > 0 ? 'will run' : '-']),
+      TARGET_KINDS.map((k) => [KIND_LABEL[k]!, plan.counts[k], isQuarantineKind(k) && !options.quarantine ? 'left (needs --quarantine)' : plan.counts[k] > 0 ? 'will run' : '-']),
       useColor,
     ),
   );
@@ -46,6 +47,13 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
     );
   }
   for (const note of plan.leftAlone) out.push(`note: ${note}`);
+  if (plan.counts.keep_duplicate > 0) {
+    out.push(
+      `note: ${plan.counts.keep_duplicate} duplicate group(s): ${plan.duplicates === 'keep-latest' ? 'each user keeps the row the bot reads (the most recently updated), canonicalised; the other rows are quarantined' : 'every row is quarantined (--duplicates quarantine-all)'}`,
+    );
+  }
+  for (const blocker of plan.constraints.blockers) out.push(paint.red(`blocker: ${blocker}`));
+  for (const risk of plan.constraints.risks) out.push(paint.yellow(`risk: ${risk}`));
   if (options.showSql) {
     for (const s of plan.statements) {
       out.push(paint.bold(`-- ${s.kind}: one statement per batch; parameters ${JSON.stringify(s.params)}`));
@@ -66,5 +74,10 @@ export function renderResult(result: RecoverResult, useColor: boolean): string {
     useColor,
   );
   const skipped = result.skipped > 0 ? `\n${result.skipped} target(s) were already handled meanwhile (for example a case the live bot re-created) and were left alone.` : '';
-  return `${table}\n${paint.green('Recovered')}: run ${result.runId}, ${result.batches} batch(es), longest batch ${Math.round(result.longestBatchMs)} ms, ${(result.durationMs / 1000).toFixed(2)} s.${skipped}\n`;
+  const rejected =
+    result.rejected > 0
+      ? `\n${paint.red(`${result.rejected} target(s) were rejected by the database`)} (the application's constraint or trigger; every other row was repaired): see \`caseguard runs show ${result.runId}\`, fix the cause or pass --case-value, and rerun caseguard recover.`
+      : '';
+  const title = result.status === 'partial' ? paint.yellow('Partly recovered') : paint.green('Recovered');
+  return `${table}\n${title}: run ${result.runId}, ${result.batches} batch(es), longest batch ${Math.round(result.longestBatchMs)} ms, ${(result.durationMs / 1000).toFixed(2)} s.${skipped}${rejected}\n`;
 }

@@ -9,7 +9,7 @@ import type { Executor } from '../db/database.js';
 import { BusyError } from '../errors.js';
 
 /** 'abandoned': journaled as running, but its process has no session left (it died). */
-export type RunStatus = 'running' | 'completed' | 'interrupted' | 'failed' | 'refused' | 'abandoned';
+export type RunStatus = 'running' | 'completed' | 'partial' | 'interrupted' | 'failed' | 'refused' | 'abandoned';
 
 export interface RunRecord {
   runId: number;
@@ -45,7 +45,10 @@ const PROCESS_ALIVE = sql`EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.appli
 export async function startRun(db: Executor, input: { command: string; options: Record<string, unknown>; dryRun: boolean; process: string }): Promise<number> {
   await db.execute(sql`
     UPDATE caseguard.runs SET status = 'abandoned', finished_at = now(),
-           error = coalesce(error, 'the process ended without finishing the run')
+           error = coalesce(error, 'the process ended without finishing the run'),
+           -- what its committed batches did, as the journal recorded it
+           counts = counts || coalesce((SELECT jsonb_object_agg(a.action, a.n) FROM (
+             SELECT i.action, count(*) AS n FROM caseguard.run_items i WHERE i.run_id = runs.run_id GROUP BY i.action) a), '{}')
      WHERE status = 'running' AND NOT ${PROCESS_ALIVE}`);
   const live = await db.execute<{ run_id: string; command: string; process: string }>(sql`
     SELECT run_id, command, process FROM caseguard.runs WHERE status = 'running' AND ${PROCESS_ALIVE} ORDER BY run_id LIMIT 1`);

@@ -17,21 +17,41 @@ function page(runId: number, kind: TargetKind, afterSeq: number, size: number): 
 
 const ITEM_INSERT = sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)`;
 
-/** The batch statement for a kind; it returns (last_seq, taken, applied). */
-export function batchStatement(kind: TargetKind, runId: number, afterSeq: number, size: number, shapeIsUuid: boolean): SQL {
+export interface BatchSettings {
+  shapeIsUuid: boolean;
+  /**
+   * Values for the application's own required columns of cases (--case-value), by column; each
+   * converted to the column's type by jsonb_populate_record, so any type works as text.
+   */
+  caseValues: Record<string, string>;
+}
+
+/**
+ * The batch statement for a kind; it returns (last_seq, taken, applied, vanished). vanished
+ * (create_case only): ids neither inserted nor present when the statement began: a case the
+ * live bot created meanwhile, or one a BEFORE INSERT trigger suppressed; the caller tells them
+ * apart with a fresh look.
+ */
+export function batchStatement(kind: TargetKind, runId: number, afterSeq: number, size: number, settings: BatchSettings): SQL {
   const b = page(runId, kind, afterSeq, size);
-  const tail = (applied: SQL) => sql`
-    SELECT (SELECT max(seq) FROM b) AS last_seq, (SELECT count(*) FROM b) AS taken, (${applied}) AS applied`;
+  const tail = (applied: SQL, vanished: SQL = sql`NULL::text[]`) => sql`
+    SELECT (SELECT max(seq) FROM b) AS last_seq, (SELECT count(*) FROM b) AS taken, (${applied}) AS applied, (${vanished}) AS vanished`;
+  const shapeIsUuid = settings.shapeIsUuid;
+  const extraColumns = Object.keys(settings.caseValues);
+  const extraNames = extraColumns.map((c) => sql`, ${sql.identifier(c)}`);
+  const extraValues = extraColumns.map(
+    (c) => sql`, (jsonb_populate_record(NULL::mega_agent.cases, ${JSON.stringify(settings.caseValues)}::jsonb)).${sql.identifier(c)}`,
+  );
   const progressCase = shapeIsUuid ? sql`b.canonical_id` : sql`b.canonical_id::text`;
   switch (kind) {
     case 'create_case':
       return sql`
         WITH b AS (${b}),
         ins AS (
-          INSERT INTO mega_agent.cases (case_id, user_id, title, status, metadata)
+          INSERT INTO mega_agent.cases (case_id, user_id, title, status, metadata${sql.join(extraNames)})
           SELECT b.canonical_id, b.user_id, ${RECOVERED_TITLE}, ${RECOVERED_STATUS},
                  jsonb_build_object('recovered_by', 'caseguard', 'run_id', ${runId}::bigint, 'check', b.check_id,
-                                    'referencing_users', to_jsonb(b.owner_list))
+                                    'referencing_users', to_jsonb(b.owner_list))${sql.join(extraValues)}
             FROM b
           ON CONFLICT (case_id) DO NOTHING
           RETURNING *
@@ -42,9 +62,16 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
             FROM ins
           RETURNING 1
         )
-        ${tail(sql`SELECT count(*) FROM items`)}`;
+        ${tail(
+          sql`SELECT count(*) FROM items`,
+          sql`SELECT array_agg(b.canonical_id::text) FROM b
+               WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.case_id = b.canonical_id)
+                 AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = b.canonical_id)`,
+        )}`;
     case 'normalise_progress':
-      // Not where the user has a row under the canonical id already (a duplicate: never guessed).
+    case 'keep_duplicate':
+      // Not where the user has a row under the canonical id already (a duplicate: never guessed;
+      // the kept row of a group is normalised once its twins are quarantined).
       return normalise(b, runId, 'case_intake_progress', 'case_id', progressCase,
         sql`t.user_id = b.user_id AND t.case_id::text = b.case_id
             AND NOT EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = b.user_id AND q.case_id::text = b.canonical_id::text)`,

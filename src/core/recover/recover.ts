@@ -20,8 +20,13 @@ import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.j
 import { ConnectionError, InterruptedError, UsageError } from '../errors.js';
 import { finishRun, startRun } from '../journal/journal.js';
 import type { Logger } from '../logger.js';
+import { applyTargets, emptyProgress, type BatchEvent } from './apply.js';
 import { batchStatement } from './batches.js';
-import { ambiguousOwners, deleteTargets, isQuarantineKind, previewTargets, sampleTargets, snapshotTargets, TARGET_KINDS, type TargetKind, type TargetSample } from './targets.js';
+import { inspectCaseConstraints, type CaseConstraints } from './constraints.js';
+import {
+  ambiguousOwners, deleteStaleTargets, deleteTargets, isQuarantineKind, previewTargets, sampleTargets, snapshotTargets, TARGET_KINDS,
+  type DuplicatePolicy, type TargetKind, type TargetSample,
+} from './targets.js';
 
 export interface RecoverOptions {
   dryRun: boolean;
@@ -36,6 +41,10 @@ export interface RecoverOptions {
   confirm?: (plan: RecoveryPlan) => Promise<boolean>;
   /** How long to wait for the run lock. */
   lockWaitMs?: number;
+  /** Duplicate groups: keep the row the bot reads (default), or quarantine every row. */
+  duplicates?: DuplicatePolicy;
+  /** Values for the application's required columns of cases (--case-value), by column. */
+  caseValues?: Record<string, string>;
   /** Called after each committed batch; awaited. */
   onBatch?: (event: BatchEvent) => void | Promise<void>;
 }
@@ -55,22 +64,17 @@ export interface RecoveryPlan {
   /** What stays as it is: without --quarantine, invalid and duplicate rows are only reported. */
   leftAlone: string[];
   batchSize: number;
+  duplicates: DuplicatePolicy;
+  /** The application's rules on cases: blockers stop the run before it starts; risks may reject rows. */
+  constraints: CaseConstraints;
   /** The statement each kind runs per batch, with its parameters. */
   statements: Array<{ kind: TargetKind; sql: string; params: unknown[] }>;
 }
 
-export interface BatchEvent {
-  runId: number;
-  kind: TargetKind;
-  batch: number;
-  taken: number;
-  applied: number;
-  ms: number;
-  doneTotal: number;
-  total: number;
-}
+export type { BatchEvent } from './apply.js';
 
-export type RecoverStatus = 'completed' | 'nothing_to_do' | 'dry_run' | 'declined';
+/** partial: the run finished, but the database rejected some targets (journaled as 'rejected'). */
+export type RecoverStatus = 'completed' | 'partial' | 'nothing_to_do' | 'dry_run' | 'declined';
 
 export interface RecoverResult {
   /** null for a dry run, which journals nothing. */
@@ -80,6 +84,8 @@ export interface RecoverResult {
   applied: Record<TargetKind, number>;
   /** Targets already handled by someone else meanwhile (e.g. a case the live bot re-created). */
   skipped: number;
+  /** Targets the database rejected or a trigger suppressed; journaled with the reason. */
+  rejected: number;
   batches: number;
   longestBatchMs: number;
   durationMs: number;
@@ -97,12 +103,17 @@ export function validateRecoverOptions(o: Pick<RecoverOptions, 'batchSize'>): vo
  * The plan without a run: one READ ONLY REPEATABLE READ transaction; nothing is written
  * anywhere, no lock is taken. The statements shown carry run id 0 where the real run's id goes.
  */
-export async function planRecovery(database: Database, shape: DatabaseShape, options: Pick<RecoverOptions, 'quarantine' | 'batchSize' | 'sampleLimit'>): Promise<RecoveryPlan> {
+export async function planRecovery(
+  database: Database,
+  shape: DatabaseShape,
+  options: Pick<RecoverOptions, 'quarantine' | 'batchSize' | 'sampleLimit' | 'duplicates' | 'caseValues'>,
+): Promise<RecoveryPlan> {
   validateRecoverOptions(options);
   return database.db.transaction(
     async (tx) => {
-      const preview = await previewTargets(tx, shape, options.sampleLimit);
-      return planFrom(shape, null, preview.counts, { ...options, dryRun: true }, preview.samples, preview.ambiguous);
+      const preview = await previewTargets(tx, shape, options.sampleLimit, options.duplicates ?? 'keep-latest');
+      const constraints = await inspectCaseConstraints(tx, options.caseValues ?? {});
+      return planFrom(shape, null, preview.counts, { ...options, dryRun: true }, preview.samples, preview.ambiguous, constraints);
     },
     { isolationLevel: 'repeatable read', accessMode: 'read only' },
   );
@@ -113,9 +124,11 @@ export async function recover(database: Database, shape: DatabaseShape, options:
   if (options.dryRun) {
     const started = performance.now();
     const plan = await planRecovery(database, shape, options);
-    const applied = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
-    return { runId: null, status: 'dry_run', plan, applied, skipped: 0, batches: 0, longestBatchMs: 0, durationMs: performance.now() - started };
+    return { runId: null, status: 'dry_run', plan, applied: emptyProgress().applied, skipped: 0, rejected: 0, batches: 0, longestBatchMs: 0, durationMs: performance.now() - started };
   }
+  // The application's rules that would stop the run are reported before any lock or journal row.
+  const { blockers } = await inspectCaseConstraints(database.db, options.caseValues ?? {});
+  if (blockers.length > 0) throw new UsageError(`recover cannot run as asked; nothing was changed: ${blockers.join('; ')}`);
   return withRunLock(database, { what: 'caseguard recover', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
     await ensureJournalSchema(database.pool);
     return run(database, shape, options, lock);
@@ -125,35 +138,35 @@ export async function recover(database: Database, shape: DatabaseShape, options:
 async function run(database: Database, shape: DatabaseShape, options: RecoverOptions, lock: RunLock): Promise<RecoverResult> {
   const { db } = database;
   const started = performance.now();
+  const duplicates = options.duplicates ?? 'keep-latest';
   const runId = await startRun(db, {
     command: 'recover',
-    options: { quarantine: options.quarantine, batchSize: options.batchSize },
+    options: { quarantine: options.quarantine, batchSize: options.batchSize, duplicates, caseValues: Object.keys(options.caseValues ?? {}) },
     dryRun: false,
     process: database.identity,
   });
   const log = options.log.child({ run_id: runId });
-  const applied = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
-  let batches = 0;
-  let longestBatchMs = 0;
-  let taken = 0;
-  const finish = async (status: 'completed' | 'interrupted' | 'failed' | 'refused', error?: string) => {
-    await finishRun(db, runId, { status, counts: { ...applied, targets: plan?.total ?? 0, batches }, error }).catch((e: unknown) =>
-      log.error({ event: 'recover.journal_failed', err: safeMessage(e) }),
-    );
+  const progress = emptyProgress();
+  const finish = async (status: 'completed' | 'partial' | 'interrupted' | 'failed' | 'refused', error?: string) => {
+    const counts = { ...progress.applied, targets: plan?.total ?? 0, batches: progress.batches, rejected: progress.rejected };
+    await finishRun(db, runId, { status, counts, error }).catch((e: unknown) => log.error({ event: 'recover.journal_failed', err: safeMessage(e) }));
     await deleteTargets(db, runId).catch(() => undefined);
   };
   let plan: RecoveryPlan | undefined;
   try {
-    const counts = await snapshotTargets(db, runId, shape);
+    // Targets a dead run left behind: this run holds the run lock, so no other run is using them.
+    await deleteStaleTargets(db, runId);
+    const counts = await snapshotTargets(db, runId, shape, duplicates);
     plan = await buildPlan(database, shape, runId, counts, options);
     const result = (status: RecoverStatus): RecoverResult => ({
       runId,
       status,
       plan: plan!,
-      applied,
-      skipped: taken - Object.values(applied).reduce((a, b) => a + b, 0),
-      batches,
-      longestBatchMs,
+      applied: progress.applied,
+      skipped: progress.taken - progress.rejected - Object.values(progress.applied).reduce((a, b) => a + b, 0),
+      rejected: progress.rejected,
+      batches: progress.batches,
+      longestBatchMs: progress.longestBatchMs,
       durationMs: performance.now() - started,
     });
     if (plan.total === 0) {
@@ -164,31 +177,17 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
       await finish('refused', 'declined at the confirmation prompt');
       return result('declined');
     }
-    for (const kind of TARGET_KINDS) {
-      if (isQuarantineKind(kind) && !options.quarantine) continue;
-      let afterSeq = 0;
-      for (let batch = 1; plan.counts[kind] > 0; batch++) {
-        if (options.signal?.aborted) throw new InterruptedError(`recover interrupted after ${batches} batch(es); run ${runId} is journaled as interrupted; rerun to finish`);
-        await lock.assertHeld();
-        const t0 = performance.now();
-        const res = await db.execute<{ last_seq: string | null; taken: string; applied: string }>(
-          batchStatement(kind, runId, afterSeq, options.batchSize, shape.shape === 'uuid'),
-        );
-        const ms = performance.now() - t0;
-        const row = res.rows[0]!;
-        if (Number(row.taken) === 0) break;
-        afterSeq = Number(row.last_seq);
-        batches++;
-        taken += Number(row.taken);
-        applied[kind] += Number(row.applied);
-        longestBatchMs = Math.max(longestBatchMs, ms);
-        const event = { runId, kind, batch, taken: Number(row.taken), applied: Number(row.applied), ms: Math.round(ms), doneTotal: taken, total: plan.total };
-        log.info({ event: 'recover.batch_committed', kind, batch, rows: event.taken, applied: event.applied, ms: event.ms });
-        await options.onBatch?.(event);
-      }
-    }
-    await finish('completed');
-    return result('completed');
+    await applyTargets(
+      {
+        db, runId, counts: plan.counts, total: plan.total, quarantine: options.quarantine, batchSize: options.batchSize,
+        settings: { shapeIsUuid: shape.shape === 'uuid', caseValues: options.caseValues ?? {} },
+        lock, log, signal: options.signal, onBatch: options.onBatch,
+      },
+      progress,
+    );
+    const status = progress.rejected > 0 ? 'partial' : 'completed';
+    await finish(status, progress.rejected > 0 ? `${progress.rejected} target(s) rejected by the database; see caseguard runs show ${runId}` : undefined);
+    return result(status);
   } catch (error) {
     if (error instanceof InterruptedError) {
       await finish('interrupted', error.message);
@@ -198,7 +197,7 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
     if (error instanceof ConnectionError) throw error;
     if (isConnectionLost(error)) {
       throw new ConnectionError(
-        `the connection was lost during recover run ${runId} after ${batches} committed batch(es); they are kept; rerun caseguard recover to finish`,
+        `the connection was lost during recover run ${runId} after ${progress.batches} committed batch(es); they are kept; rerun caseguard recover to finish`,
         { cause: error },
       );
     }
@@ -215,16 +214,18 @@ async function buildPlan(
 ): Promise<RecoveryPlan> {
   const samples = await sampleTargets(database.db, runId, options.sampleLimit);
   const ambiguous = await ambiguousOwners(database.db, runId, options.sampleLimit);
-  return planFrom(shape, runId, counts, options, samples, ambiguous);
+  const constraints = await inspectCaseConstraints(database.db, options.caseValues ?? {});
+  return planFrom(shape, runId, counts, options, samples, ambiguous, constraints);
 }
 
 function planFrom(
   shape: DatabaseShape,
   runId: number | null,
   counts: Record<TargetKind, number>,
-  options: Pick<RecoverOptions, 'dryRun' | 'quarantine' | 'batchSize'>,
+  options: Pick<RecoverOptions, 'dryRun' | 'quarantine' | 'batchSize' | 'duplicates' | 'caseValues'>,
   samples: TargetSample[],
   ambiguous: { count: number; samples: TargetSample[] },
+  constraints: CaseConstraints,
 ): RecoveryPlan {
   const acted = TARGET_KINDS.filter((k) => counts[k] > 0 && (options.quarantine || !isQuarantineKind(k)));
   const total = acted.reduce((n, k) => n + counts[k], 0);
@@ -232,12 +233,14 @@ function planFrom(
   const left = TARGET_KINDS.filter((k) => isQuarantineKind(k) && counts[k] > 0 && !options.quarantine);
   if (left.length > 0) {
     leftAlone.unshift(
-      `${left.map((k) => `${counts[k]} ${k.replace('quarantine_', '')} row(s)`).join(', ')} with no usable case id (invalid_case_id, duplicate_progress) are left as they are; pass --quarantine to move them aside`,
+      `${left.filter((k) => k !== 'keep_duplicate').map((k) => `${counts[k]} ${k.replace('quarantine_', '')} row(s)`).join(', ')} with no usable case id (invalid_case_id, duplicate_progress) are left as they are; pass --quarantine to move them aside`,
     );
   }
   const statements = acted.map((kind) => {
-    const q = dialect.sqlToQuery(batchStatement(kind, runId ?? 0, 0, options.batchSize, shape.shape === 'uuid'));
+    const settings = { shapeIsUuid: shape.shape === 'uuid', caseValues: options.caseValues ?? {} };
+    const q = dialect.sqlToQuery(batchStatement(kind, runId ?? 0, 0, options.batchSize, settings));
     return { kind, sql: q.sql.replace(/\n\s*\n/g, '\n').trim(), params: q.params };
   });
-  return { runId, dryRun: options.dryRun, shape: shape.shape, counts, total, samples, ambiguous, leftAlone, batchSize: options.batchSize, statements };
+  const duplicates = options.duplicates ?? 'keep-latest';
+  return { runId, dryRun: options.dryRun, shape: shape.shape, counts, total, samples, ambiguous, leftAlone, batchSize: options.batchSize, duplicates, constraints, statements };
 }

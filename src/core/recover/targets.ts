@@ -6,11 +6,14 @@
  *   normalise_progress   a non-canonical spelling in progress (not part of a duplicate group)
  *   normalise_memory     ... in memory
  *   normalise_pointer    ... in an active-case pointer
- *   quarantine_progress  invalid_case_id and duplicate_progress rows
+ *   quarantine_progress  invalid_case_id rows, and duplicate_progress rows but the one kept
  *   quarantine_memory    memory rows whose case_id is no uuid
  *   quarantine_pointer   pointers whose case_id is no uuid
- * The quarantine kinds are always snapshotted (the plan reports them) and executed only with
- * --quarantine.
+ *   keep_duplicate       per duplicate group, the row the bot reads (most recently updated): it
+ *                        stays live, its spelling canonicalised once its twins are quarantined
+ * The quarantine kinds and keep_duplicate are always snapshotted (the plan reports them) and
+ * executed only with --quarantine, in this order. With duplicates 'quarantine-all' every row
+ * of a group is quarantined and none kept.
  */
 import { sql, type SQL } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
@@ -25,19 +28,25 @@ export const TARGET_KINDS = [
   'quarantine_progress',
   'quarantine_memory',
   'quarantine_pointer',
+  'keep_duplicate',
 ] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
 
+/** Kinds executed only with --quarantine. */
 export function isQuarantineKind(kind: TargetKind): boolean {
-  return kind.startsWith('quarantine_');
+  return kind.startsWith('quarantine_') || kind === 'keep_duplicate';
 }
+
+/** What happens to a duplicate group: the bot's row kept (default), or every row quarantined. */
+export type DuplicatePolicy = 'keep-latest' | 'quarantine-all';
 
 
 /**
  * The targets as one WITH query ending in all_targets (one anti-join against cases for every
  * table that references them: one hash of cases). Read-only; snapshot and preview build on it.
  */
-function targetsCte(shape: DatabaseShape): SQL {
+function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
+  const keepLatest = duplicates === 'keep-latest';
   const legacy = shape.shape === 'legacy';
   const asUuid = (column: SQL) => uuidOrNull(column, shape.serverVersionNum);
   const sources: SQL[] = [
@@ -102,9 +111,14 @@ function targetsCte(shape: DatabaseShape): SQL {
       SELECT 'quarantine_progress', 'invalid_case_id', p.user_id, p.case_id, NULL, NULL, NULL, NULL
         FROM prog p WHERE p.id IS NULL
       UNION ALL
-      SELECT 'quarantine_progress', 'duplicate_progress', q.user_id, q.case_id::text, t.id, NULL, NULL, NULL
-        FROM twins t JOIN mega_agent.case_intake_progress q
-          ON q.user_id = t.user_id AND ${legacy ? sql`${asUuid(sql`q.case_id`)} = t.id` : sql`q.case_id = t.id`}
+      SELECT CASE WHEN d.latest AND ${keepLatest} THEN 'keep_duplicate' ELSE 'quarantine_progress' END,
+             'duplicate_progress', d.user_id, d.case_id, d.id, NULL, NULL, NULL
+        FROM (
+          SELECT q.user_id, q.case_id::text AS case_id, t.id,
+                 row_number() OVER (PARTITION BY q.user_id, t.id ORDER BY q.updated_at DESC, q.created_at DESC, q.case_id::text) = 1 AS latest
+            FROM twins t JOIN mega_agent.case_intake_progress q
+              ON q.user_id = t.user_id AND ${legacy ? sql`${asUuid(sql`q.case_id`)} = t.id` : sql`q.case_id = t.id`}
+        ) d
       UNION ALL
       SELECT 'quarantine_memory', 'orphaned_memory', m.user_id, m.case_id, NULL, m.memory_id, NULL, NULL
         FROM mem m WHERE m.id IS NULL
@@ -121,9 +135,10 @@ export async function snapshotTargets(
   db: Executor,
   runId: number,
   shape: DatabaseShape,
+  duplicates: DuplicatePolicy,
 ): Promise<Record<TargetKind, number>> {
   const result = await db.execute<{ kind: TargetKind; n: string }>(sql`
-    ${targetsCte(shape)},
+    ${targetsCte(shape, duplicates)},
     inserted AS (
       INSERT INTO caseguard.run_targets (run_id, kind, seq, check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list)
       SELECT ${runId}, kind, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}),
@@ -159,9 +174,10 @@ export async function previewTargets(
   db: Executor,
   shape: DatabaseShape,
   limit: number,
+  duplicates: DuplicatePolicy,
 ): Promise<{ counts: Record<TargetKind, number>; samples: TargetSample[]; ambiguous: { count: number; samples: TargetSample[] } }> {
   const result = await db.execute<TargetSample & { seq: string; amb_seq: string; kind_n: string; amb_n: string } & Record<string, unknown>>(sql`
-    ${targetsCte(shape)},
+    ${targetsCte(shape, duplicates)},
     numbered AS (
       SELECT t.*, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}) AS seq,
              row_number() OVER (PARTITION BY kind, owners > 1 ${TARGET_ORDER}) AS amb_seq
@@ -213,4 +229,9 @@ export async function ambiguousOwners(db: Executor, runId: number, limit: number
 
 export async function deleteTargets(db: Executor, runId: number): Promise<void> {
   await db.execute(sql`DELETE FROM caseguard.run_targets WHERE run_id = ${runId}`);
+}
+
+/** Targets of runs other than this one: left by a run that died (the caller holds the run lock). */
+export async function deleteStaleTargets(db: Executor, runId: number): Promise<void> {
+  await db.execute(sql`DELETE FROM caseguard.run_targets WHERE run_id <> ${runId}`);
 }
