@@ -1,7 +1,7 @@
 /** recover --undo and quarantine restore: back to the prior state exactly, or a refusal. */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
-import { UsageError } from '../../src/core/errors.js';
+import { InterruptedError, UsageError } from '../../src/core/errors.js';
 import { restoreRun } from '../../src/core/recover/quarantine.js';
 import { undoRun } from '../../src/core/recover/undo.js';
 import { createTestDatabase, toUuidShape, type TestDatabase } from '../helpers/db.js';
@@ -44,7 +44,53 @@ describe('undo and restore (legacy shape)', () => {
   it('refuses when the bot wrote memory for a created case since', async () => {
     const run = await runRecover(t);
     await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at) VALUES ($1, 'u-orphan', 'note', '{}', now() + interval '1 second')", [id(100)]);
-    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(/memory written since/);
+    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(/memory or an active-case pointer written since/);
+  });
+
+  it('refuses after a pointer-only touch (a user resumed a recovered case) and changes nothing', async () => {
+    const run = await runRecover(t);
+    const after = await snapshot(t);
+    await t.pool.query(
+      "INSERT INTO mega_agent.bot_user_context (user_id, active_case_id, updated_at) VALUES ('u-resumer', $1, now() + interval '1 second')",
+      [id(100)],
+    );
+    const touched = await snapshot(t);
+    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(
+      new RegExp(`case ${id(100)} has progress, memory or an active-case pointer written since the run`),
+    );
+    expect(await snapshot(t)).toEqual(touched);
+    expect(touched).not.toEqual(after);
+  });
+
+  it('restores any number of quarantined rows set-based (no cap), and undoes them back', async () => {
+    await t.pool.query(
+      "INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) SELECT 'bulk-' || g, 'not-a-uuid-' || g, 'contact' FROM generate_series(1, 3000) g",
+    );
+    const before = await snapshot(t);
+    const run = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
+    const quarantined = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.quarantine WHERE run_id = $1', [run.runId]);
+    expect(quarantined.rows[0].n).toBe(3000 + 8);
+    const undo = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false });
+    expect(undo.rowsRestored).toBe(3008);
+    expect(await snapshot(t)).toEqual(before);
+  });
+
+  it('an undo interrupted by its signal rolls back whole: exit 130 semantics, nothing changed', async () => {
+    const run = await runRecover(t, { quarantine: true });
+    const after = await snapshot(t);
+    const controller = new AbortController();
+    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, {
+      dryRun: false,
+      signal: controller.signal,
+      confirm: async () => {
+        controller.abort();
+        return true;
+      },
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InterruptedError);
+    expect(await snapshot(t)).toEqual(after);
+    const journaled = await t.pool.query("SELECT status FROM caseguard.runs WHERE command = 'recover --undo'");
+    expect(journaled.rows).toEqual([{ status: 'interrupted' }]);
   });
 
   it('quarantine restore puts the rows back, once', async () => {

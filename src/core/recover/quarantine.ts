@@ -3,11 +3,11 @@
  * Restoring puts a row back exactly as it was, through jsonb_populate_record, so it does not
  * depend on the table's column list; a row whose key is taken meanwhile is not overwritten.
  */
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Database, Executor, Tx } from '../db/database.js';
 import { withRunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
-import { describePgError } from '../db/sqlstate.js';
+import { describePgError, sqlStateOf } from '../db/sqlstate.js';
 import { UsageError } from '../errors.js';
 import { finishRun, startRun } from '../journal/journal.js';
 
@@ -58,20 +58,112 @@ export interface RestoreOutcome {
   reason?: string;
 }
 
-const TABLES: Record<QuarantineTable, { identity: boolean }> = {
-  case_intake_progress: { identity: false },
-  case_memory: { identity: true },
-  bot_user_context: { identity: false },
+/** How each table's rows are keyed (a restored row is matched to its quarantine entry by key). */
+const TABLES: Record<QuarantineTable, { identity: boolean; key: (row: SQL) => SQL; rowKey: SQL }> = {
+  case_intake_progress: {
+    identity: false,
+    key: (row) => sql`jsonb_build_object('user_id', ${row}->>'user_id', 'case_id', ${row}->>'case_id')`,
+    rowKey: sql`jsonb_build_object('user_id', user_id, 'case_id', case_id::text)`,
+  },
+  case_memory: { identity: true, key: (row) => sql`jsonb_build_object('memory_id', (${row}->>'memory_id')::bigint)`, rowKey: sql`jsonb_build_object('memory_id', memory_id)` },
+  bot_user_context: { identity: false, key: (row) => sql`jsonb_build_object('user_id', ${row}->>'user_id')`, rowKey: sql`jsonb_build_object('user_id', user_id)` },
 };
+
+/** What a set-based restore did: exact counts, and (at most 100) the rows left out with why. */
+export interface RestoreSummary {
+  total: number;
+  restored: number;
+  notRestored: RestoreOutcome[];
+  notRestoredCount: number;
+}
+
+/**
+ * Puts back every row a run quarantined that is not back yet, set-based (one statement per
+ * table, any number of rows), inside the caller's transaction. A row whose key is taken now is
+ * left out and reported; where a table's statement fails (a value no longer fits the column),
+ * that table's rows go one by one behind savepoints, each failure reported with its reason.
+ */
+export async function restoreAll(tx: Tx, sourceRun: number, byRun: number): Promise<RestoreSummary> {
+  const summary: RestoreSummary = { total: 0, restored: 0, notRestored: [], notRestoredCount: 0 };
+  for (const [name, table] of Object.entries(TABLES) as Array<[QuarantineTable, (typeof TABLES)[QuarantineTable]]>) {
+    const target = sql`mega_agent.${sql.identifier(name)}`;
+    let res: { total: string; restored: string };
+    try {
+      res = (
+        await tx.transaction((sp) =>
+          sp.execute<{ total: string; restored: string }>(sql`
+            WITH q AS (
+              SELECT quarantine_id, reason, row_data FROM caseguard.quarantine
+               WHERE run_id = ${sourceRun} AND source_table = ${name} AND restored_at IS NULL
+            ),
+            ins AS (
+              INSERT INTO ${target} ${table.identity ? sql`OVERRIDING SYSTEM VALUE` : sql``}
+              SELECT (jsonb_populate_record(NULL::${target}, q.row_data)).* FROM q
+              ON CONFLICT DO NOTHING
+              RETURNING ${table.rowKey} AS k
+            ),
+            done AS (
+              UPDATE caseguard.quarantine x SET restored_at = now(), restored_by_run = ${byRun}
+                FROM q WHERE x.quarantine_id = q.quarantine_id AND ${table.key(sql`q.row_data`)} IN (SELECT k FROM ins)
+              RETURNING x.quarantine_id, x.reason, x.row_data
+            ),
+            items AS (
+              INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+              SELECT ${byRun}, 'restored', reason, ${name}, jsonb_build_object('quarantine_id', quarantine_id), NULL, row_data FROM done
+              RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM q) AS total, (SELECT count(*) FROM items) AS restored`),
+        )
+      ).rows[0]!;
+    } catch (error) {
+      if (!sqlStateOf(error)) throw error;
+      await restoreOneByOne(tx, sourceRun, byRun, name, summary);
+      continue;
+    }
+    summary.total += Number(res.total);
+    summary.restored += Number(res.restored);
+    const left = Number(res.total) - Number(res.restored);
+    if (left > 0) {
+      summary.notRestoredCount += left;
+      const rows = await tx.execute<{ quarantine_id: string }>(sql`
+        SELECT quarantine_id FROM caseguard.quarantine
+         WHERE run_id = ${sourceRun} AND source_table = ${name} AND restored_at IS NULL ORDER BY quarantine_id LIMIT ${100 - summary.notRestored.length}`);
+      for (const r of rows.rows) summary.notRestored.push({ quarantineId: Number(r.quarantine_id), sourceTable: name, restored: false, reason: 'a row with the same key exists now' });
+    }
+  }
+  return summary;
+}
+
+/** One row at a time behind savepoints, in pages of 1,000 by quarantine id: every row, no cap. */
+async function restoreOneByOne(tx: Tx, sourceRun: number, byRun: number, table: QuarantineTable, summary: RestoreSummary): Promise<void> {
+  for (let after = 0; ; ) {
+    const page = await tx.execute(sql`
+      SELECT quarantine_id, run_id, source_table, reason, row_data, quarantined_at, restored_at, restored_by_run
+        FROM caseguard.quarantine
+       WHERE run_id = ${sourceRun} AND source_table = ${table} AND restored_at IS NULL AND quarantine_id > ${after}
+       ORDER BY quarantine_id LIMIT 1000`);
+    if (page.rows.length === 0) return;
+    for (const row of page.rows.map(toRow)) {
+      after = row.quarantineId;
+      summary.total++;
+      const outcome = await restoreOne(tx, row, byRun);
+      if (outcome.restored) summary.restored++;
+      else {
+        summary.notRestoredCount++;
+        if (summary.notRestored.length < 100) summary.notRestored.push(outcome);
+      }
+    }
+  }
+}
 
 /**
  * Puts one quarantined row back, inside the caller's transaction, behind a savepoint: a row
  * that cannot go back (its key is taken, or its value no longer fits the column) is reported.
  */
 export async function restoreOne(tx: Tx, row: QuarantinedRow, byRun: number): Promise<RestoreOutcome> {
-  const table = TABLES[row.sourceTable];
+  const table = Object.hasOwn(TABLES, row.sourceTable) ? TABLES[row.sourceTable] : undefined;
   if (!table) return { quarantineId: row.quarantineId, sourceTable: row.sourceTable, restored: false, reason: `unknown table ${row.sourceTable}` };
-  const target = sql.raw(`mega_agent.${row.sourceTable}`);
+  const target = sql`mega_agent.${sql.identifier(row.sourceTable)}`;
   try {
     const inserted = await tx.transaction(async (sp) =>
       sp.execute(sql`
@@ -98,6 +190,7 @@ export interface RestoreResult {
   /** The restore's own run; null for a dry run, which journals nothing. */
   runId: number | null;
   dryRun: boolean;
+  /** The rows left out, with why (at most 100; notRestored is the exact count). */
   outcomes: RestoreOutcome[];
   restored: number;
   notRestored: number;
@@ -110,13 +203,14 @@ export async function restoreRun(
   options: { dryRun: boolean; confirm?: (count: number) => Promise<boolean>; signal?: AbortSignal; lockWaitMs?: number; hasJournal?: boolean },
 ): Promise<RestoreResult> {
   const hasJournal = options.hasJournal ?? true;
+  /** How many rows of the run are still quarantined; a usage error when none. */
   const pending = async (db: Executor) => {
-    const { rows } = hasJournal ? await listQuarantine(db, { runId: sourceRun, includeRestored: false, limit: 1_000_000 }) : { rows: [] };
-    if (rows.length === 0) {
-      const any = hasJournal ? await listQuarantine(db, { runId: sourceRun, includeRestored: true, limit: 1 }) : { total: 0 };
+    const waiting = hasJournal ? (await listQuarantine(db, { runId: sourceRun, includeRestored: false, limit: 0 })).total : 0;
+    if (waiting === 0) {
+      const any = hasJournal ? await listQuarantine(db, { runId: sourceRun, includeRestored: true, limit: 0 }) : { total: 0 };
       throw new UsageError(any.total > 0 ? `every row run ${sourceRun} quarantined is already restored` : `run ${sourceRun} quarantined no rows`);
     }
-    return rows;
+    return waiting;
   };
   if (options.dryRun) {
     await pending(database.db);
@@ -124,22 +218,17 @@ export async function restoreRun(
   }
   return withRunLock(database, { what: 'caseguard quarantine restore', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
     await ensureJournalSchema(database.pool);
-    const rows = await pending(database.db);
+    const waiting = await pending(database.db);
     const runId = await startRun(database.db, { command: 'quarantine restore', options: { run: sourceRun }, dryRun: false, process: database.identity });
-    if (options.confirm && !(await options.confirm(rows.length))) {
-      await finishRun(database.db, runId, { status: 'refused', counts: { rows: rows.length } });
+    if (options.confirm && !(await options.confirm(waiting))) {
+      await finishRun(database.db, runId, { status: 'refused', counts: { rows: waiting } });
       return { runId, dryRun: false, outcomes: [], restored: 0, notRestored: 0 };
     }
     try {
       await lock.assertHeld();
-      const outcomes = await database.db.transaction(async (tx) => {
-        const out: RestoreOutcome[] = [];
-        for (const row of rows) out.push(await restoreOne(tx, row, runId));
-        return out;
-      });
-      const restored = outcomes.filter((o) => o.restored).length;
-      await finishRun(database.db, runId, { status: 'completed', counts: { restored, not_restored: outcomes.length - restored } });
-      return { runId, dryRun: false, outcomes, restored, notRestored: outcomes.length - restored };
+      const summary = await database.db.transaction((tx) => restoreAll(tx, sourceRun, runId));
+      await finishRun(database.db, runId, { status: summary.notRestoredCount > 0 ? 'partial' : 'completed', counts: { restored: summary.restored, not_restored: summary.notRestoredCount } });
+      return { runId, dryRun: false, outcomes: summary.notRestored, restored: summary.restored, notRestored: summary.notRestoredCount };
     } catch (error) {
       await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) });
       throw error;

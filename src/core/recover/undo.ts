@@ -10,9 +10,9 @@ import type { DatabaseShape } from '../db/inspect.js';
 import { withRunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { describePgError } from '../db/sqlstate.js';
-import { BusyError, UsageError } from '../errors.js';
+import { BusyError, InterruptedError, UsageError } from '../errors.js';
 import { finishRun, getRun, startRun } from '../journal/journal.js';
-import { listQuarantine, restoreOne } from './quarantine.js';
+import { listQuarantine, restoreAll } from './quarantine.js';
 
 export interface UndoResult {
   /** The undo's own run; null for a dry run, which journals nothing. */
@@ -35,6 +35,10 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
   const memorySince = shape.hasMemory
     ? sql`EXISTS (SELECT 1 FROM mega_agent.case_memory m WHERE m.case_id = cr.case_id AND m.created_at > ${startedAt}::timestamptz)`
     : sql`false`;
+  // An active-case pointer the bot set since the run (an /intake_resume) would dangle again.
+  const pointerSince = shape.hasUserContext
+    ? sql`EXISTS (SELECT 1 FROM mega_agent.bot_user_context b WHERE b.active_case_id = cr.case_id AND b.updated_at > ${startedAt}::timestamptz)`
+    : sql`false`;
   const cases = await tx.execute<{ case_id: string; gone: boolean; changed: boolean; touched: boolean; refs: string }>(sql`
     WITH created AS (
       SELECT row_key->>'case_id' AS case_id, after FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'case_created'
@@ -47,7 +51,7 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
     checked AS (
       SELECT cr.case_id, c.case_id IS NULL AS gone,
              c.case_id IS NOT NULL AND to_jsonb(c) IS DISTINCT FROM cr.after AS changed,
-             coalesce(r.since, false) OR ${memorySince} AS touched,
+             coalesce(r.since, false) OR ${memorySince} OR ${pointerSince} AS touched,
              coalesce(r.n, 0) AS refs
         FROM created cr
         LEFT JOIN mega_agent.cases c ON c.case_id = cr.case_id::uuid
@@ -60,7 +64,7 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
       : r.changed
         ? `case ${r.case_id} was changed since the run`
         : r.touched
-          ? `case ${r.case_id} has progress or memory written since the run`
+          ? `case ${r.case_id} has progress, memory or an active-case pointer written since the run`
           : `deleting case ${r.case_id} would cascade to ${r.refs} progress row(s) through ${shape.foreignKey!.name}`,
   );
   const spellings = await tx.execute<{ table_name: string; key: string }>(sql`
@@ -122,9 +126,9 @@ export async function undoRun(
     if (problems.length > 0) {
       throw new UsageError(`cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`);
     }
-    const quarantined = await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 1_000_000 });
+    const quarantined = (await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 0 })).total;
     const itemsOf = (action: string) => original.items.filter((i) => i.action === action).reduce((n, i) => n + i.count, 0);
-    const summary = `${itemsOf('case_created')} case(s) to delete, ${itemsOf('spelling_changed')} spelling(s) to restore, ${quarantined.rows.length} quarantined row(s) to put back`;
+    const summary = `${itemsOf('case_created')} case(s) to delete, ${itemsOf('spelling_changed')} spelling(s) to restore, ${quarantined} quarantined row(s) to put back`;
     return { quarantined, summary };
   };
   const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
@@ -143,32 +147,69 @@ export async function undoRun(
         summary = inspected.summary;
         if (options.confirm && !(await options.confirm(summary))) throw new UsageError('declined at the confirmation prompt; nothing was changed');
         await lock.assertHeld();
-        counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);
-        for (const row of inspected.quarantined.rows) {
-          const outcome = await restoreOne(tx, row, runId);
-          if (!outcome.restored) throw new UsageError(`cannot undo run ${undoneRun}: quarantined row ${row.quarantineId} cannot go back (${outcome.reason})`);
-          counts.rowsRestored++;
+        // SIGINT cancels the statement in hand; the transaction rolls back whole.
+        const stopCancelling = await cancelOnAbort(database, tx, options.signal);
+        const step = () => {
+          if (options.signal?.aborted) throw new InterruptedError(`undo of run ${undoneRun} interrupted`);
+        };
+        try {
+          step();
+          counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);
+          step();
+          const restored = await restoreAll(tx, undoneRun, runId);
+          if (restored.notRestoredCount > 0) {
+            const first = restored.notRestored[0]!;
+            throw new UsageError(
+              `cannot undo run ${undoneRun}: ${restored.notRestoredCount} quarantined row(s) cannot go back (quarantine ${first.quarantineId}: ${first.reason}); nothing was changed`,
+            );
+          }
+          counts.rowsRestored = restored.restored;
+          step();
+          await deleteCreatedCases(tx, undoneRun, runId, counts);
+        } finally {
+          stopCancelling();
         }
-        const deleted = await tx.execute(sql`
-          WITH del AS (
-            DELETE FROM mega_agent.cases c
-             USING caseguard.run_items i
-             WHERE i.run_id = ${undoneRun} AND i.action = 'case_created' AND c.case_id = (i.row_key->>'case_id')::uuid
-            RETURNING c.case_id, to_jsonb(c) AS row_data
-          )
-          INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
-          SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
-          RETURNING 1`);
-        counts.casesDeleted = deleted.rows.length;
-        await tx.execute(sql`
-          UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`);
       });
       await finishRun(database.db, runId, { status: 'completed', counts });
       return { runId, undoneRun, dryRun: false, summary, ...counts };
     } catch (error) {
+      if (options.signal?.aborted) {
+        const interrupted = new InterruptedError(`undo of run ${undoneRun} interrupted; its transaction was rolled back: nothing was changed`, { cause: error });
+        await finishRun(database.db, runId, { status: 'interrupted', counts: { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 }, error: interrupted.message });
+        throw interrupted;
+      }
       const refused = error instanceof UsageError;
       await finishRun(database.db, runId, { status: refused ? 'refused' : 'failed', counts, error: refused ? error.message : describePgError(error) });
       throw error;
     }
   });
+}
+
+/** Deletes the cases the run created (journaling each), and marks the run undone. */
+async function deleteCreatedCases(tx: Tx, undoneRun: number, runId: number, counts: { casesDeleted: number }): Promise<void> {
+  const deleted = await tx.execute(sql`
+    WITH del AS (
+      DELETE FROM mega_agent.cases c
+       USING caseguard.run_items i
+       WHERE i.run_id = ${undoneRun} AND i.action = 'case_created' AND c.case_id = (i.row_key->>'case_id')::uuid
+      RETURNING c.case_id, to_jsonb(c) AS row_data
+    )
+    INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+    SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
+    RETURNING 1`);
+  counts.casesDeleted = deleted.rows.length;
+  await tx.execute(sql`UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`);
+}
+
+/**
+ * On abort, cancels whatever statement the transaction's backend runs (pg_cancel_backend from
+ * another pool connection); returns the function that stops watching.
+ */
+async function cancelOnAbort(database: Database, tx: Tx, signal: AbortSignal | undefined): Promise<() => void> {
+  if (!signal) return () => undefined;
+  const pid = Number((await tx.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid);
+  const onAbort = () => void database.pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
+  if (signal.aborted) onAbort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
 }
