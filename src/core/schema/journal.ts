@@ -68,14 +68,13 @@ export const quarantine = caseguardSchema.table(
 /**
  * What a recover run is going to do, snapshotted once at its start (one set-based pass over the
  * tables) and then worked through in keyset batches by seq. Deleted when the run ends: run_items
- * is the lasting record of what was done.
+ * is the lasting record of what was done. Transient, so UNLOGGED and without a foreign key to
+ * runs (migration 0003: drizzle-kit has no word for UNLOGGED).
  */
 export const runTargets = caseguardSchema.table(
   'run_targets',
   {
-    runId: bigint('run_id', { mode: 'number' })
-      .notNull()
-      .references(() => runs.runId),
+    runId: bigint('run_id', { mode: 'number' }).notNull(),
     kind: text('kind').notNull(),
     seq: bigint('seq', { mode: 'number' }).notNull(),
     checkId: text('check_id').notNull(),
