@@ -2,7 +2,7 @@
  * The one place caseguard asks a question. On a terminal it asks (@inquirer/prompts); without
  * one it refuses unless --yes was given, so nothing is ever written unconfirmed.
  */
-import { UsageError } from '../core/errors.js';
+import { InterruptedError, UsageError } from '../core/errors.js';
 
 export interface ConfirmOptions {
   yes: boolean;
@@ -22,5 +22,11 @@ export async function confirmWrite(message: string, options: ConfirmOptions): Pr
   if (options.yes) return true;
   assertCanConfirm(options);
   const { confirm } = await import('@inquirer/prompts');
-  return confirm({ message, default: false });
+  try {
+    return await confirm({ message, default: false });
+  } catch (error) {
+    // Ctrl-C at the prompt: the user stopped before anything was written.
+    if ((error as Error).name === 'ExitPromptError') throw new InterruptedError('interrupted at the prompt; nothing was changed', { cause: error });
+    throw error;
+  }
 }

@@ -90,6 +90,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
           process.stdout.write(plan.script);
           if (!(await confirmWrite(`Run these steps on ${ctx.database.name}?`, { yes: false, isTerminal, what: 'change the table' }))) {
             process.stdout.write('Declined: nothing was changed.\n');
+            process.exitCode = 1;
             return;
           }
         }
@@ -127,7 +128,11 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         await ctx.shape();
         await ctx.assertCanWrite('caseguard fk drop');
-        if (!(await confirmWrite(`Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`, { yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' }))) return;
+        if (!(await confirmWrite(`Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`, { yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' }))) {
+          process.stdout.write('Declined: nothing was changed.\n');
+          process.exitCode = 1;
+          return;
+        }
         const result = await fkDrop(ctx.database, {
           revertType: Boolean(flags.revertType),
           timing: { lockTimeout: flags.lockTimeout, statementTimeout: '30min', retries: flags.retries, backoffMs: 250 },

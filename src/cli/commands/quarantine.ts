@@ -52,13 +52,21 @@ export function defineQuarantine(program: Command): void {
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         if (!flags.dryRun) await ctx.assertCanWrite('caseguard quarantine restore');
+        if (!flags.dryRun && !flags.yes) {
+          // Asked before any lock or journal row: what the dry run finds is what would go back.
+          const { listQuarantine } = await import('../../core/recover/quarantine.js');
+          const waiting = shape.hasJournal ? (await listQuarantine(ctx.database.db, { runId, includeRestored: false, limit: 0 })).total : 0;
+          if (waiting > 0 && !(await confirmWrite(`Restore ${waiting} row(s) quarantined by run ${runId}?`, { yes: false, isTerminal: ctx.isTerminal, what: 'restore rows' }))) {
+            process.stdout.write('Declined: nothing was changed.\n');
+            process.exitCode = ExitCode.findings;
+            return;
+          }
+        }
         const result = await restoreRun(ctx.database, runId, {
           dryRun: Boolean(flags.dryRun),
           hasJournal: shape.hasJournal,
           signal: ctx.signal,
           lockWaitMs: ctx.lockWaitMs,
-          confirm: (count) =>
-            confirmWrite(`Restore ${count} row(s) quarantined by run ${runId}?`, { yes: Boolean(flags.yes), isTerminal: ctx.isTerminal, what: 'restore rows' }),
         });
         if (flags.format === 'json') return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         if (result.dryRun) return void process.stdout.write(`Dry run: the rows run ${runId} quarantined can be restored; nothing was changed.\n`);

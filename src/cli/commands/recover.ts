@@ -71,13 +71,19 @@ Every run is journaled (caseguard runs). One recover at a time: a second exits 5
         const log = ctx.log.child({ command: 'recover' });
         if (flags.undo !== undefined) {
           const { undoRun } = await import('../../core/recover/undo.js');
-          if (!flags.dryRun) await ctx.assertCanWrite('caseguard recover --undo');
-          const result = await undoRun(ctx.database, shape, flags.undo, {
-            dryRun: Boolean(flags.dryRun),
-            signal: ctx.signal,
-            lockWaitMs: ctx.lockWaitMs,
-            confirm: (summary) => confirmWrite(`Undo run ${flags.undo}: ${summary}. Proceed?`, { yes: Boolean(flags.yes), isTerminal: ctx.isTerminal, what: `undo run ${flags.undo}` }),
-          });
+          if (!flags.dryRun) {
+            await ctx.assertCanWrite('caseguard recover --undo');
+            if (!flags.yes) {
+              // The safety checks run read-only first; the prompt comes before any lock or journal row.
+              const preview = await undoRun(ctx.database, shape, flags.undo, { dryRun: true });
+              if (!(await confirmWrite(`Undo run ${flags.undo}: ${preview.summary}. Proceed?`, { yes: false, isTerminal: ctx.isTerminal, what: `undo run ${flags.undo}` }))) {
+                process.stdout.write('Declined: nothing was changed.\n');
+                process.exitCode = 1;
+                return;
+              }
+            }
+          }
+          const result = await undoRun(ctx.database, shape, flags.undo, { dryRun: Boolean(flags.dryRun), signal: ctx.signal, lockWaitMs: ctx.lockWaitMs });
           process.stdout.write(
             flags.format === 'json'
               ? `${JSON.stringify(result, null, 2)}\n`
