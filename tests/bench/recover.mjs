@@ -84,12 +84,12 @@ export const recoverSection = {
           : [
               '',
               'Why goals are missed: recover does two things the single statement does not. It snapshots its targets first ' +
-                '(one scan-like pass with uuid classification, owner choice and duplicate detection, written to ' +
-                'caseguard.run_targets: about half the time), so that a dry run shows exactly what the real run does and a ' +
-                'rerun resumes; and it journals every row it creates (the case and a run_items row with the whole row as JSON, ' +
-                'in the same statement), which doubles the writes. The per-orphan baseline runs on loopback, three ' +
-                'statements per transaction at about 0.4 ms each; against a server across a network each round trip costs ' +
-                'more and the gap widens.',
+                '(one scan-like pass with uuid classification, owner choice and duplicate detection, written to the UNLOGGED ' +
+                'caseguard.run_targets: about as long as the whole single statement), so that the real run executes the plan ' +
+                'the dry run showed and a rerun resumes; and it journals every row it creates (the case and a run_items row ' +
+                'with the whole row as JSON, in the same statement), which doubles the writes of the batches. The per-orphan ' +
+                'baseline runs on loopback, three statements per transaction at about 0.7 ms each; against a server across a ' +
+                'network each round trip costs more and the gap widens.',
             ]),
       ],
     };

@@ -108,6 +108,41 @@ describe('caseguard recover', () => {
     }
   });
 
+  it('kill -9 mid-run, then a rerun: no bookkeeping left beyond the journal; the dead run is abandoned with its committed counts', async () => {
+    await seedOrphans(t.pool, 3000);
+    const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--batch-size', '10', '--database-url', t.url], {
+      env: { ...process.env, CI: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let killed = false;
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (!killed && (stderr.match(/recover\.batch_committed/g) ?? []).length >= 3) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    });
+    await new Promise((resolve) => child.on('close', resolve));
+    expect(killed).toBe(true);
+    // The server ends the dead process's sessions as it notices their closed sockets.
+    for (let i = 0; i < 200; i++) {
+      const left = await t.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'caseguard recover %'");
+      if (left.rows[0].n === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const listed = await cli('runs', '--format', 'json');
+    expect(JSON.parse(listed.stdout)[0].status).toBe('abandoned');
+    const committed = (await t.pool.query("SELECT count(*)::int AS n FROM caseguard.run_items WHERE action = 'case_created'")).rows[0].n;
+    expect(committed).toBeGreaterThanOrEqual(30);
+    const rerun = await cli('recover', '--yes');
+    expect(rerun.code).toBe(0);
+    expect((await t.pool.query('SELECT count(*)::int AS n FROM caseguard.run_targets')).rows[0].n).toBe(0);
+    const dead = await t.pool.query("SELECT status, counts FROM caseguard.runs ORDER BY run_id LIMIT 1");
+    expect(dead.rows[0]).toMatchObject({ status: 'abandoned', counts: { case_created: committed } });
+    expect((await recoveredCaseCount(t.pool)).cases).toBe(3000 + 5);
+  });
+
   it('SIGINT mid-run: the batch completes, the run is journaled as interrupted, exit 130; a rerun finishes', async () => {
     await seedOrphans(t.pool, 3000);
     const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--batch-size', '10', '--database-url', t.url], {
