@@ -1,7 +1,6 @@
 /** recover through the built binary: refusal, confirmation flags, lock contention, SIGINT. */
-import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BIN, runCli } from '../helpers/cli.js';
+import { runCli, signalWhen } from '../helpers/cli.js';
 import { createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
 import { seedDamage } from '../helpers/fixtures.js';
 import { recoveredCaseCount, seedOrphans } from '../helpers/orphans.js';
@@ -84,20 +83,11 @@ describe('caseguard recover', () => {
     const holder = await t.pool.connect();
     try {
       await holder.query('SELECT pg_advisory_lock($1, $2)', [0x6367, 2]);
-      const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--lock-wait', '10min', '--database-url', t.url], {
-        env: { ...process.env, CI: '' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      let signalled = false;
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        if (!signalled && stderr.includes('run_lock.waiting')) {
-          signalled = true;
-          child.kill('SIGINT');
-        }
-      });
-      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      const { code, stderr, signalled } = await signalWhen(
+        ['recover', '--yes', '--lock-wait', '10min', '--database-url', t.url],
+        (err) => err.includes('run_lock.waiting'),
+        'SIGINT',
+      );
       expect(signalled).toBe(true);
       expect(code).toBe(130);
       expect(stderr).toMatch(/interrupted while waiting for the run lock; nothing was changed/);
@@ -110,21 +100,12 @@ describe('caseguard recover', () => {
 
   it('kill -9 mid-run, then a rerun: no bookkeeping left beyond the journal; the dead run is abandoned with its committed counts', async () => {
     await seedOrphans(t.pool, 3000);
-    const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--batch-size', '10', '--database-url', t.url], {
-      env: { ...process.env, CI: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    let killed = false;
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (!killed && (stderr.match(/recover\.batch_committed/g) ?? []).length >= 3) {
-        killed = true;
-        child.kill('SIGKILL');
-      }
-    });
-    await new Promise((resolve) => child.on('close', resolve));
-    expect(killed).toBe(true);
+    const killed = await signalWhen(
+      ['recover', '--yes', '--batch-size', '10', '--database-url', t.url],
+      (err) => (err.match(/recover\.batch_committed/g) ?? []).length >= 3,
+      'SIGKILL',
+    );
+    expect(killed.signalled).toBe(true);
     // The server ends the dead process's sessions as it notices their closed sockets.
     for (let i = 0; i < 200; i++) {
       const left = await t.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'caseguard recover %'");
@@ -145,20 +126,11 @@ describe('caseguard recover', () => {
 
   it('SIGINT mid-run: the batch completes, the run is journaled as interrupted, exit 130; a rerun finishes', async () => {
     await seedOrphans(t.pool, 3000);
-    const child = spawn(process.execPath, [BIN, 'recover', '--yes', '--batch-size', '10', '--database-url', t.url], {
-      env: { ...process.env, CI: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    let signalled = false;
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (!signalled && stderr.includes('recover.batch_committed')) {
-        signalled = true;
-        child.kill('SIGINT');
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    const { code, stderr, signalled } = await signalWhen(
+      ['recover', '--yes', '--batch-size', '10', '--database-url', t.url],
+      (err) => err.includes('recover.batch_committed'),
+      'SIGINT',
+    );
     expect(signalled).toBe(true);
     expect(code).toBe(130);
     expect(stderr).toMatch(/interrupted/);

@@ -33,3 +33,25 @@ export function runCli(
     child.stdin.end(options.input ?? '');
   });
 }
+
+/**
+ * Runs the binary and sends it `signal` once its stderr satisfies `ready` (a log event saying it
+ * got there), never after a fixed sleep.
+ */
+export function signalWhen(
+  args: string[],
+  ready: (stderr: string) => boolean,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; stderr: string; signalled: boolean }> {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let signalled = false;
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (!signalled && ready(stderr)) {
+      signalled = true;
+      child.kill(signal);
+    }
+  });
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr, signalled })));
+}

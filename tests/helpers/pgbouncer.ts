@@ -4,27 +4,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import { freePort, waitForServer } from './server.js';
 
 export interface PgBouncer {
   /** The URL of a database through the pooler (same user and password as the server's). */
   urlFor(database: string): string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startPgBouncer(serverUrl: string, poolMode: 'session' | 'transaction'): Promise<PgBouncer> {
@@ -54,28 +41,14 @@ export async function startPgBouncer(serverUrl: string, poolMode: 'session' | 't
   await fs.writeFile(path.join(dir, 'userlist.txt'), `"${user}" "${password}"\n`);
   const asRoot = process.getuid?.() === 0;
   const child: ChildProcess = spawn('pgbouncer', [...(asRoot ? ['-u', 'postgres'] : []), path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore' });
-  let exited = false;
-  child.on('exit', () => (exited = true));
   const urlFor = (database: string) => `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${database}`;
-  for (let i = 0; ; i++) {
-    if (exited) throw new Error(`pgbouncer exited at start: ${await fs.readFile(path.join(dir, 'pgbouncer.log'), 'utf8').catch(() => '')}`);
-    const client = new pg.Client({ connectionString: urlFor('postgres') });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      await client.query('SELECT 1');
-      await client.end();
-      break;
-    } catch {
-      await client.end().catch(() => undefined);
-      if (i > 200) throw new Error('pgbouncer did not accept connections within 10 s');
-      await sleep(50);
-    }
-  }
+  await waitForServer(urlFor('postgres'), child).catch(async (error: unknown) => {
+    throw new Error(`pgbouncer did not start: ${(error as Error).message}; log: ${await fs.readFile(path.join(dir, 'pgbouncer.log'), 'utf8').catch(() => '')}`);
+  });
   return {
     urlFor,
     stop: async () => {
-      if (!exited) {
+      if (child.exitCode === null) {
         const done = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGINT');
         await done;
