@@ -97,6 +97,34 @@ export interface OpenFor {
   poolSize?: number;
   /** The command watches ctx.signal and stops cleanly (else a signal ends it at once, 130). */
   graceful?: boolean;
+  /** The command only reads: once its reader is gone (a closed pipe), it ends at once with 0. */
+  readsOnly?: boolean;
+}
+
+/**
+ * A closed stdout (`caseguard scan | head -1`) ends the output quietly: further writes go
+ * nowhere (nobody waits for a drain that never comes). A command that only reads then ends at
+ * once, exit 0; one that writes data finishes its run, so the journal stays truthful. The
+ * listener stays for the life of the process: the last write's error may come after the command.
+ */
+const closedStdout: { readsOnly: boolean; release?: () => Promise<void> } = { readsOnly: false };
+let watchingStdout = false;
+
+function onClosedStdout(readsOnly: boolean, release: () => Promise<void>): () => void {
+  closedStdout.readsOnly = readsOnly;
+  closedStdout.release = release;
+  if (!watchingStdout) {
+    watchingStdout = true;
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      process.stdout.write = (() => true) as typeof process.stdout.write;
+      if (closedStdout.readsOnly) void (closedStdout.release?.() ?? Promise.resolve()).finally(() => process.exit(0));
+    });
+  }
+  return () => {
+    closedStdout.readsOnly = false;
+    closedStdout.release = undefined;
+  };
 }
 
 /**
@@ -120,6 +148,7 @@ export async function withDatabase<T>(
   });
   const opened: { database?: Database } = {};
   const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
+  const stopWatchingStdout = onClosedStdout(Boolean(openFor.readsOnly), async () => opened.database?.abandon());
   const database = await openDatabase(target, { log, poolSize: openFor.poolSize, applicationName: `caseguard ${commandPath(command)}` });
   opened.database = database;
   try {
@@ -139,6 +168,7 @@ export async function withDatabase<T>(
   } finally {
     await database.close();
     interrupt.dispose();
+    stopWatchingStdout();
   }
 }
 

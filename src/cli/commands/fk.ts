@@ -54,7 +54,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
       const { withDatabase } = await import('../context.js');
       const { fkStatus } = await import('../../core/fk/fk.js');
       const { renderFkStatus } = await import('../output/fkReport.js');
-      await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         const status = await fkStatus(ctx.database, await ctx.shape());
         process.stdout.write(flags.format === 'json' ? `${JSON.stringify(status, null, 2)}\n` : renderFkStatus(status, ctx.useColor));
       });
@@ -65,7 +65,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
       const { withDatabase } = await import('../context.js');
       const { fkPlan } = await import('../../core/fk/fk.js');
       const { readFkState } = await import('../../core/fk/state.js');
-      await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         await ctx.shape();
         const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
         process.stdout.write(flags.format === 'json' ? `${JSON.stringify(plan, null, 2)}\n` : plan.script);

@@ -20,7 +20,7 @@ export function defineQuarantine(program: Command): void {
       const { listQuarantine } = await import('../../core/recover/quarantine.js');
       const { renderTable } = await import('../output/table.js');
       const { visible } = await import('../output/scanFormats.js');
-      await withDatabase(command, { judgesData: false, poolSize: 1 }, async (ctx) => {
+      await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
         const shape = await ctx.shape();
         const result = shape.hasJournal
           ? await listQuarantine(ctx.database.db, { runId: flags.run, includeRestored: Boolean(flags.all), limit: flags.limit })

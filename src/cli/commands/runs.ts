@@ -18,7 +18,7 @@ export function defineRuns(program: Command): void {
       const { withDatabase } = await import('../context.js');
       const { listRuns } = await import('../../core/journal/journal.js');
       const { renderTable } = await import('../output/table.js');
-      await withDatabase(command, { judgesData: false, poolSize: 1 }, async (ctx) => {
+      await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
         const shape = await ctx.shape();
         const rows = shape.hasJournal ? await listRuns(ctx.database.db, flags.limit) : [];
         if (flags.format === 'json') return void process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
@@ -52,7 +52,7 @@ export function defineRuns(program: Command): void {
       const { getRun } = await import('../../core/journal/journal.js');
       const { UsageError } = await import('../../core/errors.js');
       const { renderTable } = await import('../output/table.js');
-      await withDatabase(command, { judgesData: false, poolSize: 1 }, async (ctx) => {
+      await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
         const shape = await ctx.shape();
         const run = shape.hasJournal ? await getRun(ctx.database.db, runId) : undefined;
         if (!run) throw new UsageError(`there is no run ${runId}; see caseguard runs`);

@@ -66,7 +66,7 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
       const out = await import('../output/scanFormats.js');
       const { assertWritable, fileSink, stdoutSink } = await import('../output/sink.js');
       if (flags.output) assertWritable(path.resolve(flags.output));
-      await withDatabase(command, { judgesData: true, poolSize: 1 }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         const shape = await ctx.shape();
         const sink = flags.output ? fileSink(flags.output) : stdoutSink();
         const stream = flags.format === 'json' ? out.streamJson : out.streamCsv;
