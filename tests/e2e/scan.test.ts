@@ -78,7 +78,41 @@ describe('caseguard scan', () => {
     const orphan = cases.find((c) => c.name === 'orphaned_progress')!;
     expect(orphan.failure?.message).toMatch(/^3 finding\(s\), 3 distinct case id\(s\)/);
     expect(orphan.failure?.['#text']).toContain('zoë 🚀');
-    expect(Number(doc.testsuites.failures)).toBe(CHECK_IDS.length);
+    // Only what counts toward the exit code fails: the 5 error checks; the 2 warnings pass with their findings in system-out.
+    expect(Number(doc.testsuites.failures)).toBe(5);
+    const warning = cases.find((c) => c.name === 'noncanonical_case_id') as { failure?: unknown; 'system-out'?: string };
+    expect(warning.failure).toBeUndefined();
+    expect(warning['system-out']).toMatch(/finding\(s\) \(warn\)/);
+  });
+
+  it('junit agrees with the gate: warnings only pass (0 failures, exit 0); --fail-on warn fails them; tolerated findings pass', async () => {
+    const parse = (xmlText: string) => new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(xmlText).testsuites;
+    // A database whose only findings are warnings: the spellings of existing cases.
+    const warnOnly = await createTestDatabase();
+    try {
+      await warnOnly.pool.query("INSERT INTO mega_agent.cases (case_id, user_id, title) VALUES ('abcdef00-0000-4000-a000-000000000001', 'w', 't')");
+      await warnOnly.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('w', 'ABCDEF00-0000-4000-A000-000000000001')");
+      const passing = await runCli(['scan', '--format', 'junit', '--database-url', warnOnly.url]);
+      expect(passing.code).toBe(0);
+      expect(Number(parse(passing.stdout).failures)).toBe(0);
+      const strict = await runCli(['scan', '--format', 'junit', '--fail-on', 'warn', '--database-url', warnOnly.url]);
+      expect(strict.code).toBe(1);
+      expect(Number(parse(strict.stdout).failures)).toBe(1);
+    } finally {
+      await warnOnly.drop();
+    }
+    const tolerated = await scan(damaged, '--format', 'junit', '--max-findings', '1000');
+    expect(tolerated.code).toBe(0);
+    expect(Number(parse(tolerated.stdout).failures)).toBe(0);
+  });
+
+  it('csv writes every finding (streamed): as many rows as json --all counts', async () => {
+    const csv = await scan(damaged, '--format', 'csv', '--limit', '1');
+    const json = JSON.parse((await scan(damaged, '--format', 'json', '--limit', '1')).stdout) as { checks: Array<{ count: number; omitted: number; samples: unknown[] }> };
+    const total = json.checks.reduce((n, c) => n + c.count, 0);
+    expect(parseCsv(csv.stdout).length - 1).toBe(total);
+    for (const c of json.checks) expect(c.omitted).toBe(c.count - c.samples.length);
+    expect(json.checks.some((c) => c.omitted > 0)).toBe(true);
   });
 
   it('prometheus: gauges per check and the duration', async () => {

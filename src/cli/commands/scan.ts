@@ -70,6 +70,7 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
         const shape = await ctx.shape();
         const sink = flags.output ? fileSink(flags.output) : stdoutSink();
         const stream = flags.format === 'json' ? out.streamJson : out.streamCsv;
+        const streamAll = Boolean(flags.all) || flags.format === 'csv';
         const report = await scan(ctx.database.db, shape, {
           databaseName: ctx.database.name,
           limit: flags.limit,
@@ -77,7 +78,8 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
           since: flags.since,
           statementTimeout: flags.statementTimeout,
           gate: { failOn: flags.failOn, maxFindings: flags.maxFindings },
-          onAllFindings: flags.all ? (r, pages) => stream(sink, r, pages) : undefined,
+          // CSV is one row per finding: always every finding, streamed.
+          onAllFindings: streamAll ? (r, pages) => stream(sink, r, pages) : undefined,
         }).catch(async (error: unknown) => {
           await sink.discard();
           if (sqlStateOf(error) === SqlState.queryCanceled) {
@@ -95,13 +97,13 @@ optional table is reported as skipped. Exit 1 when an error-severity check finds
         const render = {
           table: () => out.renderTableReport(report, ctx.useColor && !flags.output),
           json: () => out.renderJson(report),
-          csv: () => out.renderCsv(report),
-          junit: () => out.renderJunit(report),
+          csv: () => '', // streamed above
+          junit: () => out.renderJunit(report, flags.failOn),
           prometheus: () => out.renderPrometheus(report),
         }[flags.format];
         try {
-          // with --all the report was streamed into the sink already
-          if (!flags.all) await sink.write(render());
+          // with --all (and for CSV) the report was streamed into the sink already
+          if (!streamAll) await sink.write(render());
           await sink.commit();
         } catch (error) {
           await sink.discard();

@@ -9,8 +9,10 @@ import { painter, renderTable } from './table.js';
 
 export type ScanFormat = 'table' | 'json' | 'csv' | 'junit' | 'prometheus';
 
+/** The report as JSON; each check says how many findings its samples leave out (--limit). */
 export function renderJson(report: ScanReport): string {
-  return `${JSON.stringify(report, null, 2)}\n`;
+  const checks = report.checks.map((c) => ({ ...c, omitted: c.count - c.samples.length }));
+  return `${JSON.stringify({ ...report, checks }, null, 2)}\n`;
 }
 
 const CSV_COLUMNS = ['check', 'severity', 'table', 'user_id', 'case_id', 'canonical_id', 'owner', 'memory_id', 'detail'] as const;
@@ -28,11 +30,6 @@ export function csvRows(findings: Finding[], severityOf: (f: Finding) => string)
   return findings
     .map((f) => [f.check, severityOf(f), f.table, f.user_id, f.case_id, f.canonical_id, f.owner, f.memory_id, f.detail].map(csvField).join(',') + '\r\n')
     .join('');
-}
-
-export function renderCsv(report: ScanReport): string {
-  const severity = new Map(report.checks.map((c) => [c.id, c.severity]));
-  return csvHeader() + report.checks.map((c) => csvRows(c.samples, (f) => severity.get(f.check) ?? '')).join('');
 }
 
 /** XML 1.0 text: escaped, and characters XML cannot carry at all replaced with U+FFFD. */
@@ -57,8 +54,15 @@ function describeFinding(f: Finding): string {
   return parts.join(' ');
 }
 
-export function renderJunit(report: ScanReport): string {
-  const failures = report.checks.filter((c) => c.status === 'fail').length;
+/**
+ * A testcase per check. It fails exactly when it counts toward scan's exit code: it has findings,
+ * its severity is at or above --fail-on, and the gate failed (--max-findings tolerated none of
+ * it). Other findings (warnings, tolerated ones) are a passing testcase with them in system-out,
+ * so a CI that reads the report agrees with the gate.
+ */
+export function renderJunit(report: ScanReport, failOn: 'error' | 'warn'): string {
+  const counts = (c: CheckResult) => report.summary.exitCode !== 0 && c.count > 0 && (failOn === 'warn' || c.severity === 'error');
+  const failures = report.checks.filter(counts).length;
   const skipped = report.checks.filter((c) => c.status === 'skipped').length;
   const seconds = (report.durationMs / 1000).toFixed(3);
   const cases = report.checks.map((c) => {
@@ -66,8 +70,10 @@ export function renderJunit(report: ScanReport): string {
     if (c.status === 'skipped') return `${open}\n      <skipped message="${xml(c.reason)}"/>\n    </testcase>`;
     if (c.status === 'pass') return `${open}</testcase>`;
     const message = `${c.count} finding(s)${c.distinctCases !== undefined ? `, ${c.distinctCases} distinct case id(s)` : ''} (${c.severity})`;
-    const body = c.samples.map(describeFinding).join('\n');
-    return `${open}\n      <failure message="${xml(message)}" type="${xml(c.severity)}">${xml(`${c.title}\n${body}`)}</failure>\n    </testcase>`;
+    const shown = c.samples.length < c.count ? `\n(${c.count - c.samples.length} more not shown; --limit)` : '';
+    const body = `${c.title}\n${c.samples.map(describeFinding).join('\n')}${shown}`;
+    if (!counts(c)) return `${open}\n      <system-out>${xml(`${message}\n${body}`)}</system-out>\n    </testcase>`;
+    return `${open}\n      <failure message="${xml(message)}" type="${xml(c.severity)}">${xml(body)}</failure>\n    </testcase>`;
   });
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
@@ -147,7 +153,7 @@ export async function streamJson(sink: Sink, report: ScanReport, pages: AsyncIte
   let done = false;
   for (const [i, check] of checks.entries()) {
     const { samples: _samples, ...meta } = check;
-    await write(`${i ? ',' : ''}\n    ${JSON.stringify(meta).slice(0, -1)},"samples":[`);
+    await write(`${i ? ',' : ''}\n    ${JSON.stringify({ ...meta, omitted: 0 }).slice(0, -1)},"samples":[`);
     let first = true;
     for (;;) {
       if (pending.length === 0 && !done) {
