@@ -31,8 +31,12 @@ export function buildProgram(): Command {
         .default('info'),
     )
     .option('--no-color', 'no colour in output (also: NO_COLOR, or no terminal)')
-    .option('--lock-wait <duration>', 'how long a command that changes data waits for the run lock (then exit 5)', waitMs, 5000)
+    .addOption(
+      new Option('--lock-wait <duration>', 'how long a command that changes data waits for the run lock (then exit 5)').argParser(waitMs).default(5000, '5s'),
+    )
     .showHelpAfterError('(run with --help for usage)')
+    // every subcommand's help lists the global options (--database-url and the rest) too
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
   program.addHelpText(

@@ -19,7 +19,7 @@ export function fraction(value: string): number {
   return n;
 }
 
-/** Text for a command's help: "Examples:" and one line each. */
+/** Text for a command's help: "Examples:" after a blank line, and one line each. */
 export function examples(...lines: string[]): string {
   return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`;
 }

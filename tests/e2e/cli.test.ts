@@ -139,3 +139,24 @@ describe('caseguard simulate, interrupted', () => {
     }
   });
 });
+
+describe('help', () => {
+  const commands = [
+    ['migrate'], ['scan'], ['recover'], ['runs'], ['runs', 'show'], ['quarantine'], ['quarantine', 'list'], ['quarantine', 'restore'],
+    ['fk'], ['fk', 'status'], ['fk', 'plan'], ['fk', 'add'], ['fk', 'drop'], ['simulate'], ['bot'],
+  ];
+
+  it.each(commands)('%s %s --help shows the global options and examples after a blank line', async (...words) => {
+    const r = await runCli([...words.filter(Boolean), '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('--database-url');
+    expect(r.stdout).toContain('--lock-wait');
+    expect(r.stdout).toMatch(/\n\nExamples:\n {2}\$ caseguard /);
+  });
+
+  it.each([['runs'], ['fk'], ['quarantine']])('caseguard %s help works like --help', async (group) => {
+    const r = await runCli([group, 'help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^Usage: caseguard ${group} `));
+  });
+});

@@ -22,7 +22,8 @@ export function defineBot(program: Command): void {
       'after',
       `
 The console and Telegram transports and simulate all call the same intake handlers. The token
-never appears in output or logs.${examples('caseguard bot --console', 'caseguard bot --console --user alice', 'TELEGRAM_BOT_TOKEN=123:abc caseguard bot', 'caseguard bot --api-root http://localhost:8081')}`,
+never appears in output or logs.
+${examples('caseguard bot --console', 'caseguard bot --console --user alice', 'TELEGRAM_BOT_TOKEN=123:abc caseguard bot', 'caseguard bot --api-root http://localhost:8081')}`,
     )
     .action(async (flags: BotFlags, command: Command) => {
       const { UsageError } = await import('../../core/errors.js');

@@ -38,18 +38,21 @@ export function defineFk(program: Command): void {
 fk add refuses while orphans, invalid ids or colliding spellings exist (exit 1: run caseguard
 recover first). Every step is idempotent and skipped when done, so a rerun after any failure
 resumes; every lock is taken with lock_timeout and retried with backoff (out of retries: exit 5,
-the database consistent). The FK is added NOT VALID and validated in a separate transaction.${examples(
+the database consistent). The FK is added NOT VALID and validated in a separate transaction.
+${examples(
         'caseguard fk status',
         'caseguard fk plan > fk-plan.sql',
         'caseguard fk add --yes',
         'caseguard fk add --yes --strategy rewrite      # small tables: one rewrite under ACCESS EXCLUSIVE',
         'caseguard fk drop --yes --revert-type',
       )}`,
-    );
+    )
+    .helpCommand(true);
 
   fk.command('status')
     .description('column type, constraint, supporting index, and what blocks adding the FK')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .addHelpText('after', examples('caseguard fk status', 'caseguard fk status --format json'))
     .action(async (flags: { format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { fkStatus } = await import('../../core/fk/fk.js');
@@ -60,7 +63,9 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
       });
     });
 
-  timingOptions(fk.command('plan').description('the exact SQL steps, the lock each takes, and what waits meanwhile')).action(
+  timingOptions(fk.command('plan').description('the exact SQL steps, the lock each takes, and what waits meanwhile'))
+    .addHelpText('after', examples('caseguard fk plan > fk-plan.sql', 'caseguard fk plan --strategy rewrite', 'caseguard fk plan --format json'))
+    .action(
     async (flags: TimingFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { fkPlan } = await import('../../core/fk/fk.js');
@@ -74,6 +79,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
   );
 
   timingOptions(fk.command('add').description('add the FK, step by step, resumably'))
+    .addHelpText('after', examples('caseguard fk add                      # shows the plan and asks', 'caseguard fk add --yes --lock-timeout 500ms', 'caseguard fk add --yes --strategy rewrite'))
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .action(async (flags: TimingFlags & { yes?: boolean }, command: Command) => {
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
@@ -119,6 +125,7 @@ the database consistent). The FK is added NOT VALID and validated in a separate 
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .option('--lock-timeout <duration>', 'lock_timeout', duration, '2s')
     .option('--retries <n>', 'lock acquisition retries, with backoff', integer(0, 100), 5)
+    .addHelpText('after', examples('caseguard fk drop                     # asks first', 'caseguard fk drop --yes', 'caseguard fk drop --yes --revert-type  # case_id back to text too'))
     .action(async (flags: { revertType?: boolean; yes?: boolean; lockTimeout: string; retries: number }, command: Command) => {
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);

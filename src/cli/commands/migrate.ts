@@ -11,7 +11,8 @@ export function defineMigrate(program: Command): void {
       `
 Applies drizzle/ migrations under caseguard's run lock, so concurrent runs are safe. Where the
 application already created mega_agent, its tables are left as they are and only caseguard's
-own schema (journal, quarantine) is created.${examples('caseguard migrate', 'caseguard migrate --database-url postgres://localhost/intake_test')}`,
+own schema (journal, quarantine) is created.
+${examples('caseguard migrate', 'caseguard migrate --database-url postgres://localhost/intake_test')}`,
     )
     .action(async (_options, command: Command) => {
       const { withDatabase } = await import('../context.js');

@@ -6,7 +6,8 @@ export function defineQuarantine(program: Command): void {
   const quarantine = program
     .command('quarantine')
     .description('the rows recover moved aside (list), and putting them back (restore)')
-    .addHelpText('after', examples('caseguard quarantine list', 'caseguard quarantine list --run 12 --format json', 'caseguard quarantine restore 12'));
+    .addHelpText('after', examples('caseguard quarantine list', 'caseguard quarantine list --run 12 --format json', 'caseguard quarantine restore 12'))
+    .helpCommand(true);
 
   quarantine
     .command('list')
@@ -15,6 +16,7 @@ export function defineQuarantine(program: Command): void {
     .option('--all', 'include rows already restored')
     .option('--limit <n>', 'rows to show', integer(1, 1_000_000), 50)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .addHelpText('after', examples('caseguard quarantine list', 'caseguard quarantine list --run 12 --all', 'caseguard quarantine list --format json --limit 1000'))
     .action(async (flags: { run?: number; all?: boolean; limit: number; format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { listQuarantine } = await import('../../core/recover/quarantine.js');
@@ -43,6 +45,7 @@ export function defineQuarantine(program: Command): void {
     .option('--dry-run', 'say what would be restored and change nothing')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .addHelpText('after', examples('caseguard quarantine restore 12 --dry-run', 'caseguard quarantine restore 12          # shows the count and asks', 'caseguard quarantine restore 12 --yes'))
     .action(async (runId: number, flags: { dryRun?: boolean; yes?: boolean; format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { restoreRun } = await import('../../core/recover/quarantine.js');

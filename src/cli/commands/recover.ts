@@ -53,7 +53,8 @@ The plan names the application's rules on cases: a required column without a def
 the run until --case-value gives it; a row a unique index, CHECK, foreign key or trigger
 rejects is journaled as rejected, the rest of its batch is repaired, and the run ends partial
 (exit 1).
-Every run is journaled (caseguard runs). One recover at a time: a second exits 5.${examples(
+Every run is journaled (caseguard runs). One recover at a time: a second exits 5.
+${examples(
         'caseguard recover --dry-run',
         'caseguard recover                      # shows the plan and asks',
         'caseguard recover --yes --quarantine   # in a pipeline',

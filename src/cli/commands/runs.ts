@@ -13,7 +13,8 @@ export function defineRuns(program: Command): void {
     .description('list journaled runs (recover, restore, undo, fk), or show one')
     .option('--limit <n>', 'runs to list, newest first', integer(1, 100_000), 20)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .addHelpText('after', examples('caseguard runs', 'caseguard runs show 12', 'caseguard runs show 12 --format json'))
+    .addHelpText('after', examples('caseguard runs', 'caseguard runs --limit 100 --format json', 'caseguard runs show 12'))
+    .helpCommand(true)
     .action(async (flags: RunsFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { listRuns } = await import('../../core/journal/journal.js');
@@ -47,6 +48,7 @@ export function defineRuns(program: Command): void {
     .description('one run: its options, status, counts and what it did')
     .argument('<run>', 'the run id (see caseguard runs)', integer(1, Number.MAX_SAFE_INTEGER))
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .addHelpText('after', examples('caseguard runs show 12', 'caseguard runs show 12 --format json'))
     .action(async (runId: number, flags: { format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { getRun } = await import('../../core/journal/journal.js');

@@ -45,7 +45,8 @@ export function defineScan(program: Command): void {
 Checks: orphaned_progress, invalid_case_id, duplicate_progress, orphaned_memory,
 dangling_active_case (error); noncanonical_case_id, owner_mismatch (warn). A check on an absent
 optional table is reported as skipped. Exit 1 when an error-severity check finds anything
-(--fail-on warn to include warnings, --max-findings N to tolerate some).${examples(
+(--fail-on warn to include warnings, --max-findings N to tolerate some).
+${examples(
         'caseguard scan',
         'caseguard scan --format json > scan.json',
         'caseguard scan --format junit > caseguard-junit.xml      # a CI gate with a test report',
