@@ -140,6 +140,34 @@ describe('caseguard simulate, interrupted', () => {
   });
 });
 
+describe('small edges', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(() => t?.drop());
+
+  it('recover --undo of a run that does not exist says so, even without a terminal', async () => {
+    const r = await runCli(['recover', '--undo', '999999', '--database-url', t.url]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/there is no run 999999/);
+    expect(r.stderr).not.toMatch(/--yes/);
+  });
+
+  it('fk status on a table never analysed says the row estimate is unknown, not 0', async () => {
+    await t.pool.query(
+      "INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT 'u' || g, gen_random_uuid()::text FROM generate_series(1, 1007) g",
+    );
+    const r = await runCli(['fk', 'status', '--format', 'json', '--database-url', t.url]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).state.rows).toBeNull();
+    const table = await runCli(['fk', 'status', '--database-url', t.url]);
+    expect(table.stdout).toMatch(/unknown: never analysed/);
+    await t.pool.query('ANALYZE mega_agent.case_intake_progress');
+    expect(JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', t.url])).stdout).state.rows).toBe(1007);
+  });
+});
+
 describe('help', () => {
   const commands = [
     ['migrate'], ['scan'], ['recover'], ['runs'], ['runs', 'show'], ['quarantine'], ['quarantine', 'list'], ['quarantine', 'restore'],

@@ -76,10 +76,22 @@ describe('a role with only USAGE and SELECT', () => {
     await t?.drop();
   });
 
-  it('recover --dry-run prints the plan, exit 0, and schema caseguard still does not exist', async () => {
+  const roleUrl = () => {
     const url = new URL(t.url);
     url.username = role;
     url.password = 'ro-pass';
+    return url;
+  };
+
+  it('simulate, whose every user fails for the missing privilege, exits 3 (not 0)', async () => {
+    const r = await runCli(['simulate', '--users', '3', '--database-url', roleUrl().toString()]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/every failing user failed for a privilege or the connection \(3 of 3\): permission denied/);
+    expect(r.stderr).not.toMatch(/ro-pass|\n\s+at /);
+  });
+
+  it('recover --dry-run prints the plan, exit 0, and schema caseguard still does not exist', async () => {
+    const url = roleUrl();
     const before = await Promise.all(TABLES.slice(0, 4).map((table) => tableChecksum(t.pool, table)));
     const dry = await runCli(['recover', '--dry-run', '--database-url', url.toString()]);
     expect(dry.stderr).not.toMatch(/internal error|ro-pass/);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/core/db/database.js';
 import { serverTarget } from '../../src/core/db/connection.js';
 import { acquireEmbedded } from '../../src/core/db/embedded.js';
-import { ConnectionError } from '../../src/core/errors.js';
+import { ConnectionError, UsageError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 
 let dir: string;
@@ -37,6 +37,21 @@ async function query(url: string, text: string) {
 }
 
 describe('embedded PostgreSQL', () => {
+  it('a data dir the server user cannot reach is refused before anything is created in it (as root)', async () => {
+    // The embedded server runs as user postgres when caseguard runs as root (as here and in CI).
+    expect(process.getuid?.()).toBe(0);
+    const closed = await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-closed-'));
+    await fs.chmod(closed, 0o700);
+    try {
+      const error = await acquireEmbedded(path.join(closed, 'app', '.caseguard'), silentLogger).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UsageError);
+      expect((error as Error).message).toMatch(/cannot enter .*caseguard-closed-/);
+      expect(await fs.readdir(closed)).toEqual([]);
+    } finally {
+      await fs.rm(closed, { recursive: true, force: true });
+    }
+  });
+
   it('initialises on first use, and two concurrent users share one server that the last one stops', async () => {
     const dataDir = path.join(dir, 'data');
     const [a, b] = await Promise.all([acquireEmbedded(dataDir, silentLogger), acquireEmbedded(dataDir, silentLogger)]);

@@ -66,7 +66,8 @@ ${examples(
       const { withDatabase } = await import('../context.js');
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-      if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: flags.undo ? `undo run ${flags.undo}` : 'write to the database' });
+      // Without a terminal and --yes, refuse before connecting; an undo first says whether its run exists.
+      if (!flags.dryRun && flags.undo === undefined) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'write to the database' });
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         const log = ctx.log.child({ command: 'recover' });

@@ -72,6 +72,10 @@ export function defineSimulate(program: Command): void {
           bar.stop();
         }
         printSimulateReport(report, flags.format, ctx.useColor);
+        if (report.errors > 0 && report.errors === report.connectionErrors) {
+          const { ConnectionError } = await import('../../core/errors.js');
+          throw new ConnectionError(`every failing user failed for a privilege or the connection (${report.errors} of ${report.users}): ${report.firstErrors[0] ?? ''}`);
+        }
         if (flags.check && (report.orphans.unexplained > 0 || report.errors > 0)) process.exitCode = ExitCode.findings;
       });
     });

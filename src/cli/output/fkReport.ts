@@ -13,7 +13,7 @@ export function renderFkStatus(status: FkStatus, useColor: boolean): string {
       ['index on case_id', s.caseIdIndex ? `${s.caseIdIndex.name}${s.caseIdIndex.valid ? '' : ' (INVALID: a failed concurrent build)'}` : 'absent'],
       ['primary key', s.primaryKey ? `${s.primaryKey.name} (${s.primaryKey.columns.join(', ')})` : 'absent'],
       ['online migration', s.hasShadow ? `in progress (shadow column${s.hasTrigger ? ', sync trigger' : ''})` : 'not started or finished'],
-      ['rows (estimate)', s.rows],
+      ['rows (estimate)', s.rows ?? 'unknown: never analysed (ANALYZE mega_agent.case_intake_progress)'],
     ],
     useColor,
   );

@@ -53,9 +53,10 @@ function layoutOf(dataDir: string): Layout {
 
 export async function acquireEmbedded(dataDir: string, log: Logger): Promise<EmbeddedServer> {
   const layout = layoutOf(path.resolve(dataDir));
-  await fs.mkdir(layout.clientsDir, { recursive: true, mode: 0o755 });
+  // Checked before anything is created: a refused data dir leaves nothing behind.
   let runAs = await serverUser();
   if (runAs) await assertEnterable(layout.dataDir, runAs);
+  await fs.mkdir(layout.clientsDir, { recursive: true, mode: 0o755 });
 
   const registration = path.join(layout.clientsDir, `${process.pid}-${++registrations}`);
   const port = await withFileLock(layout.lockFile, async () => {
@@ -107,12 +108,13 @@ async function idsOf(name: string): Promise<{ uid: number; gid: number } | undef
   }
 }
 
-/** Every parent folder of the data dir must be enterable by the user the server runs as. */
+/** Every existing parent folder of the data dir must be enterable by the user the server runs as. */
 async function assertEnterable(dir: string, user: { uid: number; gid: number }): Promise<void> {
   let current = path.dirname(dir);
   for (;;) {
-    const st = await fs.stat(current);
+    const st = await fs.stat(current).catch(() => undefined);
     const enterable =
+      !st ||
       (st.mode & 0o001) !== 0 ||
       (st.uid === user.uid && (st.mode & 0o100) !== 0) ||
       (st.gid === user.gid && (st.mode & 0o010) !== 0);

@@ -30,7 +30,8 @@ export interface FkState {
   /** A valid index whose first column is case_id (what cascading deletes need). */
   caseIdIndex?: { name: string; valid: boolean };
   foreignKey?: { name: string; validated: boolean };
-  rows: number;
+  /** The planner's row estimate; null when the table was never analysed. */
+  rows: number | null;
 }
 
 export async function readFkState(db: Executor): Promise<FkState> {
@@ -46,7 +47,7 @@ export async function readFkState(db: Executor): Promise<FkState> {
     case_index_valid: boolean | null;
     fk_name: string | null;
     fk_validated: boolean | null;
-    rows: string;
+    rows: string | null;
   }>(sql`
     WITH t AS (SELECT ${NAMES.table}::regclass AS oid)
     SELECT
@@ -70,7 +71,9 @@ export async function readFkState(db: Executor): Promise<FkState> {
           AND c.confrelid = 'mega_agent.cases'::regclass ORDER BY c.convalidated DESC LIMIT 1) AS fk_name,
       (SELECT c.convalidated FROM pg_constraint c, t WHERE c.conrelid = t.oid AND c.contype = 'f'
           AND c.confrelid = 'mega_agent.cases'::regclass ORDER BY c.convalidated DESC LIMIT 1) AS fk_validated,
-      (SELECT reltuples::bigint FROM pg_class, t WHERE pg_class.oid = t.oid) AS rows`);
+      -- reltuples is -1 (14+) or 0 with pages on disk (13) for a table never analysed: unknown then
+      (SELECT CASE WHEN c.reltuples < 0 OR (c.reltuples = 0 AND pg_relation_size(c.oid) > 0) THEN NULL ELSE c.reltuples::bigint END
+         FROM pg_class c, t WHERE c.oid = t.oid) AS rows`);
   const row = r.rows[0]!;
   return {
     columnType: row.column_type,
@@ -81,6 +84,6 @@ export async function readFkState(db: Executor): Promise<FkState> {
     primaryKey: row.pk_name ? { name: row.pk_name, columns: row.pk_columns ?? [] } : undefined,
     caseIdIndex: row.case_index_name ? { name: row.case_index_name, valid: Boolean(row.case_index_valid) } : undefined,
     foreignKey: row.fk_name ? { name: row.fk_name, validated: Boolean(row.fk_validated) } : undefined,
-    rows: Math.max(0, Number(row.rows)),
+    rows: row.rows === null ? null : Number(row.rows),
   };
 }

@@ -7,8 +7,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { SqlState, sqlStateOf } from '../db/sqlstate.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { SqlState, expectedServerError, safeMessage, sqlStateOf } from '../db/sqlstate.js';
+import { ExitCode, InterruptedError, UsageError } from '../errors.js';
 import { createIntakeHandlers } from '../intake/handlers.js';
 import { legacyBuggyStart } from '../intake/legacy.js';
 import type { Logger } from '../logger.js';
@@ -55,6 +55,8 @@ export interface SimulateReport {
   recoveries: number;
   reprompts: number;
   errors: number;
+  /** Of the errors, those a DBA must fix first: a missing privilege, a refused or lost connection. */
+  connectionErrors: number;
   firstErrors: string[];
   durationMs: number;
   completedPerSecond: number;
@@ -107,6 +109,7 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
   let recoveries = 0;
   let reprompts = 0;
   let errors = 0;
+  let connectionErrors = 0;
   const firstErrors: string[] = [];
   let next = 0;
   let done = 0;
@@ -148,8 +151,9 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
       } else {
         errors++;
         outcomes.failed++;
-        if (firstErrors.length < 5) firstErrors.push((error as Error).message);
-        log.error({ event: 'simulate.user_failed', user_id: userId, err: (error as Error).message });
+        if (expectedServerError(error)?.exitCode === ExitCode.connection) connectionErrors++;
+        if (firstErrors.length < 5) firstErrors.push(safeMessage(error));
+        log.error({ event: 'simulate.user_failed', user_id: userId, err: safeMessage(error) });
       }
     } finally {
       crashNext.delete(userId);
@@ -192,6 +196,7 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
     recoveries,
     reprompts,
     errors,
+    connectionErrors,
     firstErrors,
     durationMs,
     completedPerSecond: outcomes.completed / (durationMs / 1000),
