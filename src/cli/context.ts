@@ -6,7 +6,8 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import pinoPretty from 'pino-pretty';
-import { resolveConnection } from '../core/db/connection.js';
+import { hasEmbeddedDatabase, resolveConnection } from '../core/db/connection.js';
+import { SchemaError } from '../core/errors.js';
 import { openDatabase, type Database } from '../core/db/database.js';
 import { inspectDatabase, type DatabaseShape } from '../core/db/inspect.js';
 import { assertCanHoldRunLock } from '../core/db/locks.js';
@@ -99,6 +100,8 @@ export interface OpenFor {
   graceful?: boolean;
   /** The command only reads: once its reader is gone (a closed pipe), it ends at once with 0. */
   readsOnly?: boolean;
+  /** The command may create the embedded database (migrate, simulate, bot); others need one. */
+  createsDatabase?: boolean;
 }
 
 /**
@@ -146,6 +149,12 @@ export async function withDatabase<T>(
     env: process.env,
     cwd: process.cwd(),
   });
+  if (target.kind === 'embedded' && !openFor.createsDatabase && !hasEmbeddedDatabase(target.dataDir)) {
+    const where = (opts.dataDir ?? process.env.CASEGUARD_DATA_DIR) !== undefined ? target.dataDir : `.caseguard in ${process.cwd()} or its parents`;
+    throw new SchemaError(
+      `no embedded database found (looked for ${where}); run caseguard migrate (or simulate, or bot) to create one, or point caseguard at a server with --database-url`,
+    );
+  }
   const opened: { database?: Database } = {};
   const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
   const stopWatchingStdout = onClosedStdout(Boolean(openFor.readsOnly), async () => opened.database?.abandon());

@@ -23,7 +23,7 @@ export function buildProgram(): Command {
     .description('Data-integrity toolkit for the intake bot database: scan, recover, add the foreign key, simulate, run the bot.')
     .version(version, '-V, --version')
     .option('--database-url <url>', 'PostgreSQL URL (else DATABASE_URL, else PG* variables, else the embedded database)')
-    .option('--data-dir <dir>', 'folder of the embedded database', '.caseguard')
+    .option('--data-dir <dir>', 'folder of the embedded database (default: CASEGUARD_DATA_DIR, else the nearest .caseguard here or in a parent folder, else ./.caseguard)')
     .option('--embedded', 'use the embedded database (required with CI=true when no database is given)')
     .addOption(
       new Option('--log-level <level>', 'log level on stderr')
@@ -44,7 +44,8 @@ export function buildProgram(): Command {
     `
 Connection: --database-url (a postgres:// URL, libpq key=value pairs, or service=NAME), else
 DATABASE_URL, else the PG* variables (PGHOST, PGDATABASE or PGSERVICE set), else the embedded
-PostgreSQL in ./.caseguard. With CI=true, commands that judge or change data need a database or
+PostgreSQL in the nearest .caseguard (found like git finds .git; only migrate, simulate and bot
+create one). With CI=true, commands that judge or change data need a database or
 --embedded. PostgreSQL 13 to 18; through PgBouncer, and on standbys for what only reads.
 
 Exit codes: 0 ok, 1 findings over the threshold, 2 usage error or refused (read-only server,

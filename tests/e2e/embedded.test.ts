@@ -31,6 +31,28 @@ describe('the embedded database', () => {
     expect(existsSync(path.join(dataDir, 'pgdata', 'postmaster.pid'))).toBe(false);
   });
 
+  it('is found like git finds .git: from a subfolder the nearest .caseguard is used; where there is none, reading commands exit 4 and create nothing', async () => {
+    const project = path.join(dir, 'project');
+    const deeper = path.join(project, 'tests', 'deeper');
+    await fs.mkdir(deeper, { recursive: true });
+    await fs.chmod(project, 0o755);
+    const created = await runCli(['migrate'], { cwd: project });
+    expect(created.code, created.stderr).toBe(0);
+    const found = await runCli(['scan', '--format', 'json'], { cwd: deeper });
+    expect(found.code, found.stderr).toBe(0);
+    expect(found.stderr).toContain(`in ${path.join(project, '.caseguard')}`);
+    expect(existsSync(path.join(deeper, '.caseguard'))).toBe(false);
+
+    const elsewhere = path.join(dir, 'elsewhere');
+    await fs.mkdir(elsewhere);
+    for (const args of [['scan'], ['runs'], ['quarantine', 'list'], ['fk', 'status'], ['recover', '--dry-run']]) {
+      const r = await runCli(args, { cwd: elsewhere });
+      expect(r.code, args.join(' ')).toBe(4);
+      expect(r.stderr).toMatch(/no embedded database found \(looked for \.caseguard in .*elsewhere or its parents\); run caseguard migrate/);
+    }
+    expect(await fs.readdir(elsewhere)).toEqual([]);
+  });
+
   it('with CI=true, --embedded opts in explicitly', async () => {
     const r = await runCli(['simulate', '--users', '2', '--embedded', '--data-dir', path.join(dir, 'ci'), '--format', 'json'], { env: { CI: 'true' }, cwd: dir });
     expect(r.code).toBe(0);

@@ -30,6 +30,15 @@ describe('connection resolution', () => {
     expect(resolveConnection({ ...base, dataDir: '/tmp/x', env: {} })).toMatchObject({ kind: 'embedded', dataDir: '/tmp/x' });
   });
 
+  it('finds the nearest .caseguard in the current folder or its parents; --data-dir and CASEGUARD_DATA_DIR override', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-find-'));
+    fs.mkdirSync(path.join(root, '.caseguard'));
+    fs.mkdirSync(path.join(root, 'a', 'b'), { recursive: true });
+    expect(resolveConnection({ ...base, cwd: path.join(root, 'a', 'b'), env: {} })).toMatchObject({ kind: 'embedded', dataDir: path.join(root, '.caseguard') });
+    expect(resolveConnection({ ...base, cwd: path.join(root, 'a'), dataDir: 'mine', env: {} })).toMatchObject({ dataDir: path.join(root, 'a', 'mine') });
+    expect(resolveConnection({ ...base, cwd: path.join(root, 'a'), env: { CASEGUARD_DATA_DIR: '/srv/cg' } })).toMatchObject({ dataDir: '/srv/cg' });
+  });
+
   it('refuses to fall back silently with CI=true for a command that judges data', () => {
     expect(() => resolveConnection({ ...base, env: { CI: 'true' } })).toThrow(UsageError);
     expect(() => resolveConnection({ ...base, env: { CI: 'true' } })).toThrow(/--embedded/);

@@ -39,7 +39,7 @@ ${examples('caseguard bot --console', 'caseguard bot --console --user alice', 'T
       }
       const { withDatabase } = await import('../context.js');
       const { createIntakeHandlers } = await import('../../core/intake/handlers.js');
-      await withDatabase(command, { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true, createsDatabase: true }, async (ctx) => {
         const shape = await ctx.shape();
         // The intake writes; a standby or read-only database is refused before the first user.
         const { assertWritable } = await import('../../core/db/database.js');

@@ -17,7 +17,7 @@ ${examples('caseguard migrate', 'caseguard migrate --database-url postgres://loc
     .action(async (_options, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { migrateDatabase } = await import('../../core/db/migrate.js');
-      await withDatabase(command, { judgesData: true, graceful: true }, async ({ database, log, signal, lockWaitMs }) => {
+      await withDatabase(command, { judgesData: true, graceful: true, createsDatabase: true }, async ({ database, log, signal, lockWaitMs }) => {
         const result = await migrateDatabase(database, { what: 'caseguard migrate', log, signal, waitMs: lockWaitMs });
         const applied = result.applied.contract + result.applied.journal;
         const lines = [

@@ -40,7 +40,7 @@ export function defineSimulate(program: Command): void {
       const { printSimulateReport } = await import('../output/simulateReport.js');
       const { progressBar } = await import('../output/progress.js');
       const { ExitCode } = await import('../../core/errors.js');
-      await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1, graceful: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true }, async (ctx) => {
         const shape = await ctx.shape();
         // The intake writes; a standby or read-only database is refused before the first user.
         const { assertWritable } = await import('../../core/db/database.js');

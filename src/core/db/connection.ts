@@ -1,10 +1,12 @@
 /**
  * Where caseguard connects, decided once per command, in DESIGN.md's order:
  * --database-url, else DATABASE_URL, else the PG* variables where PGHOST, PGDATABASE or
- * PGSERVICE is set, else the embedded database in the data dir. A connection string is parsed
+ * PGSERVICE is set, else the embedded database in the data dir: --data-dir, CASEGUARD_DATA_DIR, or
+ * the nearest .caseguard in the current folder or its parents (else ./.caseguard). A connection string is parsed
  * here (a URL, libpq key/value pairs or service=), so a bad one is a usage error before any
  * network call.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { describeParams, resolveParams, type ConnParams } from './connectionString.js';
@@ -31,7 +33,8 @@ export function resolveConnection(req: ConnectionRequest): ConnectionTarget {
   if (req.embedded && req.databaseUrl) {
     throw new UsageError('--embedded and --database-url contradict each other; give one');
   }
-  const dataDir = path.resolve(req.cwd, req.dataDir ?? env.CASEGUARD_DATA_DIR ?? DEFAULT_DATA_DIR);
+  const chosen = req.dataDir ?? env.CASEGUARD_DATA_DIR;
+  const dataDir = chosen !== undefined ? path.resolve(req.cwd, chosen) : (findDataDir(req.cwd) ?? path.resolve(req.cwd, DEFAULT_DATA_DIR));
   if (req.embedded) return { kind: 'embedded', dataDir, source: 'embedded' };
   if (req.databaseUrl !== undefined) {
     if (req.databaseUrl.trim() === '') throw new UsageError('--database-url is empty');
@@ -46,6 +49,20 @@ export function resolveConnection(req: ConnectionRequest): ConnectionTarget {
     );
   }
   return { kind: 'embedded', dataDir, source: 'embedded' };
+}
+
+/** The nearest .caseguard folder in `cwd` or its parents, as git finds .git; undefined if none. */
+export function findDataDir(cwd: string): string | undefined {
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, DEFAULT_DATA_DIR);
+    if (fs.statSync(candidate, { throwIfNoEntry: false })?.isDirectory()) return candidate;
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
+/** Whether an embedded database was ever initialised in this data dir. */
+export function hasEmbeddedDatabase(dataDir: string): boolean {
+  return fs.existsSync(path.join(dataDir, 'pgdata', 'PG_VERSION'));
 }
 
 export function isCi(env: NodeJS.ProcessEnv): boolean {
