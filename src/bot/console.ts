@@ -3,7 +3,7 @@
  * shown numbered and chosen by number. Ctrl-D and Ctrl-C end the chat cleanly.
  */
 import readline from 'node:readline';
-import type { IntakeHandlers, Reply } from '../core/intake/handlers.js';
+import { COMMANDS, type IntakeHandlers, type Reply } from '../core/intake/handlers.js';
 import type { Logger } from '../core/logger.js';
 
 export interface ConsoleOptions {
@@ -18,7 +18,7 @@ export interface ConsoleOptions {
   signal?: AbortSignal;
 }
 
-const HELP = 'Commands: /intake_start, /intake_status, /intake_resume, /intake_cancel, /help. Ctrl-D to leave.';
+const HELP = `Commands: ${COMMANDS}. Ctrl-D to leave.`;
 
 export async function runConsole(options: ConsoleOptions): Promise<void> {
   const { handlers, userId, output, log } = options;

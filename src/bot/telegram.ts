@@ -5,7 +5,7 @@
  * finish, and grammY confirms the offset, so none is lost or handled twice.
  */
 import { Bot, GrammyError, HttpError, InlineKeyboard, type Context } from 'grammy';
-import type { IntakeHandlers, Reply } from '../core/intake/handlers.js';
+import { COMMANDS, type IntakeHandlers, type Reply } from '../core/intake/handlers.js';
 import { ConnectionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { KeyedQueue } from './keyedQueue.js';
@@ -67,6 +67,7 @@ export function createTelegramBot(options: TelegramOptions): TelegramBot {
   bot.command('intake_status', (ctx) => handle(ctx, 'status', async (u) => void (await send(ctx, await handlers.status(u)))));
   bot.command('intake_resume', (ctx) => handle(ctx, 'resume', async (u) => void (await send(ctx, await handlers.resume(u)))));
   bot.command('intake_cancel', (ctx) => handle(ctx, 'cancel', async (u) => void (await send(ctx, await handlers.cancel(u)))));
+  bot.command('help', (ctx) => handle(ctx, 'help', async () => void (await ctx.reply(`Commands: ${COMMANDS}.`))));
   bot.on('callback_query:data', (ctx) =>
     handle(ctx, 'choice', async (u) => {
       const reply = await handlers.choice(u, ctx.callbackQuery.data);

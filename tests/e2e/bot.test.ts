@@ -24,12 +24,33 @@ describe('caseguard bot --console', () => {
     expect(r.stdout).toMatch(/\(1\/10\) What is your full name\?/);
     expect(r.stdout).toMatch(/That does not look like an email address/);
     expect(r.stdout).toMatch(/ {2}1\) Email\n {2}2\) Phone\n {2}3\) This chat/);
-    expect(r.stdout).toMatch(/your intake is complete/);
+    expect(r.stdout).toMatch(/your intake is complete\. Your case reference is [0-9a-f-]{36}\./);
     expect(r.stdout).toMatch(/Your most recent intake is complete/);
     expect(r.stdout.trim().endsWith('Bye.')).toBe(true);
     const p = await t.pool.query("SELECT status, answers FROM mega_agent.case_intake_progress WHERE user_id = 'console-ada'");
     expect(p.rows[0].status).toBe('completed');
     expect(p.rows[0].answers).toMatchObject({ contact_preference: 'chat', case_type: 'employment', has_lawyer: 'no', urgency: 'medium' });
+  });
+});
+
+describe('caseguard bot --console at its edges', () => {
+  let t: TestDatabase;
+  beforeEach(async () => {
+    t = await createTestDatabase();
+  });
+  afterEach(() => t?.drop());
+
+  it('a typo command is answered with the commands and never saved as the name; cancel with answers asks first', async () => {
+    const lines = ['/intake_start', '/intake_stauts', 'Ada Lovelace', '/intake_status', '/intake_cancel', '2', '/intake_cancel', '1'];
+    const r = await runCli(['bot', '--console', '--user', 'console-edge', '--database-url', t.url], { input: `${lines.join('\n')}\n` });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Unknown command \/intake_stauts\. Commands: \/intake_start/);
+    expect(r.stdout).toMatch(/Your intake is in progress: question 2 of \d+[^\n]*\n\(2\/\d+\) What email address can we reach you at\?/);
+    expect(r.stdout).toMatch(/You have answered 1 question\(s\); cancelling closes this intake and its case\. Cancel it\?\n {2}1\) Yes, cancel it\n {2}2\) No, keep going/);
+    expect(r.stdout).toMatch(/Good, let us go on\./);
+    expect(r.stdout).toMatch(/Your intake has been cancelled/);
+    const p = await t.pool.query("SELECT status, answers FROM mega_agent.case_intake_progress WHERE user_id = 'console-edge'");
+    expect(p.rows[0]).toEqual({ status: 'cancelled', answers: { full_name: 'Ada Lovelace' } });
   });
 });
 

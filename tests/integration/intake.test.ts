@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
-import { createIntakeHandlers, type IntakeHandlers } from '../../src/core/intake/handlers.js';
+import { CANCEL_CONFIRM, CANCEL_KEEP, createIntakeHandlers, type IntakeHandlers } from '../../src/core/intake/handlers.js';
 import { QUESTIONNAIRE, TOTAL_QUESTIONS } from '../../src/core/intake/questionnaire.js';
 import { createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } from '../helpers/db.js';
 import { answer, completeIntake, VALID_ANSWERS } from '../helpers/intake.js';
@@ -89,14 +89,34 @@ describe.each(['legacy', 'uuid'] as const)('intake flow on the %s shape', (shape
     reply = await answer(handlers, 'u-cancel', reply);
     const status = await handlers.status('u-cancel');
     expect(status.text).toMatch(new RegExp(`question 2 of ${TOTAL_QUESTIONS}`));
+    // status repeats the current question, so the user can answer it right away
+    expect(status.question?.key).toBe('email');
+    expect(status.text).toMatch(/email/i);
     const resumed = await handlers.resume('u-cancel');
     expect(resumed.question?.key).toBe('email');
-    const cancelled = await handlers.cancel('u-cancel');
+    // An answer would be lost: cancel asks first; "keep going" changes nothing.
+    const asked = await handlers.cancel('u-cancel');
+    expect(asked.outcome).toBe('confirm_cancel');
+    expect(asked.buttons.map((b) => b.data)).toEqual([CANCEL_CONFIRM, CANCEL_KEEP]);
+    const kept = await handlers.choice('u-cancel', CANCEL_KEEP);
+    expect(kept.question?.key).toBe('email');
+    expect((await t.pool.query("SELECT status FROM mega_agent.case_intake_progress WHERE user_id = 'u-cancel'")).rows[0].status).toBe('in_progress');
+    await handlers.cancel('u-cancel');
+    const cancelled = await handlers.choice('u-cancel', CANCEL_CONFIRM);
     expect(cancelled.outcome).toBe('cancelled');
     const c = await t.pool.query('SELECT status FROM mega_agent.cases WHERE case_id = $1', [reply.caseId]);
     expect(c.rows[0].status).toBe('cancelled');
     expect((await handlers.status('u-cancel')).outcome).toBe('no_intake');
     expect((await handlers.text('u-cancel', 'hello')).outcome).toBe('no_intake');
+  });
+
+  it('cancel without any answer needs no confirmation; an unknown /command is never stored as an answer', async () => {
+    await handlers.start('u-quick');
+    const typo = await handlers.text('u-quick', '/intake_stauts');
+    expect(typo.text).toMatch(/^Unknown command \/intake_stauts\. Commands: \/intake_start/);
+    const row = await t.pool.query("SELECT answers, current_step FROM mega_agent.case_intake_progress WHERE user_id = 'u-quick'");
+    expect(row.rows[0]).toEqual({ answers: {}, current_step: 0 });
+    expect((await handlers.cancel('u-quick')).outcome).toBe('cancelled');
   });
 
   it('start while an intake is in progress continues it instead of opening another case', async () => {

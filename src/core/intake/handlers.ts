@@ -38,6 +38,8 @@ export type Outcome =
   | 'reprompted'
   | 'completed'
   | 'cancelled'
+  /** cancel asked to confirm: answers would be lost. */
+  | 'confirm_cancel'
   | 'shown'
   | 'no_intake'
   | 'damaged';
@@ -72,6 +74,13 @@ export interface IntakeHandlers {
 }
 
 const NO_INTAKE = 'You have no intake in progress. Send /intake_start to begin one.';
+
+/** The bot's commands, for help texts and for answering an unknown one. */
+export const COMMANDS = '/intake_start, /intake_status, /intake_resume, /intake_cancel, /help';
+
+/** Callback data of the buttons that confirm or call off a cancel that would lose answers. */
+export const CANCEL_CONFIRM = 'intake_cancel=confirm';
+export const CANCEL_KEEP = 'intake_cancel=keep';
 
 export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
   const { db, shape, log } = options;
@@ -142,7 +151,23 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
     }
     if (shape.hasUserContext) await store.setActiveCase(tx, g.row.user_id, null);
     log.info({ event: 'intake.completed', user_id: g.row.user_id, case_id: g.caseId, handler });
-    return reply('Thank you, your intake is complete. A member of our team will review your case and contact you.', 'completed');
+    return reply(
+      `Thank you, your intake is complete. Your case reference is ${g.caseId}. A member of our team will review your case and contact you.`,
+      'completed',
+    );
+  };
+
+  const cancelIntake = async (tx: Tx, g: Extract<Guarded, { kind: 'ok' }>, handler: HandlerName): Promise<Reply> => {
+    await store.setProgressStatus(tx, g.row, 'cancelled');
+    await store.setCaseStatus(tx, g.caseId, 'cancelled');
+    if (shape.hasUserContext) await store.setActiveCase(tx, g.row.user_id, null);
+    log.info({ event: 'intake.cancelled', user_id: g.row.user_id, case_id: g.caseId, handler });
+    return reply('Your intake has been cancelled. Send /intake_start whenever you want to begin again.', 'cancelled');
+  };
+
+  const repeatQuestion = (g: Extract<Guarded, { kind: 'ok' }>, intro: string): Reply => {
+    const at = questionAt(g.row.current_block, g.row.current_step);
+    return at ? promptFor(at.blockIndex, g.row.current_step, undefined, intro) : reply('Your intake has no open question.', 'shown');
   };
 
   return {
@@ -182,8 +207,10 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
       const shown = await withActive(userId, 'status', async (_tx, g) => {
         const at = questionAt(g.row.current_block, g.row.current_step);
         const done = g.row.completed_blocks.length;
-        const where = at ? `question ${questionNumber(at.blockIndex, g.row.current_step)} of ${TOTAL_QUESTIONS} (${at.block.title})` : 'no open question';
-        return reply(`Your intake is in progress: ${where}; ${done} of ${QUESTIONNAIRE.length} parts complete.`, 'shown');
+        if (!at) return reply(`Your intake is in progress: no open question; ${done} of ${QUESTIONNAIRE.length} parts complete.`, 'shown');
+        const where = `question ${questionNumber(at.blockIndex, g.row.current_step)} of ${TOTAL_QUESTIONS} (${at.block.title})`;
+        // The current question again, with its buttons: the user can answer right away.
+        return promptFor(at.blockIndex, g.row.current_step, undefined, `Your intake is in progress: ${where}; ${done} of ${QUESTIONNAIRE.length} parts complete.\n`);
       });
       if (shown.outcome !== 'no_intake') return shown;
       const latest = await store.latestProgress(db, userId);
@@ -193,11 +220,17 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
 
     cancel: (userId) =>
       withActive(userId, 'cancel', async (tx, g) => {
-        await store.setProgressStatus(tx, g.row, 'cancelled');
-        await store.setCaseStatus(tx, g.caseId, 'cancelled');
-        if (shape.hasUserContext) await store.setActiveCase(tx, userId, null);
-        log.info({ event: 'intake.cancelled', user_id: userId, case_id: g.caseId, handler: 'cancel' });
-        return reply('Your intake has been cancelled. Send /intake_start whenever you want to begin again.', 'cancelled');
+        const answered = Object.keys(g.row.answers ?? {}).length;
+        if (answered === 0) return cancelIntake(tx, g, 'cancel');
+        return {
+          text: `You have answered ${answered} question(s); cancelling closes this intake and its case. Cancel it?`,
+          buttons: [
+            { label: 'Yes, cancel it', data: CANCEL_CONFIRM },
+            { label: 'No, keep going', data: CANCEL_KEEP },
+          ],
+          outcome: 'confirm_cancel',
+          recovered: false,
+        };
       }),
 
     resume: (userId) =>
@@ -208,9 +241,18 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
         return { ...promptFor(at.blockIndex, g.row.current_step, undefined, 'Welcome back! Here is where you left off.\n'), outcome: 'shown' };
       }),
 
-    choice: (userId, data) => withActive(userId, 'choice', (tx, g) => answer(tx, g, 'choice', data)),
+    choice: (userId, data) =>
+      withActive(userId, 'choice', async (tx, g) => {
+        if (data === CANCEL_CONFIRM) return cancelIntake(tx, g, 'choice');
+        if (data === CANCEL_KEEP) return repeatQuestion(g, 'Good, let us go on.\n');
+        return answer(tx, g, 'choice', data);
+      }),
 
-    text: (userId, text) => withActive(userId, 'text', (tx, g) => answer(tx, g, 'text', text)),
+    text: async (userId, text) => {
+      // A command nobody knows (a typo such as /intake_stauts) is never stored as an answer.
+      if (text.trim().startsWith('/')) return reply(`Unknown command ${text.trim().split(/\s+/)[0]}. Commands: ${COMMANDS}.`, 'shown');
+      return withActive(userId, 'text', (tx, g) => answer(tx, g, 'text', text));
+    },
   };
 }
 

@@ -4,7 +4,7 @@
  * or abandon midway. Legacy users take the old buggy start and, like the users of the incident,
  * cannot go on.
  */
-import type { IntakeHandlers, Reply } from '../intake/handlers.js';
+import { CANCEL_CONFIRM, type IntakeHandlers, type Reply } from '../intake/handlers.js';
 import { QUESTIONNAIRE, questionByKey, type Question } from '../intake/questionnaire.js';
 import { pick, type Random } from './random.js';
 
@@ -105,7 +105,9 @@ export async function runUser(
   for (let guard = 0; guard < TOTAL * 4 && reply.outcome !== 'completed'; guard++) {
     if (plan.stopAfter !== undefined && answered >= plan.stopAfter) {
       if (plan.stopBy === 'cancel') {
-        note(await timed.call('cancel', () => handlers.cancel(userId)));
+        const asked = note(await timed.call('cancel', () => handlers.cancel(userId)));
+        // With answers given, the bot asks first: the user presses "Yes, cancel it".
+        if (asked.outcome === 'confirm_cancel') note(await timed.call('choice', () => handlers.choice(userId, CANCEL_CONFIRM)));
         return { outcome: 'cancelled', recoveries, reprompts };
       }
       return { outcome: 'abandoned', recoveries, reprompts };
