@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, signalWhen } from '../helpers/cli.js';
 
 describe('caseguard binary', () => {
   let t: TestDatabase;
@@ -113,21 +113,15 @@ describe('caseguard binary', () => {
 
 describe('caseguard simulate, interrupted', () => {
   it('SIGINT stops starting users, reports the ones run, and exits 130', async () => {
-    const { spawn } = await import('node:child_process');
-    const { BIN } = await import('../helpers/cli.js');
     const t = await createTestDatabase();
     try {
-      const child = spawn(process.execPath, [BIN, 'simulate', '--users', '100000', '--concurrency', '2', '--format', 'json', '--database-url', t.url], {
-        env: { ...process.env, CI: '' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      await new Promise((r) => setTimeout(r, 1500));
-      child.kill('SIGINT');
-      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      // Signalled once users are running (a case was created), never after a fixed sleep.
+      const { code, stderr, signalled, stdout } = await signalWhen(
+        ['simulate', '--users', '100000', '--concurrency', '2', '--format', 'json', '--log-level', 'info', '--database-url', t.url],
+        (err) => err.includes('intake.case_created'),
+        'SIGINT',
+      );
+      expect(signalled).toBe(true);
       expect(code).toBe(130);
       const report = JSON.parse(stdout);
       expect(report.users).toBeGreaterThan(0);

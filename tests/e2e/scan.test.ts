@@ -187,15 +187,14 @@ describe('caseguard scan', () => {
       const child = spawn(process.execPath, [BIN, 'scan', '--database-url', damaged.url], { env: { ...process.env, CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      await new Promise<void>((resolve) => {
-        const poll = setInterval(() => {
-          if (stderr.includes('db.target')) {
-            clearInterval(poll);
-            resolve();
-          }
-        }, 20);
-      });
-      await new Promise((r) => setTimeout(r, 200));
+      // Ready when the scan's query waits on the lock: the server says so, no fixed sleep.
+      for (let i = 0; i < 400; i++) {
+        const waiting = await damaged.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'caseguard scan %' AND wait_event_type = 'Lock'",
+        );
+        if (waiting.rows.length > 0) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
       const t0 = Date.now();
       child.kill('SIGINT');
       const code = await new Promise<number | null>((resolve) => child.on('close', resolve));

@@ -42,10 +42,12 @@ export function signalWhen(
   args: string[],
   ready: (stderr: string) => boolean,
   signal: NodeJS.Signals,
-): Promise<{ code: number | null; stderr: string; signalled: boolean }> {
+): Promise<{ code: number | null; stdout: string; stderr: string; signalled: boolean }> {
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
   let stderr = '';
   let signalled = false;
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
     if (!signalled && ready(stderr)) {
@@ -53,7 +55,7 @@ export function signalWhen(
       child.kill(signal);
     }
   });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr, signalled })));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr, signalled })));
 }
 
 /** Runs the binary with a reader that goes away after the first chunk of stdout (`| head -1`). */
