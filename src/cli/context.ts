@@ -3,6 +3,7 @@
  * lines otherwise), the resolved and opened database, and an abort signal wired to
  * SIGINT/SIGTERM. Imported by the commands when they run, never at start-up.
  */
+import { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import pino from 'pino';
 import pinoPretty from 'pino-pretty';
@@ -12,6 +13,7 @@ import { openDatabase, type Database } from '../core/db/database.js';
 import { inspectDatabase, type DatabaseShape } from '../core/db/inspect.js';
 import { assertCanHoldRunLock } from '../core/db/locks.js';
 import { migrate } from '../core/db/migrate.js';
+import { writeStderr } from './output/progress.js';
 
 export interface GlobalOptions {
   databaseUrl?: string;
@@ -48,8 +50,15 @@ export function createLogger(level: string, color: boolean): pino.Logger {
   const options: pino.LoggerOptions = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   if (process.stderr.isTTY) {
     // pino-pretty as a synchronous stream in this thread: no worker, nothing lost at exit.
+    // One line per event, written above the progress bar while one is shown.
     const pretty = pinoPretty({
-      destination: 2,
+      destination: new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          writeStderr(chunk.toString());
+          done();
+        },
+      }),
+      singleLine: true,
       sync: true,
       colorize: color && !process.env.NO_COLOR,
       ignore: 'pid,hostname',

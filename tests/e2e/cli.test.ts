@@ -141,6 +141,17 @@ describe('small edges', () => {
   });
   afterAll(() => t?.drop());
 
+  it('simulate summarises the guard warnings the user asked for (--legacy-rate) in one line', async () => {
+    const r = await runCli(['simulate', '--users', '60', '--legacy-rate', '0.5', '--seed', '7', '--format', 'json', '--database-url', t.url]);
+    expect(r.code).toBe(0);
+    const recoveries = JSON.parse(r.stdout).recoveries as number;
+    expect(recoveries).toBeGreaterThan(0);
+    expect(r.stderr).not.toMatch(/ensure_case_exists\.case_missing"/);
+    const summaries = r.stderr.split('\n').filter((l) => l.includes('simulate.guard_summary'));
+    expect(summaries).toHaveLength(1);
+    expect(summaries[0]).toContain(`${recoveries} legacy user(s) rescued by the guard`);
+  });
+
   it('recover --undo of a run that does not exist says so, even without a terminal', async () => {
     const r = await runCli(['recover', '--undo', '999999', '--database-url', t.url]);
     expect(r.code).toBe(2);

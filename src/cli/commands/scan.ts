@@ -96,7 +96,8 @@ ${examples(
           'scan completed',
         );
         const render = {
-          table: () => out.renderTableReport(report, ctx.useColor && !flags.output),
+          // a file gets every character; a terminal a table that fits its width
+          table: () => out.renderTableReport(report, ctx.useColor && !flags.output, flags.output ? Number.POSITIVE_INFINITY : undefined),
           json: () => out.renderJson(report),
           csv: () => '', // streamed above
           junit: () => out.renderJunit(report, flags.failOn),

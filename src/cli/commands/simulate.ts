@@ -50,8 +50,9 @@ export function defineSimulate(program: Command): void {
         const bar = progressBar(ctx.isTerminal && process.stderr.isTTY && flags.duration === undefined, users, 'users');
         let report;
         try {
-          // Per-user intake events would drown the report; warnings still show unless asked.
-          const log = ctx.log.child({ command: 'simulate' }, ctx.logLevelExplicit ? {} : { level: 'warn' });
+          // Per-user intake events, and the guard's warnings the user asked for with --legacy-rate,
+          // would drown the report: they are summarised after it unless a log level was asked for.
+          const log = ctx.log.child({ command: 'simulate' }, ctx.logLevelExplicit ? {} : { level: 'error' });
           report = await simulate(ctx.database.db, shape, log, {
             users,
             durationMs: flags.duration,
@@ -72,6 +73,12 @@ export function defineSimulate(program: Command): void {
           bar.stop();
         }
         printSimulateReport(report, flags.format, ctx.useColor);
+        if (!ctx.logLevelExplicit && report.recoveries > 0) {
+          ctx.log.warn(
+            { event: 'simulate.guard_summary', recoveries: report.recoveries },
+            `${report.recoveries} legacy user(s) rescued by the guard (an ensure_case_exists.case_missing warning each; --log-level info shows them)`,
+          );
+        }
         if (report.errors > 0 && report.errors === report.connectionErrors) {
           const { ConnectionError } = await import('../../core/errors.js');
           throw new ConnectionError(`every failing user failed for a privilege or the connection (${report.errors} of ${report.users}): ${report.firstErrors[0] ?? ''}`);

@@ -1,4 +1,8 @@
-/** A progress bar on stderr when it is a terminal (NO_COLOR removes colour, not progress); a no-op otherwise. */
+/**
+ * A progress bar on stderr when it is a terminal (NO_COLOR removes colour, not progress); a
+ * no-op otherwise. Log lines written while a bar is shown go through it (printed above the
+ * bar, which is redrawn below them), and the bar is cleared when it stops.
+ */
 import cliProgress from 'cli-progress';
 
 export interface Progress {
@@ -6,12 +10,30 @@ export interface Progress {
   stop(): void;
 }
 
+let active: cliProgress.MultiBar | undefined;
+
+/** Writes text (whole lines) to stderr, above the progress bar when one is shown. */
+export function writeStderr(text: string): void {
+  if (active) active.log(text);
+  else process.stderr.write(text);
+}
+
 export function progressBar(enabled: boolean, total: number, unit: string): Progress {
   if (!enabled || !process.stderr.isTTY || process.env.CI) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
+  const bars = new cliProgress.MultiBar(
     { format: `{bar} {value}/{total} ${unit} | {eta_formatted} left`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0);
-  return { update: (v) => bar.update(v), stop: () => bar.stop() };
+  const bar = bars.create(total, 0);
+  active = bars;
+  let stopped = false;
+  return {
+    update: (v) => bar.update(v),
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      if (active === bars) active = undefined;
+      bars.stop();
+    },
+  };
 }

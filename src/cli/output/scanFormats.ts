@@ -5,7 +5,7 @@
  */
 import type { CheckResult, Finding, ScanReport } from '../../core/scan/scan.js';
 import type { Sink } from './sink.js';
-import { painter, renderTable } from './table.js';
+import { fit, painter, renderTable, terminalWidth } from './table.js';
 
 export type ScanFormat = 'table' | 'json' | 'csv' | 'junit' | 'prometheus';
 
@@ -116,7 +116,7 @@ export function visible(text: unknown): string {
   return String(text ?? '').replace(/[\u0000-\u001F\u007F-\u009F]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
-export function renderTableReport(report: ScanReport, useColor: boolean): string {
+export function renderTableReport(report: ScanReport, useColor: boolean, maxWidth = terminalWidth()): string {
   const paint = painter(useColor);
   const status = (c: CheckResult) =>
     c.status === 'pass' ? paint.green('pass') : c.status === 'skipped' ? paint.gray(`skipped (${c.reason})`) : c.severity === 'error' ? paint.red('FAIL') : paint.yellow('warn');
@@ -124,21 +124,23 @@ export function renderTableReport(report: ScanReport, useColor: boolean): string
     ['check', 'severity', 'status', 'findings', 'distinct cases'],
     report.checks.map((c) => [c.id, c.severity, status(c), c.count, c.distinctCases ?? '']),
     useColor,
+    maxWidth,
   );
   const sections = report.checks
     .filter((c) => c.status === 'fail')
     .map((c) => {
-      const head = paint.bold(`${c.id}: ${c.title} (showing ${c.samples.length} of ${c.count})`);
+      const head = paint.bold(fit(`${c.id}: ${c.title} (showing ${c.samples.length} of ${c.count})`, maxWidth));
       const table = renderTable(
         ['table', 'user_id', 'case_id', 'canonical id', 'detail'],
         c.samples.map((f) => [f.table, visible(f.user_id), visible(f.case_id), f.canonical_id && f.canonical_id !== f.case_id ? f.canonical_id : '', visible(f.owner ? `${f.detail}: ${f.owner}` : f.detail)]),
         useColor,
+        maxWidth,
       );
       return `${head}\n${table}`;
     });
   const s = report.summary;
   const verdict = s.exitCode === 0 ? paint.green('OK') : paint.red('FAILED');
-  const footer = `${verdict}: ${s.errors} error finding(s), ${s.warnings} warning(s), ${s.missingCases} missing case(s); ${report.durationMs} ms on ${report.database}`;
+  const footer = `${verdict}: ${s.errors} error finding(s), ${s.warnings} warning(s), ${s.missingCases} missing case(s); ${report.durationMs} ms`;
   return [summary, ...sections, footer, ''].join('\n');
 }
 
