@@ -10,6 +10,8 @@ import { BIN } from './cli.js';
 export interface PtySession {
   /** Everything the terminal showed so far (stdout and stderr share it), colour codes removed. */
   screen(): string;
+  /** The same, as sent: escape sequences included. */
+  raw(): string;
   /**
    * The lines as a terminal shows them: carriage returns, cursor moves and line clears applied
    * (a progress bar redrawn in place is one line, not a glued string), scrollback included.
@@ -42,6 +44,7 @@ export function runInPty(args: string[], options: { env?: NodeJS.ProcessEnv; col
   const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   return {
     screen: () => plain(screen),
+    raw: () => screen,
     lines: () => emulate(screen),
     exit,
     type: (keys) => void child.stdin.write(keys),
@@ -75,6 +78,7 @@ export function emulate(raw: string): string[] {
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i]!;
     if (c === '\u001b') {
+      // eslint-disable-next-line no-control-regex -- an escape sequence is what this parses
       const csi = /^\u001b\[([?0-9;]*)([A-Za-z])/.exec(raw.slice(i, i + 16));
       if (csi) {
         const n = Number(csi[1]!.replace('?', '') || 0);
