@@ -95,7 +95,7 @@ ${examples(
           );
           return;
         }
-        const { planRecovery, recover } = await import('../../core/recover/recover.js');
+        const { applyRecovery, planRecovery, recover } = await import('../../core/recover/recover.js');
         const { renderPlan, renderResult } = await import('../output/recoverReport.js');
         const { progressBar } = await import('../output/progress.js');
         const { ExitCode, UsageError } = await import('../../core/errors.js');
@@ -110,6 +110,7 @@ ${examples(
           duplicates: flags.duplicates,
           caseValues: flags.caseValue,
         };
+        let confirmed: Awaited<ReturnType<typeof planRecovery>> | undefined;
         if (!flags.dryRun) {
           await ctx.assertCanWrite('caseguard recover');
           if (!flags.yes) {
@@ -129,20 +130,23 @@ ${examples(
               process.exitCode = ExitCode.findings;
               return;
             }
+            confirmed = plan;
           }
         }
         try {
-          const result = await recover(ctx.database, shape, {
-            dryRun: Boolean(flags.dryRun),
+          const running = {
             ...settings,
             log,
             signal: ctx.signal,
             lockWaitMs: ctx.lockWaitMs,
-            onBatch: (e) => {
+            onBatch: (e: { total: number; doneTotal: number }) => {
               bar ??= progressBar(ctx.isTerminal, e.total, 'targets');
               bar.update(e.doneTotal);
             },
-          });
+          };
+          const result = confirmed
+            ? await applyRecovery(ctx.database, shape, confirmed, running)
+            : await recover(ctx.database, shape, { ...running, dryRun: Boolean(flags.dryRun) });
           bar?.stop();
           if (flags.format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
           else {

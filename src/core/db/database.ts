@@ -51,7 +51,7 @@ export interface Database {
 export interface OpenOptions {
   log: Logger;
   env?: NodeJS.ProcessEnv;
-  /** Connections in the pool; simulate raises it to its concurrency. */
+  /** Connections in the pool (default 4); simulate raises it to its concurrency. A command that takes the run lock needs 3. */
   poolSize?: number;
   connectTimeoutMs?: number;
   /** Shown in pg_stat_activity before the process token, e.g. "caseguard recover". */

@@ -155,6 +155,8 @@ export async function assertCanHoldRunLock(database: Database, what: string): Pr
  * transaction pooler; waits for a holder at most waitMs (exit 5 after); releases in finally.
  */
 export async function withRunLock<T>(database: Database, options: AcquireOptions, fn: (lock: RunLock) => Promise<T>): Promise<T> {
+  // The lock holds one connection for the whole run; the run's own work needs others.
+  if ((database.pool.options.max ?? 10) < 3) throw new Error(`${options.what} needs a pool of at least 3 connections (openDatabase poolSize)`);
   await assertCanHoldRunLock(database, options.what);
   const client = await database.pool.connect();
   let lost: Error | undefined;

@@ -119,6 +119,20 @@ export async function planRecovery(
   );
 }
 
+/**
+ * Applies a plan read by planRecovery (after the user confirmed it): takes the run lock,
+ * snapshots the targets again with the plan's settings (the live bot may have fixed some
+ * meanwhile: each batch re-checks its targets) and journals what it did.
+ */
+export async function applyRecovery(
+  database: Database,
+  shape: DatabaseShape,
+  plan: RecoveryPlan,
+  options: Omit<RecoverOptions, 'dryRun' | 'batchSize' | 'duplicates' | 'confirm'>,
+): Promise<RecoverResult> {
+  return recover(database, shape, { ...options, dryRun: false, batchSize: plan.batchSize, duplicates: plan.duplicates });
+}
+
 export async function recover(database: Database, shape: DatabaseShape, options: RecoverOptions): Promise<RecoverResult> {
   validateRecoverOptions(options);
   if (options.dryRun) {
