@@ -160,16 +160,23 @@ describe('small edges', () => {
   });
 
   it('fk status on a table never analysed says the row estimate is unknown, not 0', async () => {
-    await t.pool.query(
-      "INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT 'u' || g, gen_random_uuid()::text FROM generate_series(1, 1007) g",
-    );
-    const r = await runCli(['fk', 'status', '--format', 'json', '--database-url', t.url]);
-    expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).state.rows).toBeNull();
-    const table = await runCli(['fk', 'status', '--database-url', t.url]);
-    expect(table.stdout).toMatch(/unknown: never analysed/);
-    await t.pool.query('ANALYZE mega_agent.case_intake_progress');
-    expect(JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', t.url])).stdout).state.rows).toBe(1007);
+    const fresh = await createTestDatabase();
+    try {
+      // autovacuum must not analyse it behind the test's back
+      await fresh.pool.query('ALTER TABLE mega_agent.case_intake_progress SET (autovacuum_enabled = false)');
+      await fresh.pool.query(
+        "INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT 'u' || g, gen_random_uuid()::text FROM generate_series(1, 1007) g",
+      );
+      const r = await runCli(['fk', 'status', '--format', 'json', '--database-url', fresh.url]);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).state.rows).toBeNull();
+      const table = await runCli(['fk', 'status', '--database-url', fresh.url]);
+      expect(table.stdout).toMatch(/unknown: never analysed/);
+      await fresh.pool.query('ANALYZE mega_agent.case_intake_progress');
+      expect(JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', fresh.url])).stdout).state.rows).toBe(1007);
+    } finally {
+      await fresh.drop();
+    }
   });
 });
 
