@@ -7,7 +7,7 @@
  * holds the parameters, and the `detail` of data and integrity errors holds row values (intake
  * answers, i.e. personal data). Those are left out of every message.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { BusyError, CaseguardError, ConnectionError, SchemaError, UsageError } from '../errors.js';
 
 export const SqlState = {
@@ -42,11 +42,14 @@ export type PgError = pg.DatabaseError & { code: string };
 /**
  * The PostgreSQL error inside a thrown value: drizzle wraps driver errors (the query in its
  * message, the driver's error as its cause), so the cause chain is followed. Only errors the
- * server sent count: a Node errno such as EISDIR is no SQLSTATE.
+ * server sent count (the driver's DatabaseError: a five-character code and a severity); a Node
+ * errno such as EISDIR is no SQLSTATE. Recognised by shape, so the CLI's error handler does not
+ * load the driver at start-up.
  */
 export function pgErrorOf(error: unknown): PgError | undefined {
   for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof pg.DatabaseError && typeof e.code === 'string') return e as PgError;
+    const { code, severity } = e as { code?: unknown; severity?: unknown };
+    if (e instanceof Error && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof severity === 'string') return e as PgError;
   }
   return undefined;
 }
