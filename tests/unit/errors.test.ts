@@ -92,6 +92,7 @@ describe('the top-level error handler', () => {
 
 function serverError(message: string, code: string, detail?: string): pg.DatabaseError {
   const error = new pg.DatabaseError(message, 0, 'error');
+  error.severity = 'ERROR'; // as every error the server sends
   error.code = code;
   error.detail = detail;
   return error;
