@@ -30,8 +30,8 @@ export interface Sources {
 
 function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
   const parts: SQL[] = [sql`true`];
-  if (filters.userId !== undefined) parts.push(sql`${sql.raw(alias)}.user_id = ${filters.userId}`);
-  if (filters.since !== undefined) parts.push(sql`${sql.raw(`${alias}.${timeColumn}`)} >= ${filters.since.toISOString()}::timestamptz`);
+  if (filters.userId !== undefined) parts.push(sql`${sql.identifier(alias)}.user_id = ${filters.userId}`);
+  if (filters.since !== undefined) parts.push(sql`${sql.identifier(alias)}.${sql.identifier(timeColumn)} >= ${filters.since.toISOString()}::timestamptz`);
   return sql.join(parts, sql` AND `);
 }
 

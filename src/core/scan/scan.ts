@@ -79,6 +79,8 @@ export interface ScanOptions extends ScanFilters {
 }
 
 const FETCH_SIZE = 2000;
+/** FETCH takes no parameter: the statement is a constant of the source. */
+const FETCH_PAGE = `FETCH ${FETCH_SIZE} FROM caseguard_findings`;
 
 export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): Promise<ScanReport> {
   const started = new Date();
@@ -162,10 +164,10 @@ async function* cursor(tx: Tx, findingsSql: ReturnType<typeof allFindings>): Asy
   await tx.execute(sql`DECLARE caseguard_findings NO SCROLL CURSOR FOR
     SELECT check_id AS check, source_table AS table, user_id, case_id, canonical_id, owner, memory_id, detail
       FROM (${findingsSql}) f
-     ORDER BY array_position(${sql.raw(`ARRAY[${CHECKS.map((c) => `'${c.id}'`).join(', ')}]`)}, check_id), user_id, case_id, memory_id`);
+     ORDER BY array_position(ARRAY[${sql.join(CHECKS.map((c) => sql`${c.id}`), sql`, `)}]::text[], check_id), user_id, case_id, memory_id`);
   try {
     for (;;) {
-      const page = await tx.execute<Finding & Record<string, unknown>>(sql.raw(`FETCH ${FETCH_SIZE} FROM caseguard_findings`));
+      const page = await tx.execute<Finding & Record<string, unknown>>(sql.raw(FETCH_PAGE));
       if (page.rows.length === 0) return;
       yield page.rows.map((r) => ({ ...r, memory_id: r.memory_id === null ? null : Number(r.memory_id) }));
     }
