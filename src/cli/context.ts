@@ -109,6 +109,8 @@ export interface OpenFor {
   graceful?: boolean;
   /** The command only reads: once its reader is gone (a closed pipe), it ends at once with 0. */
   readsOnly?: boolean;
+  /** Close pooled connections idle this long (the exporter: none held between refreshes). */
+  idleTimeoutMs?: number;
   /** The command may create the embedded database (migrate, simulate, bot); others need one. */
   createsDatabase?: boolean;
 }
@@ -167,7 +169,7 @@ export async function withDatabase<T>(
   const opened: { database?: Database } = {};
   const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
   const stopWatchingStdout = onClosedStdout(Boolean(openFor.readsOnly), async () => opened.database?.abandon());
-  const database = await openDatabase(target, { log, poolSize: openFor.poolSize, applicationName: `caseguard ${commandPath(command)}` });
+  const database = await openDatabase(target, { log, poolSize: openFor.poolSize, idleTimeoutMs: openFor.idleTimeoutMs, applicationName: `caseguard ${commandPath(command)}` });
   opened.database = database;
   try {
     log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);

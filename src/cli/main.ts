@@ -7,7 +7,9 @@ import { createRequire } from 'node:module';
 import { reportError } from './errors.js';
 import { waitMs } from './options.js';
 import { defineBot } from './commands/bot.js';
+import { defineExporter } from './commands/exporter.js';
 import { defineFk } from './commands/fk.js';
+import { defineFunnel } from './commands/funnel.js';
 import { defineMigrate } from './commands/migrate.js';
 import { defineQuarantine } from './commands/quarantine.js';
 import { defineRecover } from './commands/recover.js';
@@ -65,6 +67,8 @@ Examples:
   defineFk(program);
   defineSimulate(program);
   defineBot(program);
+  defineExporter(program);
+  defineFunnel(program);
   const override = (c: Command) => {
     c.exitOverride();
     c.commands.forEach(override);

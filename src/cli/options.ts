@@ -38,3 +38,9 @@ export function durationMs(value: string): number {
 export function waitMs(value: string): number {
   return value.trim() === '0' ? 0 : durationMs(value);
 }
+
+/** A server-side timeout such as 500ms, 30s, 5min or 0 (none), kept in PostgreSQL's syntax for set_config. */
+export function pgDuration(value: string): string {
+  if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim())) throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 5min or 0 (none)');
+  return value.trim();
+}

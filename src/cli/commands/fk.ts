@@ -1,6 +1,6 @@
 /** caseguard fk status|plan|add|drop: the foreign key, added online-safely and resumably. */
-import { InvalidArgumentError, Option, type Command } from 'commander';
-import { examples, integer } from '../options.js';
+import { Option, type Command } from 'commander';
+import { examples, integer, pgDuration } from '../options.js';
 
 interface TimingFlags {
   lockTimeout: string;
@@ -11,16 +11,11 @@ interface TimingFlags {
   format: 'table' | 'json';
 }
 
-function duration(value: string): string {
-  if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim())) throw new InvalidArgumentError('expected a duration such as 500ms, 2s or 5min');
-  return value.trim();
-}
-
 function timingOptions(command: Command): Command {
   return command
     .addOption(new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online'))
-    .option('--lock-timeout <duration>', 'lock_timeout for every step', duration, '2s')
-    .option('--statement-timeout <duration>', 'statement_timeout for every step', duration, '30min')
+    .option('--lock-timeout <duration>', 'lock_timeout for every step', pgDuration, '2s')
+    .option('--statement-timeout <duration>', 'statement_timeout for every step', pgDuration, '30min')
     .option('--retries <n>', 'lock acquisition retries per step, with backoff', integer(0, 100), 5)
     .option('--batch-size <n>', 'rows per backfill transaction (online)', integer(1, 1_000_000), 5000)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'));
@@ -123,7 +118,7 @@ ${examples(
     .description('remove the constraint (rollback); --revert-type also returns the column to text')
     .option('--revert-type', 'ALTER case_id back to text (a rewrite under ACCESS EXCLUSIVE)')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
-    .option('--lock-timeout <duration>', 'lock_timeout', duration, '2s')
+    .option('--lock-timeout <duration>', 'lock_timeout', pgDuration, '2s')
     .option('--retries <n>', 'lock acquisition retries, with backoff', integer(0, 100), 5)
     .addHelpText('after', examples('caseguard fk drop                     # asks first', 'caseguard fk drop --yes', 'caseguard fk drop --yes --revert-type  # case_id back to text too'))
     .action(async (flags: { revertType?: boolean; yes?: boolean; lockTimeout: string; retries: number }, command: Command) => {

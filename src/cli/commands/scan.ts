@@ -1,7 +1,7 @@
 /** caseguard scan: the integrity checks; read-only; a CI gate. */
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { examples, integer } from '../options.js';
+import { examples, integer, pgDuration } from '../options.js';
 
 interface ScanFlags {
   format: 'table' | 'json' | 'csv' | 'junit' | 'prometheus';
@@ -21,11 +21,6 @@ function timestamp(value: string): Date {
   return date;
 }
 
-function duration(value: string): string {
-  if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim())) throw new InvalidArgumentError("expected a duration such as 500ms, 30s, 5min or 0 (none)");
-  return value.trim();
-}
-
 export function defineScan(program: Command): void {
   program
     .command('scan')
@@ -37,7 +32,7 @@ export function defineScan(program: Command): void {
     .option('--max-findings <n>', 'findings tolerated before the gate fails', integer(0, Number.MAX_SAFE_INTEGER), 0)
     .option('--user <id>', "only this user's rows")
     .option('--since <timestamp>', 'only progress and pointers updated (memory created) since then', timestamp)
-    .option('--statement-timeout <duration>', 'statement_timeout for the scan (0: none)', duration, '10min')
+    .option('--statement-timeout <duration>', 'statement_timeout for the scan (0: none)', pgDuration, '10min')
     .option('-o, --output <file>', 'write the report to a file, atomically (temporary file, then rename)')
     .addHelpText(
       'after',

@@ -54,6 +54,8 @@ export interface OpenOptions {
   /** Connections in the pool (default 4); simulate raises it to its concurrency. A command that takes the run lock needs 3. */
   poolSize?: number;
   connectTimeoutMs?: number;
+  /** Closes a connection idle this long (default 10 s); the exporter holds none between refreshes. */
+  idleTimeoutMs?: number;
   /** Shown in pg_stat_activity before the process token, e.g. "caseguard recover". */
   applicationName?: string;
 }
@@ -86,6 +88,7 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
     const pool = new pg.Pool({
       ...config,
       max: options.poolSize ?? 4,
+      idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
       connectionTimeoutMillis: config.connectionTimeoutMillis ?? options.connectTimeoutMs ?? 10_000,
       application_name: identity,
     });

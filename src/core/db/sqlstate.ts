@@ -149,3 +149,29 @@ export function expectedServerError(error: unknown): CaseguardError | undefined 
   if (cls === '53') return new BusyError(`the server is out of resources: ${what}; rerun when it has room`, options);
   return undefined;
 }
+
+/** A failure's kind in one word, for a metric label or a log field: never its text. */
+export type ErrorClass = 'connection' | 'privilege' | 'schema' | 'timeout' | 'conflict' | 'query' | 'internal';
+
+const CONNECT_ERRNOS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'ENOENT', 'EPIPE']);
+
+export function errorClassOf(error: unknown): ErrorClass {
+  if (error instanceof SchemaError) return 'schema';
+  if (error instanceof ConnectionError) return 'connection';
+  const code = sqlStateOf(error);
+  if (code === SqlState.insufficientPrivilege) return 'privilege';
+  if (code === SqlState.queryCanceled || code === SqlState.lockNotAvailable) return 'timeout';
+  if (code === SqlState.serializationFailure || code === SqlState.deadlockDetected) return 'conflict';
+  if (code) {
+    const expected = expectedServerError(error);
+    if (expected instanceof ConnectionError) return 'connection';
+    if (expected instanceof SchemaError) return 'schema';
+    return 'query';
+  }
+  for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const errno = (e as { code?: unknown }).code;
+    if (typeof errno === 'string' && CONNECT_ERRNOS.has(errno)) return 'connection';
+    if (e instanceof Error && /timeout exceeded when trying to connect|connection timeout/i.test(e.message)) return 'connection';
+  }
+  return isConnectionLost(error) ? 'connection' : 'internal';
+}

@@ -121,3 +121,13 @@ export async function getRun(db: Executor, runId: number): Promise<(RunRecord & 
     items: items.rows.map((i) => ({ action: i.action, tableName: i.table_name, checkId: i.check_id, count: Number(i.n) })),
   };
 }
+
+/** Real (not dry) runs of one command by status, dead ones as abandoned. */
+export async function runsByStatus(db: Executor, command: string): Promise<Partial<Record<RunStatus, number>>> {
+  const result = await db.execute<{ status: RunStatus; n: string } & Record<string, unknown>>(sql`
+    SELECT CASE WHEN status = 'running' AND NOT ${PROCESS_ALIVE} THEN 'abandoned' ELSE status END AS status, count(*) AS n
+      FROM caseguard.runs WHERE command = ${command} AND NOT dry_run GROUP BY 1`);
+  const counts: Partial<Record<RunStatus, number>> = {};
+  for (const row of result.rows) counts[row.status] = (counts[row.status] ?? 0) + Number(row.n);
+  return counts;
+}

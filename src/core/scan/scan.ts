@@ -101,41 +101,7 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
         ...(shape.serverVersionNum >= 140000 ? [sql`set_config('client_connection_check_interval', '2s', true)`] : []),
       ];
       if (settings.length > 0) await tx.execute(sql`SELECT ${sql.join(settings, sql`, `)}`);
-      const rows = await tx.execute<{ check_id: string; count: string; distinct_cases: string; samples: Finding[] }>(
-        summarise(findingsSql, options.limit),
-      );
-      const byCheck = new Map(rows.rows.map((r) => [r.check_id, r]));
-      const missingCases = Number(byCheck.get('')?.count ?? 0);
-      const checks: CheckResult[] = CHECKS.map((check) => {
-        const present =
-          check.needs === 'case_intake_progress' ||
-          (check.needs === 'case_memory' && shape.hasMemory) ||
-          (check.needs === 'bot_user_context' && shape.hasUserContext);
-        if (!present) {
-          return { id: check.id, severity: check.severity, title: check.title, status: 'skipped', count: 0, samples: [], reason: `table absent (mega_agent.${check.needs})` };
-        }
-        const row = byCheck.get(check.id);
-        const count = Number(row?.count ?? 0);
-        return {
-          id: check.id,
-          severity: check.severity,
-          title: check.title,
-          status: count > 0 ? 'fail' : 'pass',
-          count,
-          ...(check.countsCases ? { distinctCases: Number(row?.distinct_cases ?? 0) } : {}),
-          samples: (row?.samples ?? []).map((s) => ({ ...s, check: check.id })),
-        };
-      });
-      const report: ScanReport = {
-        database: options.databaseName,
-        schema: 'mega_agent',
-        startedAt: started.toISOString(),
-        durationMs: Math.round(performance.now() - t0),
-        shape: shape.shape,
-        filters: { userId: options.userId, since: options.since?.toISOString() },
-        checks,
-        summary: summarize(checks, missingCases, options.gate),
-      };
+      const report = await checksIn(tx, shape, options, findingsSql, started, t0);
       streamed = options.onAllFindings !== undefined;
       if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, findingsSql));
       return report;
@@ -150,6 +116,58 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
     if (streamed || sqlStateOf(error) !== SqlState.serializationFailure) throw error;
     return attempt();
   }
+}
+
+/**
+ * The checks' summary (counts and samples) read inside the caller's transaction: what scan
+ * reports, and what the exporter reads in its own snapshot beside the funnel.
+ */
+export async function checksIn(
+  tx: Tx,
+  shape: DatabaseShape,
+  options: Omit<ScanOptions, 'onAllFindings' | 'statementTimeout'>,
+  findingsSql = allFindings(
+    { shape: shape.shape, serverVersionNum: shape.serverVersionNum, memory: shape.hasMemory, pointers: shape.hasUserContext },
+    { userId: options.userId, since: options.since },
+  ),
+  started = new Date(),
+  t0 = performance.now(),
+): Promise<ScanReport> {
+  const rows = await tx.execute<{ check_id: string; count: string; distinct_cases: string; samples: Finding[] }>(
+    summarise(findingsSql, options.limit),
+  );
+  const byCheck = new Map(rows.rows.map((r) => [r.check_id, r]));
+  const missingCases = Number(byCheck.get('')?.count ?? 0);
+  const checks: CheckResult[] = CHECKS.map((check) => {
+    const present =
+      check.needs === 'case_intake_progress' ||
+      (check.needs === 'case_memory' && shape.hasMemory) ||
+      (check.needs === 'bot_user_context' && shape.hasUserContext);
+    if (!present) {
+      return { id: check.id, severity: check.severity, title: check.title, status: 'skipped', count: 0, samples: [], reason: `table absent (mega_agent.${check.needs})` };
+    }
+    const row = byCheck.get(check.id);
+    const count = Number(row?.count ?? 0);
+    return {
+      id: check.id,
+      severity: check.severity,
+      title: check.title,
+      status: count > 0 ? 'fail' : 'pass',
+      count,
+      ...(check.countsCases ? { distinctCases: Number(row?.distinct_cases ?? 0) } : {}),
+      samples: (row?.samples ?? []).map((s) => ({ ...s, check: check.id })),
+    };
+  });
+  return {
+    database: options.databaseName,
+    schema: 'mega_agent',
+    startedAt: started.toISOString(),
+    durationMs: Math.round(performance.now() - t0),
+    shape: shape.shape,
+    filters: { userId: options.userId, since: options.since?.toISOString() },
+    checks,
+    summary: summarize(checks, missingCases, options.gate),
+  };
 }
 
 function summarize(checks: CheckResult[], missingCases: number, gate: Gate): ScanReport['summary'] {
