@@ -14,6 +14,7 @@ import { inspectDatabase, type DatabaseShape } from '../core/db/inspect.js';
 import { assertCanHoldRunLock } from '../core/db/locks.js';
 import { migrate } from '../core/db/migrate.js';
 import { writeStderr } from './output/progress.js';
+import { onClosedStdout } from './stdout.js';
 
 export interface GlobalOptions {
   databaseUrl?: string;
@@ -113,32 +114,6 @@ export interface OpenFor {
   idleTimeoutMs?: number;
   /** The command may create the embedded database (migrate, simulate, bot); others need one. */
   createsDatabase?: boolean;
-}
-
-/**
- * A closed stdout (`caseguard scan | head -1`) ends the output quietly: further writes go
- * nowhere (nobody waits for a drain that never comes). A command that only reads then ends at
- * once, exit 0; one that writes data finishes its run, so the journal stays truthful. The
- * listener stays for the life of the process: the last write's error may come after the command.
- */
-const closedStdout: { readsOnly: boolean; release?: () => Promise<void> } = { readsOnly: false };
-let watchingStdout = false;
-
-function onClosedStdout(readsOnly: boolean, release: () => Promise<void>): () => void {
-  closedStdout.readsOnly = readsOnly;
-  closedStdout.release = release;
-  if (!watchingStdout) {
-    watchingStdout = true;
-    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EPIPE') throw error;
-      process.stdout.write = (() => true) as typeof process.stdout.write;
-      if (closedStdout.readsOnly) void (closedStdout.release?.() ?? Promise.resolve()).finally(() => process.exit(0));
-    });
-  }
-  return () => {
-    closedStdout.readsOnly = false;
-    closedStdout.release = undefined;
-  };
 }
 
 /**

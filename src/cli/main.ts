@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { reportError } from './errors.js';
+import { watchStdout } from './stdout.js';
 import { waitMs } from './options.js';
 import { defineBot } from './commands/bot.js';
 import { defineExporter } from './commands/exporter.js';
@@ -78,6 +79,7 @@ Examples:
 }
 
 export async function run(argv: string[]): Promise<void> {
+  watchStdout();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

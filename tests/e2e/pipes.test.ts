@@ -29,6 +29,12 @@ describe('a reader that goes away', () => {
     expect([0, 1]).toContain(r.code);
   });
 
+  it.each(['--help', 'migrate --help', 'exporter --help'])('caseguard %s into a closed pipe: exit 0, no EPIPE stack', async (args) => {
+    const r = await runClosingStdout(args.split(' '), 'start');
+    expect(r.stderr).not.toMatch(/EPIPE|Unhandled|at /);
+    expect(r.code).toBe(0);
+  });
+
   it('recover --yes | head -1: the run finishes and is journaled completed', async () => {
     const r = await runClosingStdout(['recover', '--yes', '--batch-size', '1000', '--database-url', t.url, '--log-level', 'warn']);
     expect(r.stderr).not.toMatch(/internal error|SQLSTATE|EPIPE|Unhandled/);

@@ -58,11 +58,15 @@ export function signalWhen(
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr, signalled })));
 }
 
-/** Runs the binary with a reader that goes away after the first chunk of stdout (`| head -1`). */
-export function runClosingStdout(args: string[]): Promise<{ code: number | null; stderr: string }> {
+/**
+ * Runs the binary with a reader that goes away after the first chunk of stdout (`| head -1`),
+ * or before the first one (`at: 'start'`: every write meets a closed pipe).
+ */
+export function runClosingStdout(args: string[], at: 'first-chunk' | 'start' = 'first-chunk'): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  child.stdout.once('data', () => child.stdout.destroy());
+  if (at === 'start') child.stdout.destroy();
+  else child.stdout.once('data', () => child.stdout.destroy());
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr })));
 }

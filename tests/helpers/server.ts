@@ -15,7 +15,8 @@ import pg from 'pg';
 export interface TestServer {
   url: string;
   dataDir: string;
-  stop(): Promise<void>;
+  /** Fast shutdown; the data folder is removed unless keepData (to start it again). */
+  stop(options?: { keepData?: boolean }): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -85,13 +86,13 @@ export async function startServerFrom(binDir: string, options: { extraConf?: str
     url,
     port,
     dataDir,
-    stop: async () => {
+    stop: async (stopOptions) => {
       if (child.exitCode === null) {
         const done = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGINT'); // fast shutdown
         await done;
       }
-      await fs.rm(dataDir, { recursive: true, force: true });
+      if (!stopOptions?.keepData) await fs.rm(dataDir, { recursive: true, force: true });
     },
   };
 }
