@@ -50,7 +50,8 @@ export function createMetrics(): ExporterMetrics {
   const intakes = gauge('caseguard_intakes', 'Intakes started on one day (UTC) over the last --days, by stage: started, completed, cancelled, abandoned, in_progress', ['stage', 'day']);
   const intakesWindow = gauge('caseguard_intakes_window', 'Intakes started over the last --days, by stage', ['stage']);
   const completionRatio = gauge('caseguard_intake_completion_ratio', 'Completed over ended (completed, cancelled, abandoned) intakes started in the last --days; NaN when none ended');
-  const completionSeconds = gauge('caseguard_intake_completion_seconds', 'Time from start to completion of the intakes completed in the last --days', ['quantile']);
+  // "percentile", not "quantile": that label belongs to summaries, and these are gauges read from the database.
+  const completionSeconds = gauge('caseguard_intake_completion_seconds', 'Time from start to completion of the intakes completed in the last --days, by percentile (50, 95)', ['percentile']);
 
   return {
     registry,
@@ -77,8 +78,8 @@ export function createMetrics(): ExporterMetrics {
       }
       for (const stage of FUNNEL_STAGES) intakesWindow.set({ stage: STAGE_LABEL[stage] }, snapshot.funnel.totals[stage]);
       completionRatio.set(snapshot.funnel.completionRatio ?? Number.NaN);
-      completionSeconds.set({ quantile: '0.5' }, snapshot.funnel.completionSeconds.p50 ?? Number.NaN);
-      completionSeconds.set({ quantile: '0.95' }, snapshot.funnel.completionSeconds.p95 ?? Number.NaN);
+      completionSeconds.set({ percentile: '50' }, snapshot.funnel.completionSeconds.p50 ?? Number.NaN);
+      completionSeconds.set({ percentile: '95' }, snapshot.funnel.completionSeconds.p95 ?? Number.NaN);
     },
     failed(errorClass) {
       up.reset();
