@@ -93,6 +93,27 @@ describe('caseguard exporter', () => {
     await t.pool.query("DELETE FROM mega_agent.case_intake_progress WHERE user_id = 'late-orphan'");
   });
 
+  it('holds no connection between refreshes', async () => {
+    await get(`${exporter.url}/metrics`);
+    let held = -1;
+    for (let i = 0; i < 100 && held !== 0; i++) {
+      const r = await t.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'caseguard exporter %' AND datname = current_database()");
+      held = r.rows[0].n;
+      if (held !== 0) await sleep(50);
+    }
+    expect(held).toBe(0);
+  });
+
+  it('caseguard funnel prints the fixture as a table, one row per day and a total', async () => {
+    const r = await runCli(['funnel', '--days', '3', '--database-url', t.url, '--log-level', 'warn']);
+    expect(r.code).toBe(0);
+    const total = r.stdout.split('\n').find((line) => line.includes('total'))!;
+    const cells = total.split('│').map((c) => c.trim()).filter(Boolean);
+    const f = FUNNEL.totals;
+    expect(cells).toEqual(['total', String(f.started + damageProgress), String(f.completed), String(f.cancelled), String(f.abandoned), String(f.inProgress + damageProgress), `${(100 * FUNNEL.ratio).toFixed(1)}%`]);
+    expect(r.stdout).toMatch(/Completion ratio: 42\.9%\. Time to complete: p50 2m 0s, p95 54m 12s\./);
+  });
+
   it('answers /healthz, 404 elsewhere, 405 for other methods', async () => {
     const health = await get(`${exporter.url}/healthz`);
     expect(health.status).toBe(200);
