@@ -58,10 +58,11 @@ export const fkSection = {
   id: 'fk',
   title: 'fk add per strategy, with a writer loop running',
   async run({ database, rows, dist, log }) {
-    const { fkAdd } = await import(dist('core/fk/fk.js'));
+    const { DEFAULT_TIMING, fkAdd } = await import(dist('core/fk/fk.js'));
     const { inspectDatabase } = await import(dist('core/db/inspect.js'));
     const { silentLogger } = await import(dist('core/logger.js'));
-    const timing = { lockTimeout: '2s', statementTimeout: '30min', retries: 10, backoffMs: 100 };
+    // the CLI's defaults: short, growing lock timeouts, no statement timeout
+    const timing = DEFAULT_TIMING;
     const results = [];
     for (const strategy of ['online', 'rewrite']) {
       await build(database.pool, rows);

@@ -3,7 +3,7 @@ import { fkAdd, type FkAddOptions, type FkAddResult } from '../../src/core/fk/fk
 import { silentLogger } from '../../src/core/logger.js';
 import type { TestDatabase } from './db.js';
 
-export const TIMING = { lockTimeout: '2s', statementTimeout: '60s', retries: 3, backoffMs: 50 };
+export const TIMING = { lockTimeoutMs: 100, maxLockTimeoutMs: 2000, retryBudgetMs: 30_000, maxAttempts: 30, statementTimeout: '60s' };
 
 export async function runFkAdd(t: TestDatabase, options: Partial<FkAddOptions> = {}): Promise<FkAddResult> {
   return fkAdd(t.database, await inspectDatabase(t.database.db), {

@@ -122,14 +122,15 @@ describe('fk add safety', () => {
     try {
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS SHARE MODE');
-      const retries: number[] = [];
+      const retries: Array<{ attempt: number; lock_timeout_ms: number }> = [];
       const error = await runFkAdd(t, {
-        timing: { ...TIMING, lockTimeout: '100ms', retries: 2, backoffMs: 20 },
-        log: { ...silentLogger, warn: (o: object) => void retries.push((o as { attempt: number }).attempt), child() { return this; } } as never,
+        timing: { ...TIMING, lockTimeoutMs: 40, maxLockTimeoutMs: 80, maxAttempts: 4 },
+        log: { ...silentLogger, warn: (o: object) => void retries.push(o as (typeof retries)[number]), child() { return this; } } as never,
       }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(BusyError);
-      expect((error as BusyError).message).toMatch(/add_shadow_column could not get its lock/);
-      expect(retries).toEqual([1, 2]);
+      expect((error as BusyError).message).toMatch(/add_shadow_column could not get its locks in 4 attempt\(s\)/);
+      // short attempts, each lock_timeout half as long again as the last, up to the ceiling
+      expect(retries.map((r) => [r.attempt, r.lock_timeout_ms])).toEqual([[1, 40], [2, 60], [3, 80]]);
       const state = await readFkState(t.database.db);
       expect(state).toMatchObject({ columnType: 'text', hasShadow: false });
     } finally {
@@ -139,13 +140,30 @@ describe('fk add safety', () => {
     expect((await runFkAdd(t)).steps[0]).toMatchObject({ id: 'add_shadow_column', status: 'done' });
   });
 
+  it('the retries stop when the step\'s budget is spent, whatever the attempts left', async () => {
+    const holder = await t.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS SHARE MODE');
+      const t0 = performance.now();
+      const error = await runFkAdd(t, { timing: { ...TIMING, lockTimeoutMs: 50, maxLockTimeoutMs: 100, retryBudgetMs: 700, maxAttempts: 1000 } }).catch((e: unknown) => e);
+      const elapsed = performance.now() - t0;
+      expect(error).toBeInstanceOf(BusyError);
+      expect(elapsed).toBeLessThan(5000);
+      expect((error as BusyError).message).toMatch(/--lock-retry-budget/);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+  });
+
   it('the plan states the steps, locks and SQL, and what changes for writers', async () => {
     const state = await readFkState(t.database.db);
     const plan = fkPlan(state, 'online', TIMING, 1000);
     expect(plan.steps.map((s) => s.id)).toEqual([
       'add_shadow_column', 'sync_trigger', 'backfill', 'not_null_check', 'validate_not_null', 'unique_index', 'swap', 'case_id_index', 'add_fk', 'validate_fk',
     ]);
-    expect(plan.script).toMatch(/SET lock_timeout = '2s';/);
+    expect(plan.script).toMatch(/SET lock_timeout = '100ms';/);
     expect(plan.script).toMatch(/CREATE UNIQUE INDEX CONCURRENTLY/);
     expect(plan.script).toMatch(/NOT VALID/);
     expect(plan.script).toMatch(/rejected \(SQLSTATE 22P02\)/);

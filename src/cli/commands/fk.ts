@@ -1,27 +1,44 @@
 /** caseguard fk status|plan|add|drop: the foreign key, added online-safely and resumably. */
 import { Option, type Command } from 'commander';
-import { examples, integer, pgDuration } from '../options.js';
+import { durationMs, examples, integer, pgDuration } from '../options.js';
 
-interface TimingFlags {
-  lockTimeout: string;
-  statementTimeout: string;
+interface LockFlags {
+  lockTimeout: number;
+  maxLockTimeout: number;
+  lockRetryBudget: number;
   retries: number;
+  statementTimeout?: string;
+}
+
+interface TimingFlags extends LockFlags {
   strategy: 'online' | 'rewrite';
   batchSize: number;
   format: 'table' | 'json';
 }
 
-function timingOptions(command: Command): Command {
+/** The lock retry schedule's flags (fk add, plan, drop): short, growing lock timeouts. */
+function lockOptions(command: Command): Command {
   return command
-    .addOption(new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online'))
-    .option('--lock-timeout <duration>', 'lock_timeout for every step', pgDuration, '2s')
-    .option('--statement-timeout <duration>', 'statement_timeout for every step', pgDuration, '30min')
-    .option('--retries <n>', 'lock acquisition retries per step, with backoff', integer(0, 100), 5)
+    .option('--lock-timeout <duration>', "lock_timeout of a step's first attempt; each retry's is 1.5 times longer", durationMs, 100)
+    .option('--max-lock-timeout <duration>', 'the longest lock_timeout of any attempt (what a failed attempt can hold writers up); keep it below deadlock_timeout', durationMs, 800)
+    .option('--lock-retry-budget <duration>', 'how long one step keeps trying for its locks (then exit 5)', durationMs, 300_000)
+    .option('--retries <n>', 'the most retries per step', integer(0, 10_000), 99)
+    .option('--statement-timeout <duration>', 'statement_timeout of every step (default: none, so VALIDATE and index builds take what they need)', pgDuration);
+}
+
+function timingOptions(command: Command): Command {
+  return lockOptions(command.addOption(new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online')))
     .option('--batch-size <n>', 'rows per backfill transaction (online)', integer(1, 1_000_000), 5000)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'));
 }
 
-const timing = (f: TimingFlags) => ({ lockTimeout: f.lockTimeout, statementTimeout: f.statementTimeout, retries: f.retries, backoffMs: 250 });
+const timing = (f: LockFlags) => ({
+  lockTimeoutMs: f.lockTimeout,
+  maxLockTimeoutMs: Math.max(f.lockTimeout, f.maxLockTimeout),
+  retryBudgetMs: f.lockRetryBudget,
+  maxAttempts: f.retries + 1,
+  statementTimeout: f.statementTimeout,
+});
 
 export function defineFk(program: Command): void {
   const fk = program
@@ -32,8 +49,11 @@ export function defineFk(program: Command): void {
       `
 fk add refuses while orphans, invalid ids or colliding spellings exist (exit 1: run caseguard
 recover first). Every step is idempotent and skipped when done, so a rerun after any failure
-resumes; every lock is taken with lock_timeout and retried with backoff (out of retries: exit 5,
-the database consistent). The FK is added NOT VALID and validated in a separate transaction.
+resumes. Every lock is taken in many short attempts whose lock_timeout grows (100ms, 150ms, …
+up to --max-lock-timeout, with a pause between), so a waiting step holds the application's
+writers up briefly; a deadlock is retried like a timeout; after --lock-retry-budget: exit 5,
+the database consistent. Tables are locked in the order the application writes them (cases,
+then progress). The FK is added NOT VALID and validated in a separate transaction.
 ${examples(
         'caseguard fk status',
         'caseguard fk plan > fk-plan.sql',
@@ -114,14 +134,12 @@ ${examples(
       });
     });
 
-  fk.command('drop')
+  lockOptions(fk.command('drop'))
     .description('remove the constraint (rollback); --revert-type also returns the column to text')
     .option('--revert-type', 'ALTER case_id back to text (a rewrite under ACCESS EXCLUSIVE)')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
-    .option('--lock-timeout <duration>', 'lock_timeout', pgDuration, '2s')
-    .option('--retries <n>', 'lock acquisition retries, with backoff', integer(0, 100), 5)
     .addHelpText('after', examples('caseguard fk drop                     # asks first', 'caseguard fk drop --yes', 'caseguard fk drop --yes --revert-type  # case_id back to text too'))
-    .action(async (flags: { revertType?: boolean; yes?: boolean; lockTimeout: string; retries: number }, command: Command) => {
+    .action(async (flags: LockFlags & { revertType?: boolean; yes?: boolean }, command: Command) => {
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' });
@@ -137,7 +155,7 @@ ${examples(
         }
         const result = await fkDrop(ctx.database, {
           revertType: Boolean(flags.revertType),
-          timing: { lockTimeout: flags.lockTimeout, statementTimeout: '30min', retries: flags.retries, backoffMs: 250 },
+          timing: timing(flags),
           log: ctx.log,
           signal: ctx.signal,
           lockWaitMs: ctx.lockWaitMs,

@@ -36,12 +36,33 @@ export interface FkStatus {
   steps: Array<{ id: string; title: string; done: boolean }>;
 }
 
+/**
+ * How a step takes its locks: many short attempts whose lock_timeout grows, the way large teams
+ * retry DDL on busy tables (GitLab's with_lock_retries). A failed attempt holds the application's
+ * writers up for at most its own lock_timeout; a deadlock (40P01) is retried like a timeout.
+ */
 export interface FkTiming {
-  lockTimeout: string;
-  statementTimeout: string;
-  retries: number;
-  /** First backoff between lock retries, doubled each time (with jitter), capped at 10 s. */
-  backoffMs: number;
+  /** lock_timeout of a step's first attempt, in ms; each further attempt's is 1.5 times longer. */
+  lockTimeoutMs: number;
+  /** The longest lock_timeout of any attempt, in ms. */
+  maxLockTimeoutMs: number;
+  /** How long one step keeps trying for its locks, in ms; then exit 5 with nothing of it applied. */
+  retryBudgetMs: number;
+  /** The most attempts per step. */
+  maxAttempts: number;
+  /**
+   * statement_timeout of every step (PostgreSQL syntax); undefined: none, so VALIDATE and the
+   * CONCURRENTLY builds take as long as the table needs (lock waits are bounded by lock_timeout).
+   */
+  statementTimeout?: string;
+}
+
+/** The CLI's defaults (fk add --help). */
+export const DEFAULT_TIMING: FkTiming = { lockTimeoutMs: 100, maxLockTimeoutMs: 800, retryBudgetMs: 300_000, maxAttempts: 100 };
+
+/** lock_timeout of attempt n (0-based). */
+export function lockTimeoutFor(timing: FkTiming, attempt: number): number {
+  return Math.min(timing.maxLockTimeoutMs, Math.round(timing.lockTimeoutMs * 1.5 ** attempt));
 }
 
 export async function fkBlockers(database: Database, shape: DatabaseShape): Promise<Blockers> {
@@ -74,8 +95,8 @@ export function fkPlan(state: FkState, strategy: Strategy, timing: FkTiming, bat
   const steps = stepsFor(strategy, state).map(({ done, ...s }) => ({ ...s, done: done(state) }));
   const lines: string[] = [
     `-- caseguard fk add --strategy ${strategy}: ${steps.filter((s) => !s.done).length} of ${steps.length} steps to run`,
-    `SET lock_timeout = '${timing.lockTimeout}';`,
-    `SET statement_timeout = '${timing.statementTimeout}';`,
+    `SET lock_timeout = '${timing.lockTimeoutMs}ms';`,
+    `SET statement_timeout = '${timing.statementTimeout ?? '0'}';`,
   ];
   for (const [i, step] of steps.entries()) {
     lines.push('', `-- step ${i + 1}: ${step.id}${step.done ? ' (done; skipped)' : ''}: ${step.title}`, `-- lock: ${step.lock}`, `-- meanwhile: ${step.effect}`);
@@ -180,41 +201,45 @@ export async function fkAdd(database: Database, shape: DatabaseShape, options: F
   });
 }
 
-function backoff(timing: FkTiming, attempt: number): number {
-  const base = Math.min(10_000, timing.backoffMs * 2 ** attempt);
-  return Math.round(base / 2 + Math.random() * (base / 2));
-}
-
-function lockFailure(step: string, timing: FkTiming, cause: unknown): BusyError {
+function lockFailure(step: string, attempts: number, elapsedMs: number, cause: unknown): BusyError {
   return new BusyError(
-    `step ${step} could not get its lock within lock_timeout ${timing.lockTimeout} after ${timing.retries + 1} attempt(s); nothing of the step was applied; rerun caseguard fk add to resume`,
+    `step ${step} could not get its locks in ${attempts} attempt(s) over ${(elapsedMs / 1000).toFixed(1)} s (${describePgError(cause)}); nothing of the step was applied; rerun caseguard fk add when the application is quieter, or allow more with --lock-retry-budget`,
     { cause },
   );
 }
 
+/** A lock timeout or a deadlock: the attempt was rolled back and can be tried again. */
+const retriable = (error: unknown) => sqlStateOf(error) === SqlState.lockNotAvailable || sqlStateOf(error) === SqlState.deadlockDetected;
+
 /**
- * Runs an attempt, retrying it with backoff while it fails for lock_timeout (55P03); out of
- * retries, a BusyError. The attempt must leave nothing half-done when it throws.
+ * Runs an attempt with a growing lock_timeout, again after a pause while it fails for a lock
+ * timeout or a deadlock, until the step's budget or attempts run out (then a BusyError, exit 5).
+ * The attempt must leave nothing half-done when it throws.
  */
-async function withLockRetries<T>(step: string, timing: FkTiming, log: Logger, attempt: () => Promise<T>): Promise<{ value: T; attempts: number }> {
+async function withLockRetries<T>(step: string, timing: FkTiming, log: Logger, attempt: (lockTimeoutMs: number) => Promise<T>): Promise<{ value: T; attempts: number }> {
+  const started = performance.now();
   for (let n = 0; ; n++) {
+    const lockTimeoutMs = lockTimeoutFor(timing, n);
     try {
-      return { value: await attempt(), attempts: n + 1 };
+      return { value: await attempt(lockTimeoutMs), attempts: n + 1 };
     } catch (error) {
-      if (sqlStateOf(error) !== SqlState.lockNotAvailable) throw error;
-      if (n >= timing.retries) throw lockFailure(step, timing, error);
-      const wait = backoff(timing, n);
-      log.warn({ event: 'fk.lock_retry', step, attempt: n + 1, wait_ms: wait });
-      await sleep(wait);
+      if (!retriable(error)) throw error;
+      // A pause about as long as the attempt lets the writers queued behind it drain.
+      const pause = Math.round(lockTimeoutMs * (0.5 + Math.random()));
+      const next = lockTimeoutFor(timing, n + 1);
+      const elapsed = performance.now() - started;
+      if (n + 1 >= timing.maxAttempts || elapsed + pause + next > timing.retryBudgetMs) throw lockFailure(step, n + 1, elapsed, error);
+      log.warn({ event: 'fk.lock_retry', step, attempt: n + 1, sqlstate: sqlStateOf(error), lock_timeout_ms: lockTimeoutMs, wait_ms: pause });
+      await sleep(pause);
     }
   }
 }
 
 /** One transaction with lock_timeout and statement_timeout set locally; rolled back on failure. */
-async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, body: () => Promise<T>): Promise<T> {
+async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, lockTimeoutMs: number, body: () => Promise<T>): Promise<T> {
   try {
     await client.query('BEGIN');
-    await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [timing.lockTimeout, timing.statementTimeout]);
+    await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [`${lockTimeoutMs}ms`, timing.statementTimeout ?? '0']);
     const value = await body();
     await client.query('COMMIT');
     return value;
@@ -225,8 +250,8 @@ async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, body: (
 }
 
 async function runTransaction(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
-  const { attempts } = await withLockRetries(step.id, timing, log, () =>
-    inTransaction(client, timing, async () => {
+  const { attempts } = await withLockRetries(step.id, timing, log, (lockTimeoutMs) =>
+    inTransaction(client, timing, lockTimeoutMs, async () => {
       for (const statement of step.statements) await client.query(statement);
     }),
   );
@@ -235,10 +260,10 @@ async function runTransaction(client: pg.ClientBase, step: FkStep, timing: FkTim
 
 /** CONCURRENTLY statements cannot run in a transaction: session timeouts, same retries. */
 async function runConcurrent(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
-  await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [timing.lockTimeout, timing.statementTimeout]);
   try {
     // The first statement drops what a failed earlier build left (an INVALID index).
-    const { attempts } = await withLockRetries(step.id, timing, log, async () => {
+    const { attempts } = await withLockRetries(step.id, timing, log, async (lockTimeoutMs) => {
+      await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [`${lockTimeoutMs}ms`, timing.statementTimeout ?? '0']);
       for (const statement of step.statements) await client.query(statement);
     });
     return attempts;
@@ -254,8 +279,8 @@ async function backfill(client: pg.ClientBase, options: FkAddOptions, log: Logge
   for (let batch = 1; ; batch++) {
     if (options.signal?.aborted) throw new InterruptedError('fk add interrupted during the backfill; rerun to resume');
     await lock.assertHeld();
-    const result = await withLockRetries('backfill', options.timing, log, () =>
-      inTransaction(client, options.timing, () => client.query<{ user_id: string; case_id: string }>(BACKFILL_SQL, [after[0], after[1], options.batchSize])),
+    const result = await withLockRetries('backfill', options.timing, log, (lockTimeoutMs) =>
+      inTransaction(client, options.timing, lockTimeoutMs, () => client.query<{ user_id: string; case_id: string }>(BACKFILL_SQL, [after[0], after[1], options.batchSize])),
     );
     attempts += result.attempts;
     const page = result.value.rows;

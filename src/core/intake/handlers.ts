@@ -120,6 +120,10 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
     const completedBlocks = [...g.row.completed_blocks];
     const finished = next ? next.finishedBlock : at.block.id;
     if (finished && !completedBlocks.includes(finished)) completedBlocks.push(finished);
+    // Tables in one order everywhere: cases, then progress (then memory and pointers). A
+    // transaction that takes them the other way round can deadlock with caseguard fk add, which
+    // locks cases before progress, as start writes them.
+    if (!next) await store.setCaseStatus(tx, g.caseId, 'intake_complete');
     await store.saveAnswer(
       tx,
       g.row,
@@ -140,7 +144,6 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
       const intro = next.finishedBlock && nextAt ? `Thanks, "${at.block.title}" is done. Next: ${nextAt.block.title}.\n` : 'Saved.\n';
       return { ...promptFor(QUESTIONNAIRE.findIndex((b) => b.id === next.blockId), next.step, undefined, intro), outcome: 'answered' };
     }
-    await store.setCaseStatus(tx, g.caseId, 'intake_complete');
     if (shape.hasMemory) {
       await store.insertMemory(tx, {
         caseId: g.caseId,
@@ -158,8 +161,9 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
   };
 
   const cancelIntake = async (tx: Tx, g: Extract<Guarded, { kind: 'ok' }>, handler: HandlerName): Promise<Reply> => {
-    await store.setProgressStatus(tx, g.row, 'cancelled');
+    // cases first, then progress: the one table order (see answer)
     await store.setCaseStatus(tx, g.caseId, 'cancelled');
+    await store.setProgressStatus(tx, g.row, 'cancelled');
     if (shape.hasUserContext) await store.setActiveCase(tx, g.row.user_id, null);
     log.info({ event: 'intake.cancelled', user_id: g.row.user_id, case_id: g.caseId, handler });
     return reply('Your intake has been cancelled. Send /intake_start whenever you want to begin again.', 'cancelled');
@@ -181,8 +185,6 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
             const prompt = at ? promptFor(at.blockIndex, existing.current_step, undefined, 'You already have an intake in progress; let us continue.\n') : reply(NO_INTAKE, 'shown');
             return { ...prompt, outcome: 'already_in_progress', caseId: guarded.caseId, recovered: guarded.recovered };
           }
-          // A damaged intake cannot be continued: close it and begin afresh below.
-          await store.setProgressStatus(tx, existing, 'abandoned');
         }
         const first = QUESTIONNAIRE[0]!;
         const caseId = await store.insertCase(tx, {
@@ -192,6 +194,8 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
           metadata: { source: 'intake' },
         });
         if (!caseId) throw new Error('case insert returned no id');
+        // A damaged intake cannot be continued: close it (after the case: one table order).
+        if (existing) await store.setProgressStatus(tx, existing, 'abandoned');
         log.info({ event: 'intake.case_created', user_id: userId, case_id: caseId, handler: 'start' });
         await options.afterCaseInsert?.(userId, caseId);
         await store.insertProgress(tx, { userId, caseId, blockId: first.id });
