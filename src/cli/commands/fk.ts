@@ -1,4 +1,4 @@
-/** caseguard fk status|plan|add|drop: the foreign key, added online-safely and resumably. */
+/** caseguard fk status|plan|add|abort|drop: the foreign key, added online-safely and resumably. */
 import { Option, type Command } from 'commander';
 import { durationMs, examples, integer, pgDuration } from '../options.js';
 
@@ -43,7 +43,7 @@ const timing = (f: LockFlags) => ({
 export function defineFk(program: Command): void {
   const fk = program
     .command('fk')
-    .description('the foreign key from case_intake_progress.case_id to cases.case_id: status, plan, add, drop')
+    .description('the foreign key from case_intake_progress.case_id to cases.case_id: status, plan, add, abort, drop')
     .addHelpText(
       'after',
       `
@@ -88,7 +88,12 @@ ${examples(
       await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         await ctx.shape();
         const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
+        if (plan.refusal && flags.format !== 'json') {
+          const { UsageError } = await import('../../core/errors.js');
+          throw new UsageError(plan.refusal);
+        }
         process.stdout.write(flags.format === 'json' ? `${JSON.stringify(plan, null, 2)}\n` : plan.script);
+        if (plan.refusal) process.exitCode = 2;
       });
     },
   );
@@ -106,8 +111,12 @@ ${examples(
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         await ctx.assertCanWrite('caseguard fk add');
+        const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
+        if (plan.refusal) {
+          const { UsageError } = await import('../../core/errors.js');
+          throw new UsageError(plan.refusal);
+        }
         if (!flags.yes) {
-          const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
           process.stdout.write(plan.script);
           if (!(await confirmWrite(`Run these steps on ${ctx.database.name}?`, { yes: false, isTerminal, what: 'change the table' }))) {
             process.stdout.write('Declined: nothing was changed.\n');
@@ -131,6 +140,45 @@ ${examples(
             ? `${JSON.stringify(result, null, 2)}\n`
             : `The foreign key is in place and validated (run ${result.runId}, ${(result.durationMs / 1000).toFixed(2)} s${result.backfilled ? `, ${result.backfilled} rows backfilled` : ''}).\n`,
         );
+      });
+    });
+
+  lockOptions(fk.command('abort'))
+    .description('undo a partial online fk add (before its swap): the table back to its previous shape')
+    .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
+    .addHelpText(
+      'after',
+      `
+Removes what an online run that stopped before its swap left behind: the sync trigger (which
+rejects case_ids that are no uuid), the NOT NULL check, the shadow column with its unique
+index, and the trigger function. Past the swap (case_id is uuid), fk add finishes the run and
+fk drop --revert-type rolls it back.
+${examples('caseguard fk status        # "partial": where the run stopped', 'caseguard fk abort --yes')}`,
+    )
+    .action(async (flags: LockFlags & { yes?: boolean }, command: Command) => {
+      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'undo the partial fk add' });
+      const { withDatabase } = await import('../context.js');
+      const { fkAbort } = await import('../../core/fk/fk.js');
+      const { abortStatements } = await import('../../core/fk/undo.js');
+      const { readFkState } = await import('../../core/fk/state.js');
+      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
+        await ctx.shape();
+        await ctx.assertCanWrite('caseguard fk abort');
+        const parts = abortStatements(await readFkState(ctx.database.db));
+        if (parts.length === 0) {
+          process.stdout.write('No partial fk add to abort: nothing was changed.\n');
+          return;
+        }
+        if (!flags.yes) process.stdout.write(`${parts.map((p) => `${p.statement};`).join('\n')}\n`);
+        if (!(await confirmWrite(`Remove ${parts.map((p) => p.what).join(', ')}?`, { yes: Boolean(flags.yes), isTerminal, what: 'undo the partial fk add' }))) {
+          process.stdout.write('Declined: nothing was changed.\n');
+          process.exitCode = 1;
+          return;
+        }
+        const result = await fkAbort(ctx.database, { timing: timing(flags), log: ctx.log, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs });
+        process.stdout.write(`Removed ${result.removed.join(', ')} (run ${result.runId}); the table is back in its previous shape.\n`);
       });
     });
 

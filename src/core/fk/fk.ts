@@ -4,22 +4,25 @@
  * rerun resumes), every lock taken with lock_timeout and retried with backoff, the constraint
  * added NOT VALID and validated in a separate transaction.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Database } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
 import { withClient, withRunLock, type RunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
-import { SqlState, describePgError, sqlStateOf } from '../db/sqlstate.js';
-import { BusyError, CaseguardError, ExitCode, InterruptedError } from '../errors.js';
+import { describePgError } from '../db/sqlstate.js';
+import { CaseguardError, ExitCode, InterruptedError, UsageError } from '../errors.js';
 import { finishRun, startRun } from '../journal/journal.js';
 import type { Logger } from '../logger.js';
 import { scan } from '../scan/scan.js';
-import { readFkState, NAMES, type FkState } from './state.js';
+import { dependentsRefusal } from './dependents.js';
+import { inTransaction, runConcurrent, runTransaction, withLockRetries, type FkTiming } from './retry.js';
+import { readFkState, type FkState } from './state.js';
 import { BACKFILL_SQL, stepsFor, type FkStep, type Strategy } from './steps.js';
 
 export type { Strategy } from './steps.js';
+export { DEFAULT_TIMING, lockTimeoutFor, type FkTiming } from './retry.js';
+export { fkAbort, fkDrop, type FkAbortResult, type FkDropResult } from './undo.js';
 
 /** Blocking findings: the FK (or the uuid cast) cannot be added while any exists. */
 export interface Blockers {
@@ -33,36 +36,32 @@ export interface FkStatus {
   blockers: Blockers;
   /** True when the FK exists and is validated. */
   complete: boolean;
+  /**
+   * not_started; partial: a run stopped midway (fk add resumes it; before the swap, fk abort
+   * undoes it); complete: the FK is validated.
+   */
+  phase: 'not_started' | 'partial' | 'complete';
+  /** Why fk add would refuse with this strategy before any step (partitioned, dependents it cannot carry). */
+  refusal?: string;
   steps: Array<{ id: string; title: string; done: boolean }>;
 }
 
 /**
- * How a step takes its locks: many short attempts whose lock_timeout grows, the way large teams
- * retry DDL on busy tables (GitLab's with_lock_retries). A failed attempt holds the application's
- * writers up for at most its own lock_timeout; a deadlock (40P01) is retried like a timeout.
+ * Why fk add cannot run with this strategy, before any step: a partitioned table, or schema
+ * objects of the application's that depend on case_id and that the strategy would lose.
  */
-export interface FkTiming {
-  /** lock_timeout of a step's first attempt, in ms; each further attempt's is 1.5 times longer. */
-  lockTimeoutMs: number;
-  /** The longest lock_timeout of any attempt, in ms. */
-  maxLockTimeoutMs: number;
-  /** How long one step keeps trying for its locks, in ms; then exit 5 with nothing of it applied. */
-  retryBudgetMs: number;
-  /** The most attempts per step. */
-  maxAttempts: number;
-  /**
-   * statement_timeout of every step (PostgreSQL syntax); undefined: none, so VALIDATE and the
-   * CONCURRENTLY builds take as long as the table needs (lock waits are bounded by lock_timeout).
-   */
-  statementTimeout?: string;
-}
-
-/** The CLI's defaults (fk add --help). */
-export const DEFAULT_TIMING: FkTiming = { lockTimeoutMs: 100, maxLockTimeoutMs: 800, retryBudgetMs: 300_000, maxAttempts: 100 };
-
-/** lock_timeout of attempt n (0-based). */
-export function lockTimeoutFor(timing: FkTiming, attempt: number): number {
-  return Math.min(timing.maxLockTimeoutMs, Math.round(timing.lockTimeoutMs * 1.5 ** attempt));
+export function fkRefusal(state: FkState, strategy: Strategy): string | undefined {
+  if (state.foreignKey?.validated) return undefined;
+  if (state.partitioned) {
+    return (
+      'mega_agent.case_intake_progress is partitioned: caseguard fk add does not change partitioned tables ' +
+      '(CREATE INDEX CONCURRENTLY and the column swap do not apply to them); nothing was changed. ' +
+      'The manual path: in a maintenance window, ALTER TABLE … ALTER COLUMN case_id TYPE uuid USING case_id::uuid (it rewrites every partition); ' +
+      'per partition CREATE INDEX CONCURRENTLY on (case_id), then CREATE INDEX ON ONLY the parent and ALTER INDEX … ATTACH PARTITION each; ' +
+      'then ADD the FOREIGN KEY on the parent (NOT VALID and VALIDATE apart on PostgreSQL 18; validated at once before 18)'
+    );
+  }
+  return state.columnType === 'text' ? dependentsRefusal(state.dependents, strategy) : undefined;
 }
 
 export async function fkBlockers(database: Database, shape: DatabaseShape): Promise<Blockers> {
@@ -74,10 +73,14 @@ export async function fkBlockers(database: Database, shape: DatabaseShape): Prom
 export async function fkStatus(database: Database, shape: DatabaseShape, strategy: Strategy = 'online'): Promise<FkStatus> {
   const state = await readFkState(database.db);
   const blockers = await fkBlockers(database, shape);
+  const complete = state.foreignKey?.validated === true;
+  const started = state.hasShadow || state.hasTrigger || state.hasFunction || state.notNullCheck !== undefined || state.uniqueIndex !== undefined || state.columnType === 'uuid' || state.foreignKey !== undefined;
   return {
     state,
     blockers,
-    complete: state.foreignKey?.validated === true,
+    complete,
+    phase: complete ? 'complete' : started ? 'partial' : 'not_started',
+    refusal: fkRefusal(state, strategy),
     steps: stepsFor(strategy, state).map((s) => ({ id: s.id, title: s.title, done: s.done(state) })),
   };
 }
@@ -89,6 +92,8 @@ export interface FkPlan {
   steps: Array<Omit<FkStep, 'done'> & { done: boolean }>;
   /** The whole plan as one SQL script (what squawk lints). */
   script: string;
+  /** Why fk add would refuse before any step; the script is then not to be run. */
+  refusal?: string;
 }
 
 export function fkPlan(state: FkState, strategy: Strategy, timing: FkTiming, batchSize: number): FkPlan {
@@ -115,7 +120,7 @@ export function fkPlan(state: FkState, strategy: Strategy, timing: FkTiming, bat
       lines.push('COMMIT;');
     }
   }
-  return { strategy, timing, state, steps, script: `${lines.join('\n')}\n` };
+  return { strategy, timing, state, steps, script: `${lines.join('\n')}\n`, refusal: fkRefusal(state, strategy) };
 }
 
 export interface FkAddOptions {
@@ -154,6 +159,9 @@ export async function fkAdd(database: Database, shape: DatabaseShape, options: F
         `the foreign key cannot be added while ${blocking.map(([k, n]) => `${n} ${k}`).join(', ')} finding(s) exist; run caseguard recover (with --quarantine for invalid and duplicate rows) first`,
       );
     }
+    // Before any step and before the journal: a shape this strategy cannot carry is refused whole.
+    const refusal = fkRefusal(await readFkState(database.db), options.strategy);
+    if (refusal) throw new UsageError(refusal);
     const started = performance.now();
     const runId = await startRun(database.db, { command: 'fk add', options: { strategy: options.strategy, ...options.timing, batchSize: options.batchSize }, dryRun: false, process: database.identity });
     const log = options.log.child({ run_id: runId });
@@ -201,77 +209,6 @@ export async function fkAdd(database: Database, shape: DatabaseShape, options: F
   });
 }
 
-function lockFailure(step: string, attempts: number, elapsedMs: number, cause: unknown): BusyError {
-  return new BusyError(
-    `step ${step} could not get its locks in ${attempts} attempt(s) over ${(elapsedMs / 1000).toFixed(1)} s (${describePgError(cause)}); nothing of the step was applied; rerun caseguard fk add when the application is quieter, or allow more with --lock-retry-budget`,
-    { cause },
-  );
-}
-
-/** A lock timeout or a deadlock: the attempt was rolled back and can be tried again. */
-const retriable = (error: unknown) => sqlStateOf(error) === SqlState.lockNotAvailable || sqlStateOf(error) === SqlState.deadlockDetected;
-
-/**
- * Runs an attempt with a growing lock_timeout, again after a pause while it fails for a lock
- * timeout or a deadlock, until the step's budget or attempts run out (then a BusyError, exit 5).
- * The attempt must leave nothing half-done when it throws.
- */
-async function withLockRetries<T>(step: string, timing: FkTiming, log: Logger, attempt: (lockTimeoutMs: number) => Promise<T>): Promise<{ value: T; attempts: number }> {
-  const started = performance.now();
-  for (let n = 0; ; n++) {
-    const lockTimeoutMs = lockTimeoutFor(timing, n);
-    try {
-      return { value: await attempt(lockTimeoutMs), attempts: n + 1 };
-    } catch (error) {
-      if (!retriable(error)) throw error;
-      // A pause about as long as the attempt lets the writers queued behind it drain.
-      const pause = Math.round(lockTimeoutMs * (0.5 + Math.random()));
-      const next = lockTimeoutFor(timing, n + 1);
-      const elapsed = performance.now() - started;
-      if (n + 1 >= timing.maxAttempts || elapsed + pause + next > timing.retryBudgetMs) throw lockFailure(step, n + 1, elapsed, error);
-      log.warn({ event: 'fk.lock_retry', step, attempt: n + 1, sqlstate: sqlStateOf(error), lock_timeout_ms: lockTimeoutMs, wait_ms: pause });
-      await sleep(pause);
-    }
-  }
-}
-
-/** One transaction with lock_timeout and statement_timeout set locally; rolled back on failure. */
-async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, lockTimeoutMs: number, body: () => Promise<T>): Promise<T> {
-  try {
-    await client.query('BEGIN');
-    await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [`${lockTimeoutMs}ms`, timing.statementTimeout ?? '0']);
-    const value = await body();
-    await client.query('COMMIT');
-    return value;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
-}
-
-async function runTransaction(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
-  const { attempts } = await withLockRetries(step.id, timing, log, (lockTimeoutMs) =>
-    inTransaction(client, timing, lockTimeoutMs, async () => {
-      for (const statement of step.statements) await client.query(statement);
-    }),
-  );
-  return attempts;
-}
-
-/** CONCURRENTLY statements cannot run in a transaction: session timeouts, same retries. */
-async function runConcurrent(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
-  try {
-    // The first statement drops what a failed earlier build left (an INVALID index).
-    const { attempts } = await withLockRetries(step.id, timing, log, async (lockTimeoutMs) => {
-      await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [`${lockTimeoutMs}ms`, timing.statementTimeout ?? '0']);
-      for (const statement of step.statements) await client.query(statement);
-    });
-    return attempts;
-  } finally {
-    await client.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
-  }
-}
-
 async function backfill(client: pg.ClientBase, options: FkAddOptions, log: Logger, lock: RunLock): Promise<{ rows: number; attempts: number }> {
   let after: [string, string] = ['', ''];
   let rows = 0;
@@ -290,39 +227,4 @@ async function backfill(client: pg.ClientBase, options: FkAddOptions, log: Logge
     after = [last.user_id, last.case_id];
     log.debug({ event: 'fk.backfill_batch', batch, rows: page.length });
   }
-}
-
-export interface FkDropResult {
-  runId: number;
-  droppedConstraint?: string;
-  revertedType: boolean;
-}
-
-/** Rollback: drop the constraint; with revertType, the column back to text (a rewrite). */
-export async function fkDrop(database: Database, options: { revertType: boolean; timing: FkTiming; log: Logger; signal?: AbortSignal; lockWaitMs?: number }): Promise<FkDropResult> {
-  return withRunLock(database, { what: 'caseguard fk drop', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
-    await ensureJournalSchema(database.pool);
-    const state = await readFkState(database.db);
-    const runId = await startRun(database.db, { command: 'fk drop', options: { revertType: options.revertType }, dryRun: false, process: database.identity });
-    const statements: string[] = [];
-    if (state.foreignKey) {
-      // cases first, as the application writes, so a writer holding cases cannot deadlock us
-      statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
-      statements.push(`ALTER TABLE ${NAMES.table} DROP CONSTRAINT IF EXISTS ${state.foreignKey.name}`);
-    }
-    if (options.revertType && state.columnType === 'uuid') statements.push(`ALTER TABLE ${NAMES.table} ALTER COLUMN case_id TYPE text USING case_id::text`);
-    try {
-      if (statements.length > 0) {
-        await lock.assertHeld();
-        await withClient(database.pool, (client) =>
-          runTransaction(client, { id: 'drop', title: 'drop', mode: 'transaction', lock: '', effect: '', statements, done: () => false }, options.timing, options.log),
-        );
-      }
-      await finishRun(database.db, runId, { status: 'completed', counts: { statements: statements.length } });
-      return { runId, droppedConstraint: state.foreignKey?.name, revertedType: options.revertType && state.columnType === 'uuid' };
-    } catch (error) {
-      await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) }).catch(() => undefined);
-      throw error;
-    }
-  });
 }

@@ -8,7 +8,8 @@
  * rewrite: ALTER COLUMN TYPE ... USING, one ACCESS EXCLUSIVE rewrite; fine for small tables.
  * Both then build the case_id index CONCURRENTLY, add the FK NOT VALID, and VALIDATE it apart.
  */
-import { NAMES, type FkState } from './state.js';
+import pg from 'pg';
+import { NAMES, quoted, type FkState } from './state.js';
 
 export type Strategy = 'online' | 'rewrite';
 
@@ -36,8 +37,28 @@ export const BACKFILL_SQL = `UPDATE ${T} p SET ${NAMES.shadow} = p.case_id::uuid
  WHERE p.user_id = b.user_id AND p.case_id = b.case_id
 RETURNING p.user_id, p.case_id`;
 
+/** Column privileges a GRANT can name; anything else read from the catalog is refused. */
+const COLUMN_PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']);
+
+/**
+ * What the swap re-issues on the uuid column: the application's column grants and comment (the
+ * dependents the online strategy carries; see dependents.ts). The primary key is attached again.
+ */
+function carriedStatements(state: FkState): string[] {
+  const statements: string[] = [];
+  for (const d of state.dependents) {
+    if (d.kind === 'grant' && COLUMN_PRIVILEGES.has(d.definition)) {
+      // regrole's text is already quoted where the role name needs it (and PUBLIC is "-")
+      const grantee = d.name === '-' ? 'PUBLIC' : d.name;
+      statements.push(`GRANT ${d.definition} (case_id) ON ${T} TO ${grantee}`);
+    }
+    if (d.kind === 'comment') statements.push(`COMMENT ON COLUMN ${T}.case_id IS ${pg.escapeLiteral(d.definition)}`);
+  }
+  return statements;
+}
+
 function swapStatements(state: FkState): string[] {
-  const pk = state.primaryKey?.name ?? 'case_intake_progress_pkey';
+  const pk = quoted(state.primaryKey?.name ?? 'case_intake_progress_pkey');
   return [
     `ALTER TABLE ${T} ALTER COLUMN ${NAMES.shadow} SET NOT NULL`,
     `DROP TRIGGER IF EXISTS ${NAMES.trigger} ON ${T}`,
@@ -45,6 +66,7 @@ function swapStatements(state: FkState): string[] {
     `ALTER TABLE ${T} DROP COLUMN case_id`,
     `ALTER TABLE ${T} RENAME COLUMN ${NAMES.shadow} TO case_id`,
     `ALTER TABLE ${T} ADD CONSTRAINT ${pk} PRIMARY KEY USING INDEX ${NAMES.uniqueIndex}`,
+    ...carriedStatements(state),
     `ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${NAMES.notNullCheck}`,
     `DROP FUNCTION IF EXISTS ${NAMES.fn}()`,
   ];
@@ -136,7 +158,9 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             title: 'swap the columns and attach the primary key, in one short transaction',
             mode: 'transaction',
             lock: 'ACCESS EXCLUSIVE, brief: SET NOT NULL uses the validated CHECK and the primary key uses the built index, so nothing is scanned',
-            effect: 'from now on case_id is uuid: writers that send case_id as an untyped parameter or literal go on unchanged; one that sends it typed as text needs a cast',
+            effect:
+              'from now on case_id is uuid: writers that send case_id as an untyped parameter or literal go on unchanged; one that sends it typed as text needs a cast. ' +
+              `case_id becomes the table's last column (it is column ${state.columnPosition} now): SELECT * and INSERT without a column list see the new order; --strategy rewrite keeps the position`,
             statements: swapStatements(state),
             suppress: {
               3: { rule: 'ban-drop-column', reason: 'the text column is replaced by the uuid column holding the same ids (fk drop --revert-type brings text back)' },
@@ -179,7 +203,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
       mode: 'transaction',
       lock: 'SHARE UPDATE EXCLUSIVE on case_intake_progress, ROW SHARE on cases (reads and writes go on)',
       effect: 'existing rows are checked without blocking writers',
-      statements: [`ALTER TABLE ${T} VALIDATE CONSTRAINT ${state.foreignKey?.name ?? NAMES.fk}`],
+      statements: [`ALTER TABLE ${T} VALIDATE CONSTRAINT ${quoted(state.foreignKey?.name ?? NAMES.fk)}`],
       done: (s) => s.foreignKey?.validated === true,
     },
   ];

@@ -1,0 +1,193 @@
+/**
+ * fk add beside the application's own schema: what depends on case_id is carried or refused
+ * before any change; partitioned progress is refused before any change; a partial online run
+ * is undone by fk abort to the shape it had, byte for byte. On a real server.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/core/errors.js';
+import { fkAbort, fkStatus } from '../../src/core/fk/fk.js';
+import { readFkState } from '../../src/core/fk/state.js';
+import { inspectDatabase } from '../../src/core/db/inspect.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { adminUrl, createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
+import { id, seedControls } from '../helpers/fixtures.js';
+import { runFkAdd, TIMING } from '../helpers/fk.js';
+
+/** Everything about the progress table a change could touch: columns in order, indexes, constraints, triggers, grants, comments. */
+async function tableShape(pool: pg.Pool): Promise<string> {
+  const r = await pool.query(`
+    SELECT json_build_object(
+      'columns', (SELECT json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod), 'notnull', attnotnull, 'acl', attacl::text,
+                                                    'comment', col_description(attrelid, attnum)) ORDER BY attnum)
+                    FROM pg_attribute WHERE attrelid = 'mega_agent.case_intake_progress'::regclass AND attnum > 0 AND NOT attisdropped),
+      'indexes', (SELECT json_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'mega_agent.case_intake_progress'::regclass),
+      'constraints', (SELECT json_agg(conname || ' ' || pg_get_constraintdef(oid) ORDER BY conname) FROM pg_constraint WHERE conrelid = 'mega_agent.case_intake_progress'::regclass),
+      'triggers', (SELECT json_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'mega_agent.case_intake_progress'::regclass),
+      'functions', (SELECT json_agg(proname ORDER BY proname) FROM pg_proc WHERE pronamespace = 'caseguard'::regnamespace)
+    )::text AS shape`);
+  return r.rows[0].shape;
+}
+
+describe('fk add and the application schema', () => {
+  let t: TestDatabase;
+  let role: string;
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    await seedControls(t.pool);
+    role = `cg_app_${randomBytes(4).toString('hex')}`;
+    await t.pool.query(`CREATE ROLE ${role}`);
+  });
+  afterEach(async () => {
+    await t?.drop();
+    const admin = new pg.Client({ connectionString: adminUrl() });
+    await admin.connect();
+    await admin.query(`DROP ROLE IF EXISTS ${role}`);
+    await admin.end();
+  });
+
+  async function addAppSchema(options: { view: boolean }) {
+    await t.pool.query(`
+      ALTER TABLE mega_agent.case_intake_progress ADD COLUMN tenant_id text NOT NULL DEFAULT 'tenant-1';
+      ALTER TABLE mega_agent.case_intake_progress DROP CONSTRAINT case_intake_progress_user_id_case_id_pk;
+      ALTER TABLE mega_agent.case_intake_progress ADD CONSTRAINT "Progress PK" PRIMARY KEY (tenant_id, user_id, case_id);
+      CREATE INDEX "App Case Status" ON mega_agent.case_intake_progress (case_id, status);
+      ALTER TABLE mega_agent.case_intake_progress ADD CONSTRAINT "case_id not nil" CHECK (case_id::uuid IS DISTINCT FROM '00000000-0000-0000-0000-000000000000');
+      GRANT SELECT (case_id) ON mega_agent.case_intake_progress TO ${role};
+      COMMENT ON COLUMN mega_agent.case_intake_progress.case_id IS 'the case, as the bot''s "start" wrote it'`);
+    if (options.view) await t.pool.query('CREATE VIEW mega_agent.open_intakes AS SELECT user_id, case_id FROM mega_agent.case_intake_progress WHERE status = $$in_progress$$');
+  }
+
+  it('status lists what depends on case_id and how each strategy carries it', async () => {
+    await addAppSchema({ view: true });
+    const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
+    const byName = Object.fromEntries(status.state.dependents.map((d) => [`${d.kind} ${d.name}`, d.carried]));
+    expect(Object.keys(byName).sort()).toEqual(
+      ['comment comment on case_id', 'constraint case_id not nil', `grant ${role}`, 'index App Case Status', 'primary_key Progress PK', 'view mega_agent.open_intakes'].sort(),
+    );
+    expect(byName['primary_key Progress PK']).toEqual({ online: null, rewrite: expect.stringContaining('all its columns') });
+    expect(byName[`grant ${role}`]!.online).toMatch(/re-issued/);
+    expect(byName['view mega_agent.open_intakes']).toEqual({ online: null, rewrite: null });
+    expect(status.refusal).toMatch(/online strategy cannot carry .*index App Case Status.*view mega_agent\.open_intakes.*drop them/);
+  });
+
+  it.each(['online', 'rewrite'] as const)('%s: a view on case_id is refused before any change; nothing changes', async (strategy) => {
+    await addAppSchema({ view: true });
+    const before = [await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')];
+    const error = await runFkAdd(t, { strategy }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as Error).message).toMatch(/cannot carry .*view mega_agent\.open_intakes.*nothing was changed/);
+    expect([await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')]).toEqual(before);
+    const runs = await t.pool.query("SELECT count(*)::int AS n FROM caseguard.runs WHERE command = 'fk add'");
+    expect(runs.rows[0].n).toBe(0);
+  });
+
+  it('online refuses the index, CHECK and wider primary key, naming --strategy rewrite; rewrite carries every one', async () => {
+    await addAppSchema({ view: false });
+    const error = await runFkAdd(t, { strategy: 'online' }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/--strategy rewrite carries them/);
+    const positionBefore = (await readFkState(t.database.db)).columnPosition;
+    await runFkAdd(t, { strategy: 'rewrite' });
+    const state = await readFkState(t.database.db);
+    expect(state).toMatchObject({ columnType: 'uuid', foreignKey: { validated: true }, columnPosition: positionBefore });
+    expect(state.primaryKey?.columns).toEqual(['tenant_id', 'user_id', 'case_id']);
+    const shape = JSON.parse(await tableShape(t.pool)) as { indexes: string[]; constraints: string[]; columns: Array<{ name: string; acl: string | null; comment: string | null }> };
+    expect(shape.indexes.some((i) => i.includes('"App Case Status"') && i.includes('(case_id, status)'))).toBe(true);
+    expect(shape.constraints.some((c) => c.startsWith('case_id not nil CHECK'))).toBe(true);
+    // the CHECK still rejects
+    await t.pool.query("INSERT INTO mega_agent.cases (case_id, user_id, title) VALUES ('00000000-0000-0000-0000-000000000000', 'nil', 'x')");
+    await expect(t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('nil', '00000000-0000-0000-0000-000000000000')")).rejects.toThrow(/case_id not nil/);
+    const column = shape.columns.find((c) => c.name === 'case_id')!;
+    expect(column.comment).toBe('the case, as the bot\'s "start" wrote it');
+    expect(column.acl).toContain(role);
+  });
+
+  it('online carries the column grant and the comment through the swap, and a primary key named with quotes and spaces', async () => {
+    await t.pool.query(`
+      ALTER TABLE mega_agent.case_intake_progress RENAME CONSTRAINT case_intake_progress_user_id_case_id_pk TO "Progress ""Key""; --";
+      GRANT SELECT (case_id), UPDATE (case_id) ON mega_agent.case_intake_progress TO ${role};
+      COMMENT ON COLUMN mega_agent.case_intake_progress.case_id IS 'it''s the case'`);
+    await runFkAdd(t, { strategy: 'online' });
+    const r = await t.pool.query(
+      `SELECT format_type(a.atttypid, NULL) AS type, col_description(a.attrelid, a.attnum) AS comment,
+              has_column_privilege('${role}', a.attrelid, a.attnum, 'SELECT') AS can_select,
+              has_column_privilege('${role}', a.attrelid, a.attnum, 'UPDATE') AS can_update
+         FROM pg_attribute a WHERE a.attrelid = 'mega_agent.case_intake_progress'::regclass AND a.attname = 'case_id'`,
+    );
+    expect(r.rows[0]).toEqual({ type: 'uuid', comment: "it's the case", can_select: true, can_update: true });
+    expect((await readFkState(t.database.db)).primaryKey).toEqual({ name: 'Progress "Key"; --', columns: ['user_id', 'case_id'] });
+  });
+});
+
+describe('fk abort', () => {
+  let t: TestDatabase;
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    await seedControls(t.pool);
+    await t.pool.query(
+      `INSERT INTO mega_agent.cases (case_id, user_id, title) SELECT gen_random_uuid(), 'bulk-' || g, 'x' FROM generate_series(1, 300) g;
+       INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE user_id LIKE 'bulk-%'`,
+    );
+  });
+  afterEach(() => t?.drop());
+
+  it.each(['sync_trigger', 'backfill', 'validate_not_null', 'unique_index'])('after a failure following %s: status says partial; abort restores the previous shape byte for byte', async (failAfter) => {
+    const before = [await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')];
+    const error = await runFkAdd(t, {
+      afterStep: (step) => {
+        if (step === failAfter) throw new Error(`injected failure after ${failAfter}`);
+      },
+    }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/injected/);
+    const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
+    expect(status.phase).toBe('partial');
+    // the sync trigger now rejects a case_id that is no uuid
+    await expect(t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', 'not-a-uuid')")).rejects.toThrow(/invalid input syntax for type uuid/);
+    const result = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+    expect(result.removed[0]).toMatch(/^trigger /);
+    expect([await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')]).toEqual(before);
+    expect((await fkStatus(t.database, await inspectDatabase(t.database.db))).phase).toBe('not_started');
+    // writers are no longer checked against a shadow column
+    await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', $1)", [id(1)]);
+    const again = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+    expect(again.removed).toEqual([]);
+  });
+
+  it('refuses past the swap and points at fk add and fk drop', async () => {
+    await runFkAdd(t, { afterStep: (step) => { if (step === 'swap') throw new Error('injected'); } }).catch(() => undefined);
+    const error = await fkAbort(t.database, { timing: TIMING, log: silentLogger }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as Error).message).toMatch(/past its swap.*fk add finishes it.*fk drop --revert-type/);
+  });
+});
+
+describe('partitioned progress', () => {
+  it.each(['hash', 'range'])('%s-partitioned: status, plan and add refuse before any change, with the manual path', async (kind) => {
+    const t = await createTestDatabase();
+    try {
+      await t.pool.query(`
+        ALTER TABLE mega_agent.case_intake_progress RENAME TO progress_old;
+        CREATE TABLE mega_agent.case_intake_progress (LIKE mega_agent.progress_old INCLUDING DEFAULTS, PRIMARY KEY (user_id, case_id, created_at))
+          PARTITION BY ${kind === 'hash' ? 'HASH (user_id)' : 'RANGE (created_at)'};
+        ${kind === 'hash'
+          ? `CREATE TABLE mega_agent.progress_p0 PARTITION OF mega_agent.case_intake_progress FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+             CREATE TABLE mega_agent.progress_p1 PARTITION OF mega_agent.case_intake_progress FOR VALUES WITH (MODULUS 2, REMAINDER 1);`
+          : `CREATE TABLE mega_agent.progress_2026 PARTITION OF mega_agent.case_intake_progress FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             CREATE TABLE mega_agent.progress_default PARTITION OF mega_agent.case_intake_progress DEFAULT;`}
+        DROP TABLE mega_agent.progress_old`);
+      await seedControls(t.pool);
+      const before = [await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')];
+      const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
+      expect(status.refusal).toMatch(/partitioned.*nothing was changed.*ATTACH PARTITION/);
+      for (const strategy of ['online', 'rewrite'] as const) {
+        const error = await runFkAdd(t, { strategy }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(UsageError);
+        expect((error as Error).message).toMatch(/is partitioned/);
+      }
+      expect([await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')]).toEqual(before);
+    } finally {
+      await t.drop();
+    }
+  });
+});
