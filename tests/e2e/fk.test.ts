@@ -1,5 +1,5 @@
 /** fk through the built binary: status, plan linted by squawk, add, drop, refusals. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { tableShape } from '../helpers/fk.js';
 import { seedControls, seedDamage } from '../helpers/fixtures.js';
 
 const SQUAWK = fileURLToPath(new URL('../../node_modules/.bin/squawk', import.meta.url));
@@ -27,6 +28,23 @@ async function squawk(sql: string): Promise<{ code: number; out: string }> {
   }
 }
 
+/** Runs a program with input on stdin; onStderr sees the stderr so far as it grows. */
+function run(program: string, args: string[], input: string, onStderr?: (stderr: string) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      onStderr?.(stderr);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
 describe('caseguard fk', () => {
   let t: TestDatabase;
   beforeEach(async () => {
@@ -43,10 +61,98 @@ describe('caseguard fk', () => {
     const lint = await squawk(plan.stdout);
     expect(lint.out).toMatch(/Found 0 issues/);
     expect(lint.code).toBe(0);
-    for (const ignore of plan.stdout.match(/-- squawk-ignore .+/g) ?? []) {
-      const index = plan.stdout.indexOf(ignore);
-      expect(plan.stdout.slice(0, index).split('\n').at(-2)).toMatch(/^-- on purpose: /);
+    // The script runs transactional steps inside retrying DO blocks, which squawk cannot see
+    // into: their statements are linted on their own, with the suppressions the plan states.
+    const json = JSON.parse((await cli('fk', 'plan', '--strategy', strategy, '--format', 'json')).stdout) as {
+      steps: Array<{ mode: string; statements: string[]; suppress?: Record<string, { rule: string; reason: string }> }>;
+    };
+    // as the DO blocks run them: transactional steps in a transaction, under the timeouts the script sets
+    const statements = json.steps.flatMap((step) => {
+      const body = step.statements.map((statement, j) => {
+        const suppressed = step.suppress?.[j];
+        if (suppressed) expect(plan.stdout).toContain(`-- on purpose (squawk ${suppressed.rule}): ${suppressed.reason}`);
+        return `${suppressed ? `-- squawk-ignore ${suppressed.rule}\n` : ''}${statement};`;
+      });
+      return step.mode === 'concurrent' ? body : ['BEGIN;', ...body, 'COMMIT;'];
+    });
+    const lintStatements = await squawk(["SET lock_timeout = '800ms';", "SET statement_timeout = '0';", ...statements].join('\n'));
+    expect(lintStatements.out).toMatch(/Found 0 issues/);
+  });
+
+  it.each(['online', 'rewrite'])('fk plan --strategy %s | psql -v ON_ERROR_STOP=1 reaches the same end state as fk add', async (strategy) => {
+    const copy = await createTestDatabase();
+    try {
+      for (const db of [t, copy]) {
+        await seedControls(db.pool);
+        await db.pool.query(
+          `INSERT INTO mega_agent.cases (case_id, user_id, title) SELECT ('abcdef00-0000-4000-b000-' || lpad(g::text, 12, '0'))::uuid, 'bulk-' || g, 'x' FROM generate_series(1, 2500) g;
+           INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE user_id LIKE 'bulk-%'`,
+        );
+      }
+      expect((await cli('fk', 'add', '--yes', '--strategy', strategy)).code).toBe(0);
+      const plan = await runCli(['fk', 'plan', '--strategy', strategy, '--batch-size', '700', '--database-url', copy.url]);
+      const psql = await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', copy.url], plan.stdout);
+      expect(psql.stderr).not.toMatch(/ERROR/);
+      expect(psql.code).toBe(0);
+      expect(await tableShape(copy.pool)).toBe(await tableShape(t.pool));
+      // the same rows, each with its uuid (the fixtures' timestamps differ between the two databases)
+      const ids = async (db: TestDatabase) =>
+        (await db.pool.query("SELECT md5(string_agg(user_id || '/' || case_id::text, ',' ORDER BY user_id, case_id)) AS sum FROM mega_agent.case_intake_progress")).rows[0].sum;
+      expect(await ids(copy)).toBe(await ids(t));
+      const status = JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', copy.url])).stdout);
+      expect(status).toMatchObject({ complete: true, phase: 'complete' });
+    } finally {
+      await copy.drop();
     }
+  });
+
+  it('the psql script retries a lock the application holds, then goes on', async () => {
+    await seedControls(t.pool);
+    const plan = await cli('fk', 'plan');
+    const holder = await t.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS SHARE MODE');
+      const psql = run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', t.url], plan.stdout, (stderr) => {
+        // once it has retried, the application's transaction ends
+        if (/step 1 add_shadow_column: no lock within \d+ ms \(attempt 2\); retrying/.test(stderr)) void holder.query('ROLLBACK');
+      });
+      const result = await psql;
+      expect(result.code).toBe(0);
+      expect(result.stderr).toMatch(/attempt 1\); retrying/);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+    const status = JSON.parse((await cli('fk', 'status', '--format', 'json')).stdout);
+    expect(status.complete).toBe(true);
+  });
+
+  it('plan and add refuse a partitioned progress table in one line, exit 2; status says why', async () => {
+    await t.pool.query(`
+      ALTER TABLE mega_agent.case_intake_progress RENAME TO progress_old;
+      CREATE TABLE mega_agent.case_intake_progress (LIKE mega_agent.progress_old INCLUDING DEFAULTS, PRIMARY KEY (user_id, case_id)) PARTITION BY HASH (user_id);
+      CREATE TABLE mega_agent.progress_p0 PARTITION OF mega_agent.case_intake_progress FOR VALUES WITH (MODULUS 1, REMAINDER 0);
+      DROP TABLE mega_agent.progress_old`);
+    for (const args of [['fk', 'plan'], ['fk', 'add', '--yes']]) {
+      const r = await cli(...args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/is partitioned.*nothing was changed/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    const status = await cli('fk', 'status');
+    expect(status.stdout).toMatch(/Refused: .*partitioned/);
+  });
+
+  it('fk abort removes a partial online run; status shows partial, then ready', async () => {
+    await seedControls(t.pool);
+    expect((await cli('fk', 'abort', '--yes')).stdout).toMatch(/No partial fk add to abort/);
+    await t.pool.query('ALTER TABLE mega_agent.case_intake_progress ADD COLUMN case_id_uuid uuid');
+    expect((await cli('fk', 'status')).stdout).toMatch(/Partial: caseguard fk add resumes .*caseguard fk abort undoes it/);
+    const r = await cli('fk', 'abort', '--yes');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Removed column case_id_uuid \(run \d+\); the table is back in its previous shape/);
+    expect((await cli('fk', 'status')).stdout).toMatch(/Ready:/);
   });
 
   it('status names the blockers; add refuses with exit 1 naming recover; after recover it adds; drop rolls back', async () => {

@@ -1,6 +1,7 @@
 import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { fkAdd, type FkAddOptions, type FkAddResult } from '../../src/core/fk/fk.js';
 import { silentLogger } from '../../src/core/logger.js';
+import type pg from 'pg';
 import type { TestDatabase } from './db.js';
 
 export const TIMING = { lockTimeoutMs: 100, maxLockTimeoutMs: 2000, retryBudgetMs: 30_000, maxAttempts: 30, statementTimeout: '60s' };
@@ -14,3 +15,19 @@ export async function runFkAdd(t: TestDatabase, options: Partial<FkAddOptions> =
     ...options,
   });
 }
+
+/** Everything about the progress table a change could touch: columns in order, indexes, constraints, triggers, grants, comments. */
+export async function tableShape(pool: pg.Pool): Promise<string> {
+  const r = await pool.query(`
+    SELECT json_build_object(
+      'columns', (SELECT json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod), 'notnull', attnotnull, 'acl', attacl::text,
+                                                    'comment', col_description(attrelid, attnum)) ORDER BY attnum)
+                    FROM pg_attribute WHERE attrelid = 'mega_agent.case_intake_progress'::regclass AND attnum > 0 AND NOT attisdropped),
+      'indexes', (SELECT json_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'mega_agent.case_intake_progress'::regclass),
+      'constraints', (SELECT json_agg(conname || ' ' || pg_get_constraintdef(oid) ORDER BY conname) FROM pg_constraint WHERE conrelid = 'mega_agent.case_intake_progress'::regclass),
+      'triggers', (SELECT json_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'mega_agent.case_intake_progress'::regclass AND NOT tgisinternal),
+      'functions', (SELECT json_agg(proname ORDER BY proname) FROM pg_proc WHERE pronamespace = 'caseguard'::regnamespace)
+    )::text AS shape`);
+  return r.rows[0].shape;
+}
+

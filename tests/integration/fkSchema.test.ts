@@ -13,22 +13,7 @@ import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { adminUrl, createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
 import { id, seedControls } from '../helpers/fixtures.js';
-import { runFkAdd, TIMING } from '../helpers/fk.js';
-
-/** Everything about the progress table a change could touch: columns in order, indexes, constraints, triggers, grants, comments. */
-async function tableShape(pool: pg.Pool): Promise<string> {
-  const r = await pool.query(`
-    SELECT json_build_object(
-      'columns', (SELECT json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod), 'notnull', attnotnull, 'acl', attacl::text,
-                                                    'comment', col_description(attrelid, attnum)) ORDER BY attnum)
-                    FROM pg_attribute WHERE attrelid = 'mega_agent.case_intake_progress'::regclass AND attnum > 0 AND NOT attisdropped),
-      'indexes', (SELECT json_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'mega_agent.case_intake_progress'::regclass),
-      'constraints', (SELECT json_agg(conname || ' ' || pg_get_constraintdef(oid) ORDER BY conname) FROM pg_constraint WHERE conrelid = 'mega_agent.case_intake_progress'::regclass),
-      'triggers', (SELECT json_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'mega_agent.case_intake_progress'::regclass),
-      'functions', (SELECT json_agg(proname ORDER BY proname) FROM pg_proc WHERE pronamespace = 'caseguard'::regnamespace)
-    )::text AS shape`);
-  return r.rows[0].shape;
-}
+import { runFkAdd, tableShape, TIMING } from '../helpers/fk.js';
 
 describe('fk add and the application schema', () => {
   let t: TestDatabase;

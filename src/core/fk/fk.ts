@@ -18,6 +18,7 @@ import { scan } from '../scan/scan.js';
 import { dependentsRefusal } from './dependents.js';
 import { inTransaction, runConcurrent, runTransaction, withLockRetries, type FkTiming } from './retry.js';
 import { readFkState, type FkState } from './state.js';
+import { planScript } from './script.js';
 import { BACKFILL_SQL, stepsFor, type FkStep, type Strategy } from './steps.js';
 
 export type { Strategy } from './steps.js';
@@ -90,7 +91,7 @@ export interface FkPlan {
   timing: FkTiming;
   state: FkState;
   steps: Array<Omit<FkStep, 'done'> & { done: boolean }>;
-  /** The whole plan as one SQL script (what squawk lints). */
+  /** The whole plan as a script psql runs (script.ts). */
   script: string;
   /** Why fk add would refuse before any step; the script is then not to be run. */
   refusal?: string;
@@ -98,29 +99,7 @@ export interface FkPlan {
 
 export function fkPlan(state: FkState, strategy: Strategy, timing: FkTiming, batchSize: number): FkPlan {
   const steps = stepsFor(strategy, state).map(({ done, ...s }) => ({ ...s, done: done(state) }));
-  const lines: string[] = [
-    `-- caseguard fk add --strategy ${strategy}: ${steps.filter((s) => !s.done).length} of ${steps.length} steps to run`,
-    `SET lock_timeout = '${timing.lockTimeoutMs}ms';`,
-    `SET statement_timeout = '${timing.statementTimeout ?? '0'}';`,
-  ];
-  for (const [i, step] of steps.entries()) {
-    lines.push('', `-- step ${i + 1}: ${step.id}${step.done ? ' (done; skipped)' : ''}: ${step.title}`, `-- lock: ${step.lock}`, `-- meanwhile: ${step.effect}`);
-    if (step.mode === 'batches') {
-      lines.push(`-- repeated in transactions of ${batchSize} rows until no row is left, keyset on the primary key:`);
-      lines.push(`-- ${BACKFILL_SQL.replace(/\n/g, '\n-- ')};`);
-    } else if (step.mode === 'concurrent') {
-      for (const statement of step.statements) lines.push(`${statement};`);
-    } else {
-      lines.push('BEGIN;');
-      for (const [j, statement] of step.statements.entries()) {
-        const suppressed = step.suppress?.[j];
-        if (suppressed) lines.push(`-- on purpose: ${suppressed.reason}`, `-- squawk-ignore ${suppressed.rule}`);
-        lines.push(`${statement};`);
-      }
-      lines.push('COMMIT;');
-    }
-  }
-  return { strategy, timing, state, steps, script: `${lines.join('\n')}\n`, refusal: fkRefusal(state, strategy) };
+  return { strategy, timing, state, steps, script: planScript({ strategy, steps, timing, batchSize }), refusal: fkRefusal(state, strategy) };
 }
 
 export interface FkAddOptions {

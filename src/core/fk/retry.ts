@@ -87,7 +87,7 @@ export async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, 
   }
 }
 
-export async function runTransaction(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
+export async function runTransaction(client: pg.ClientBase, step: Pick<FkStep, 'id' | 'statements'>, timing: FkTiming, log: Logger): Promise<number> {
   const { attempts } = await withLockRetries(step.id, timing, log, (lockTimeoutMs) =>
     inTransaction(client, timing, lockTimeoutMs, async () => {
       for (const statement of step.statements) await client.query(statement);
@@ -97,7 +97,7 @@ export async function runTransaction(client: pg.ClientBase, step: FkStep, timing
 }
 
 /** CONCURRENTLY statements cannot run in a transaction: session timeouts, same retries. */
-export async function runConcurrent(client: pg.ClientBase, step: FkStep, timing: FkTiming, log: Logger): Promise<number> {
+export async function runConcurrent(client: pg.ClientBase, step: Pick<FkStep, 'id' | 'statements'>, timing: FkTiming, log: Logger): Promise<number> {
   try {
     // The first statement drops what a failed earlier build left (an INVALID index).
     const { attempts } = await withLockRetries(step.id, timing, log, async (lockTimeoutMs) => {

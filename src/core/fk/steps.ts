@@ -24,10 +24,29 @@ export interface FkStep {
   /** squawk rules this step breaks on purpose, by statement index, with the reason. */
   suppress?: Record<number, { rule: string; reason: string }>;
   done(state: FkState): boolean;
+  /** The same test as done(), in SQL (a boolean expression): how the psql script skips a done step. */
+  doneSql: string;
 }
 
 const T = NAMES.table;
 const isUuid = (s: FkState) => s.columnType === 'uuid';
+
+/** Catalog tests in SQL, mirroring readFkState (state.ts), for the psql script's guards. */
+const attribute = (name: string) => `(SELECT format_type(a.atttypid, NULL) FROM pg_attribute a WHERE a.attrelid = '${T}'::regclass AND a.attname = '${name}' AND NOT a.attisdropped)`;
+const constraintValid = (name: string) => `(SELECT c.convalidated FROM pg_constraint c WHERE c.conrelid = '${T}'::regclass AND c.conname = '${name}')`;
+const Q = {
+  uuid: `coalesce(${attribute('case_id')} = 'uuid', false)`,
+  shadow: `${attribute(NAMES.shadow)} IS NOT NULL`,
+  trigger: `EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = '${T}'::regclass AND g.tgname = '${NAMES.trigger}')`,
+  check: `${constraintValid(NAMES.notNullCheck)} IS NOT NULL`,
+  checkValid: `coalesce(${constraintValid(NAMES.notNullCheck)}, false)`,
+  uniqueIndexValid: `coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('mega_agent.${NAMES.uniqueIndex}')), false)`,
+  caseIdIndexValid: `EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                      WHERE i.indrelid = '${T}'::regclass AND a.attname = 'case_id' AND i.indisvalid)`,
+  fk: `EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = '${T}'::regclass AND c.contype = 'f' AND c.confrelid = 'mega_agent.cases'::regclass)`,
+  fkValid: `EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = '${T}'::regclass AND c.contype = 'f' AND c.confrelid = 'mega_agent.cases'::regclass AND c.convalidated)`,
+};
+const or = (...parts: string[]) => parts.map((p) => `(${p})`).join(' OR ');
 
 /** One backfill batch: the next keyset page of rows without their uuid, filled in. */
 export const BACKFILL_SQL = `UPDATE ${T} p SET ${NAMES.shadow} = p.case_id::uuid
@@ -87,6 +106,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
               0: { rule: 'changing-column-type', reason: 'the rewrite strategy was chosen: writers wait for the whole rewrite (use --strategy online for large tables)' },
             },
             done: isUuid,
+            doneSql: Q.uuid,
           },
         ]
       : [
@@ -98,6 +118,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             effect: 'writers wait only for the catalog change',
             statements: [`ALTER TABLE ${T} ADD COLUMN IF NOT EXISTS ${NAMES.shadow} uuid`],
             done: (s) => isUuid(s) || s.hasShadow,
+            doneSql: or(Q.uuid, Q.shadow),
           },
           {
             id: 'sync_trigger',
@@ -113,6 +134,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
               `CREATE TRIGGER ${NAMES.trigger} BEFORE INSERT OR UPDATE OF case_id ON ${T} FOR EACH ROW EXECUTE FUNCTION ${NAMES.fn}()`,
             ],
             done: (s) => isUuid(s) || s.hasTrigger,
+            doneSql: or(Q.uuid, Q.trigger),
           },
           {
             id: 'backfill',
@@ -122,6 +144,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             effect: 'a writer of a row in the current batch waits for that batch only',
             statements: [BACKFILL_SQL],
             done: isUuid,
+            doneSql: Q.uuid,
           },
           {
             id: 'not_null_check',
@@ -131,6 +154,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             effect: 'writers wait only for the catalog change; new rows are checked from now on',
             statements: [`ALTER TABLE ${T} ADD CONSTRAINT ${NAMES.notNullCheck} CHECK (${NAMES.shadow} IS NOT NULL) NOT VALID`],
             done: (s) => isUuid(s) || s.notNullCheck !== undefined,
+            doneSql: or(Q.uuid, Q.check),
           },
           {
             id: 'validate_not_null',
@@ -140,6 +164,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             effect: 'the validation scans the table without blocking writers',
             statements: [`ALTER TABLE ${T} VALIDATE CONSTRAINT ${NAMES.notNullCheck}`],
             done: (s) => isUuid(s) || s.notNullCheck === true,
+            doneSql: or(Q.uuid, Q.checkValid),
           },
           {
             id: 'unique_index',
@@ -152,6 +177,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
               `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${NAMES.uniqueIndex} ON ${T} (user_id, ${NAMES.shadow})`,
             ],
             done: (s) => isUuid(s) || s.uniqueIndex === true,
+            doneSql: or(Q.uuid, Q.uniqueIndexValid),
           },
           {
             id: 'swap',
@@ -167,6 +193,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
               4: { rule: 'renaming-column', reason: 'the uuid column takes the old name, so readers and writers keep working' },
             },
             done: isUuid,
+            doneSql: Q.uuid,
           },
         ];
   return [
@@ -182,6 +209,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
         `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${NAMES.caseIdIndex} ON ${T} (case_id)`,
       ],
       done: (s) => s.caseIdIndex?.valid === true,
+      doneSql: Q.caseIdIndexValid,
     },
     {
       id: 'add_fk',
@@ -196,6 +224,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
         `ALTER TABLE ${T} ADD CONSTRAINT ${NAMES.fk} FOREIGN KEY (case_id) REFERENCES mega_agent.cases (case_id) ON DELETE CASCADE NOT VALID`,
       ],
       done: (s) => s.foreignKey !== undefined,
+      doneSql: Q.fk,
     },
     {
       id: 'validate_fk',
@@ -205,6 +234,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
       effect: 'existing rows are checked without blocking writers',
       statements: [`ALTER TABLE ${T} VALIDATE CONSTRAINT ${quoted(state.foreignKey?.name ?? NAMES.fk)}`],
       done: (s) => s.foreignKey?.validated === true,
+      doneSql: Q.fkValid,
     },
   ];
 }

@@ -13,7 +13,6 @@ import { finishRun, startRun } from '../journal/journal.js';
 import type { Logger } from '../logger.js';
 import { runTransaction, type FkTiming } from './retry.js';
 import { NAMES, quoted, readFkState, type FkState } from './state.js';
-import type { FkStep } from './steps.js';
 
 interface UndoOptions {
   timing: FkTiming;
@@ -48,8 +47,7 @@ async function undoRun<T>(
     try {
       if (statements.length > 0) {
         await lock.assertHeld();
-        const step: FkStep = { id: command.replace(' ', '_'), title: command, mode: 'transaction', lock: '', effect: '', statements, done: () => false };
-        await withClient(database.pool, (client) => runTransaction(client, step, options.timing, options.log));
+        await withClient(database.pool, (client) => runTransaction(client, { id: command.replace(' ', '_'), statements }, options.timing, options.log));
       }
       await finishRun(database.db, runId, { status: 'completed', counts: { statements: statements.length } });
       return result(runId);
