@@ -163,7 +163,11 @@ describe('fk add safety', () => {
     expect(plan.steps.map((s) => s.id)).toEqual([
       'add_shadow_column', 'sync_trigger', 'backfill', 'not_null_check', 'validate_not_null', 'unique_index', 'swap', 'case_id_index', 'add_fk', 'validate_fk',
     ]);
-    expect(plan.script).toMatch(/SET lock_timeout = '100ms';/);
+    // the retry schedule of TIMING, in the script's DO blocks
+    expect(plan.script).toMatch(/least\(2000, round\(100 \* 1\.5 \^ cg_attempt\)\)/);
+    expect(plan.script).toMatch(/EXCEPTION WHEN lock_not_available OR deadlock_detected/);
+    expect(plan.script).toMatch(/COMMIT;\n  END LOOP;/);
+    expect(plan.script).toMatch(/case_id becomes the table's last column \(it is column 2 now\)/);
     expect(plan.script).toMatch(/CREATE UNIQUE INDEX CONCURRENTLY/);
     expect(plan.script).toMatch(/NOT VALID/);
     expect(plan.script).toMatch(/rejected \(SQLSTATE 22P02\)/);
