@@ -169,11 +169,11 @@ describe('small edges', () => {
       );
       const r = await runCli(['fk', 'status', '--format', 'json', '--database-url', fresh.url]);
       expect(r.code).toBe(0);
-      expect(JSON.parse(r.stdout).state.rows).toBeNull();
+      expect(JSON.parse(r.stdout).references[0].state.rows).toBeNull();
       const table = await runCli(['fk', 'status', '--database-url', fresh.url]);
       expect(table.stdout).toMatch(/unknown: never analysed/);
       await fresh.pool.query('ANALYZE mega_agent.case_intake_progress');
-      expect(JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', fresh.url])).stdout).state.rows).toBe(1007);
+      expect(JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', fresh.url])).stdout).references[0].state.rows).toBe(1007);
     } finally {
       await fresh.drop();
     }

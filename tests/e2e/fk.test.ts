@@ -100,7 +100,9 @@ describe('caseguard fk', () => {
         (await db.pool.query("SELECT md5(string_agg(user_id || '/' || case_id::text, ',' ORDER BY user_id, case_id)) AS sum FROM mega_agent.case_intake_progress")).rows[0].sum;
       expect(await ids(copy)).toBe(await ids(t));
       const status = JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', copy.url])).stdout);
-      expect(status).toMatchObject({ complete: true, phase: 'complete' });
+      expect(status.complete).toBe(true);
+      expect(status.references.map((r: { phase: string }) => r.phase)).toEqual(['complete', 'complete', 'complete']);
+      for (const table of ['mega_agent.case_memory', 'mega_agent.bot_user_context']) expect(await tableShape(copy.pool, table)).toBe(await tableShape(t.pool, table));
     } finally {
       await copy.drop();
     }
@@ -115,7 +117,7 @@ describe('caseguard fk', () => {
       await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS SHARE MODE');
       const psql = run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', t.url], plan.stdout, (stderr) => {
         // once it has retried, the application's transaction ends
-        if (/step 1 add_shadow_column: no lock within \d+ ms \(attempt 2\); retrying/.test(stderr)) void holder.query('ROLLBACK');
+        if (/step 1 progress\.add_shadow_column: no lock within \d+ ms \(attempt 2\); retrying/.test(stderr)) void holder.query('ROLLBACK');
       });
       const result = await psql;
       expect(result.code).toBe(0);
@@ -148,31 +150,33 @@ describe('caseguard fk', () => {
     await seedControls(t.pool);
     expect((await cli('fk', 'abort', '--yes')).stdout).toMatch(/No partial fk add to abort/);
     await t.pool.query('ALTER TABLE mega_agent.case_intake_progress ADD COLUMN case_id_uuid uuid');
-    expect((await cli('fk', 'status')).stdout).toMatch(/Partial: caseguard fk add resumes .*caseguard fk abort undoes it/);
+    expect((await cli('fk', 'status')).stdout).toMatch(/Partial \(progress\): caseguard fk add resumes .*caseguard fk abort undoes it/);
     const r = await cli('fk', 'abort', '--yes');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/Removed column case_id_uuid \(run \d+\); the table is back in its previous shape/);
+    expect(r.stdout).toMatch(/Removed column case_intake_progress\.case_id_uuid \(run \d+\); the table is back in its previous shape/);
     expect((await cli('fk', 'status')).stdout).toMatch(/Ready:/);
   });
 
   it('status names the blockers; add refuses with exit 1 naming recover; after recover it adds; drop rolls back', async () => {
     await seedDamage(t.pool);
     const status = JSON.parse((await cli('fk', 'status', '--format', 'json')).stdout);
-    expect(status.blockers).toEqual({ orphaned_progress: 3, invalid_case_id: 4, duplicate_progress: 2 });
+    expect(status.blockers).toEqual({ orphaned_progress: 3, invalid_case_id: 4, duplicate_progress: 2, orphaned_memory: 2, dangling_active_case: 2 });
     const refused = await cli('fk', 'add', '--yes');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/caseguard recover/);
     expect((await cli('recover', '--yes', '--quarantine')).code).toBe(0);
     const added = await cli('fk', 'add', '--yes');
     expect(added.code, added.stderr).toBe(0);
-    expect(added.stdout).toMatch(/done {4}validate_fk/);
+    expect(added.stdout).toMatch(/done {4}progress\.validate_fk/);
+    expect(added.stdout).toMatch(/done {4}memory\.validate_fk/);
+    expect(added.stdout).toMatch(/done {4}active_case\.validate_fk/);
     const after = JSON.parse((await cli('fk', 'status', '--format', 'json')).stdout);
     expect(after.complete).toBe(true);
-    expect(after.state.columnType).toBe('uuid');
+    expect(after.references.map((r: { state: { columnType: string } }) => r.state.columnType)).toEqual(['uuid', 'uuid', 'uuid']);
     expect((await cli('scan')).code).toBe(0);
     const dropped = await cli('fk', 'drop', '--yes', '--revert-type');
     expect(dropped.code).toBe(0);
-    expect(dropped.stdout).toMatch(/Dropped fk_case_intake_progress_case; case_id is text again/);
+    expect(dropped.stdout).toMatch(/Dropped fk_case_intake_progress_case, fk_case_memory_case, fk_bot_user_context_active_case; text again: progress, memory, active_case/);
   });
 
   it('add without a terminal and without --yes refuses with exit 2', async () => {

@@ -64,10 +64,10 @@ describe('server errors', () => {
     expect(run.rows).toEqual([{ status: 'partial' }]);
   });
 
-  it('a view on case_id blocks the type change (0A000): exit 4, nothing changed', async () => {
+  it('a view on case_id, which would block the type change (0A000), is refused before any change: exit 2', async () => {
     await t.pool.query('DELETE FROM mega_agent.case_intake_progress');
     await t.pool.query('CREATE VIEW mega_agent.progress_cases AS SELECT case_id FROM mega_agent.case_intake_progress');
-    expectOneLine(await cli('fk', 'add', '--yes', '--strategy', 'rewrite'), 4, /cannot alter type of a column used by a view or rule.*SQLSTATE 0A000/);
+    expectOneLine(await cli('fk', 'add', '--yes', '--strategy', 'rewrite'), 2, /rewrite strategy cannot carry .*view mega_agent\.progress_cases; nothing was changed/);
     const type = await t.pool.query("SELECT data_type FROM information_schema.columns WHERE table_name = 'case_intake_progress' AND column_name = 'case_id'");
     expect(type.rows[0].data_type).toBe('text');
   });

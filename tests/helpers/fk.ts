@@ -16,18 +16,21 @@ export async function runFkAdd(t: TestDatabase, options: Partial<FkAddOptions> =
   });
 }
 
-/** Everything about the progress table a change could touch: columns in order, indexes, constraints, triggers, grants, comments. */
-export async function tableShape(pool: pg.Pool): Promise<string> {
-  const r = await pool.query(`
+/** Everything about a table (default: progress) a change could touch: columns in order, indexes, constraints, triggers, grants, comments. */
+export async function tableShape(pool: pg.Pool, table = 'mega_agent.case_intake_progress'): Promise<string> {
+  const r = await pool.query(
+    `
     SELECT json_build_object(
       'columns', (SELECT json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod), 'notnull', attnotnull, 'acl', attacl::text,
                                                     'comment', col_description(attrelid, attnum)) ORDER BY attnum)
-                    FROM pg_attribute WHERE attrelid = 'mega_agent.case_intake_progress'::regclass AND attnum > 0 AND NOT attisdropped),
-      'indexes', (SELECT json_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'mega_agent.case_intake_progress'::regclass),
-      'constraints', (SELECT json_agg(conname || ' ' || pg_get_constraintdef(oid) ORDER BY conname) FROM pg_constraint WHERE conrelid = 'mega_agent.case_intake_progress'::regclass),
-      'triggers', (SELECT json_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'mega_agent.case_intake_progress'::regclass AND NOT tgisinternal),
+                    FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped),
+      'indexes', (SELECT json_agg(pg_get_indexdef(indexrelid) ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = $1::regclass),
+      'constraints', (SELECT json_agg(conname || ' ' || pg_get_constraintdef(oid) ORDER BY conname) FROM pg_constraint WHERE conrelid = $1::regclass),
+      'triggers', (SELECT json_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal),
       'functions', (SELECT json_agg(proname ORDER BY proname) FROM pg_proc WHERE pronamespace = 'caseguard'::regnamespace)
-    )::text AS shape`);
+    )::text AS shape`,
+    [table],
+  );
   return r.rows[0].shape;
 }
 

@@ -2,8 +2,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { BlockedError, fkDrop, fkPlan, fkStatus } from '../../src/core/fk/fk.js';
-import { readFkState } from '../../src/core/fk/state.js';
-import { BusyError } from '../../src/core/errors.js';
+import { readFkState, REFERENCES } from '../../src/core/fk/state.js';
+import { undoRun } from '../../src/core/recover/undo.js';
+import { BusyError, UsageError } from '../../src/core/errors.js';
 import { createIntakeHandlers } from '../../src/core/intake/handlers.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
@@ -44,7 +45,7 @@ describe.each(['online', 'rewrite'] as const)('fk add --strategy %s', (strategy)
     const before = await t.pool.query("SELECT user_id, case_id::text, answers, created_at FROM mega_agent.case_intake_progress ORDER BY user_id");
     const result = await runFkAdd(t, { strategy });
     expect(result.steps.every((s) => s.status === 'done')).toBe(true);
-    const state = await readFkState(t.database.db);
+    const state = (await readFkState(t.database.db))!;
     expect(state.columnType).toBe('uuid');
     expect(state.foreignKey).toEqual({ name: 'fk_case_intake_progress_case', validated: true });
     expect(state.caseIdIndex?.valid).toBe(true);
@@ -70,9 +71,9 @@ describe.each(['online', 'rewrite'] as const)('fk add --strategy %s', (strategy)
   it('drop removes the constraint; --revert-type returns the column to text', async () => {
     await runFkAdd(t, { strategy });
     await fkDrop(t.database, { revertType: false, timing: TIMING, log: silentLogger });
-    expect((await readFkState(t.database.db)).foreignKey).toBeUndefined();
+    expect((await readFkState(t.database.db))!.foreignKey).toBeUndefined();
     await fkDrop(t.database, { revertType: true, timing: TIMING, log: silentLogger });
-    const state = await readFkState(t.database.db);
+    const state = (await readFkState(t.database.db))!;
     expect(state.columnType).toBe('text');
     expect((await inspectDatabase(t.database.db)).shape).toBe('legacy');
   });
@@ -95,7 +96,7 @@ describe('fk add safety', () => {
     expect(await tableChecksum(t.pool, 'mega_agent.case_intake_progress')).toBe(before);
     await runRecover(t, { quarantine: true });
     const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
-    expect(status.blockers).toEqual({ orphaned_progress: 0, invalid_case_id: 0, duplicate_progress: 0 });
+    expect(status.blockers).toEqual({ orphaned_progress: 0, invalid_case_id: 0, duplicate_progress: 0, orphaned_memory: 0, dangling_active_case: 0 });
     expect((await runFkAdd(t)).steps.length).toBeGreaterThan(5);
   });
 
@@ -103,15 +104,15 @@ describe('fk add safety', () => {
     await seedControls(t.pool);
     const error = await runFkAdd(t, {
       afterStep: (step) => {
-        if (step === 'backfill') throw new Error('injected failure after the backfill');
+        if (step === 'progress.backfill') throw new Error('injected failure after the backfill');
       },
     }).catch((e: unknown) => e);
     expect((error as Error).message).toMatch(/injected/);
-    const mid = await readFkState(t.database.db);
+    const mid = (await readFkState(t.database.db))!;
     expect(mid).toMatchObject({ columnType: 'text', hasShadow: true, hasTrigger: true });
     const resumed = await runFkAdd(t);
-    expect(resumed.steps.filter((s) => s.status === 'skipped').map((s) => s.id)).toEqual(['add_shadow_column', 'sync_trigger']);
-    expect((await readFkState(t.database.db)).foreignKey?.validated).toBe(true);
+    expect(resumed.steps.filter((s) => s.status === 'skipped').map((s) => s.id)).toEqual(['progress.add_shadow_column', 'progress.sync_trigger']);
+    expect((await readFkState(t.database.db))!.foreignKey?.validated).toBe(true);
     const runs = await t.pool.query("SELECT status FROM caseguard.runs WHERE command = 'fk add' ORDER BY run_id");
     expect(runs.rows.map((r) => r.status)).toEqual(['failed', 'completed']);
   });
@@ -128,16 +129,16 @@ describe('fk add safety', () => {
         log: { ...silentLogger, warn: (o: object) => void retries.push(o as (typeof retries)[number]), child() { return this; } } as never,
       }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(BusyError);
-      expect((error as BusyError).message).toMatch(/add_shadow_column could not get its locks in 4 attempt\(s\)/);
+      expect((error as BusyError).message).toMatch(/progress.add_shadow_column could not get its locks in 4 attempt\(s\)/);
       // short attempts, each lock_timeout half as long again as the last, up to the ceiling
       expect(retries.map((r) => [r.attempt, r.lock_timeout_ms])).toEqual([[1, 40], [2, 60], [3, 80]]);
-      const state = await readFkState(t.database.db);
+      const state = (await readFkState(t.database.db))!;
       expect(state).toMatchObject({ columnType: 'text', hasShadow: false });
     } finally {
       await holder.query('ROLLBACK');
       holder.release();
     }
-    expect((await runFkAdd(t)).steps[0]).toMatchObject({ id: 'add_shadow_column', status: 'done' });
+    expect((await runFkAdd(t)).steps[0]).toMatchObject({ id: 'progress.add_shadow_column', status: 'done' });
   });
 
   it('the retries stop when the step\'s budget is spent, whatever the attempts left', async () => {
@@ -158,20 +159,83 @@ describe('fk add safety', () => {
   });
 
   it('the plan states the steps, locks and SQL, and what changes for writers', async () => {
-    const state = await readFkState(t.database.db);
-    const plan = fkPlan(state, 'online', TIMING, 1000);
+    const state = (await readFkState(t.database.db))!;
+    const plan = fkPlan([state], 'online', TIMING, 1000);
     expect(plan.steps.map((s) => s.id)).toEqual([
-      'add_shadow_column', 'sync_trigger', 'backfill', 'not_null_check', 'validate_not_null', 'unique_index', 'swap', 'case_id_index', 'add_fk', 'validate_fk',
+      ...['add_shadow_column', 'sync_trigger', 'backfill', 'not_null_check', 'validate_not_null', 'unique_index', 'swap', 'index', 'add_fk', 'validate_fk'].map((id) => `progress.${id}`),
     ]);
     // the retry schedule of TIMING, in the script's DO blocks
     expect(plan.script).toMatch(/least\(2000, round\(100 \* 1\.5 \^ cg_attempt\)\)/);
     expect(plan.script).toMatch(/EXCEPTION WHEN lock_not_available OR deadlock_detected/);
-    expect(plan.script).toMatch(/COMMIT;\n  END LOOP;/);
+    expect(plan.script).toMatch(/COMMIT;\n {2}END LOOP;/);
     expect(plan.script).toMatch(/case_id becomes the table's last column \(it is column 2 now\)/);
     expect(plan.script).toMatch(/CREATE UNIQUE INDEX CONCURRENTLY/);
     expect(plan.script).toMatch(/NOT VALID/);
     expect(plan.script).toMatch(/rejected \(SQLSTATE 22P02\)/);
-    const rewrite = fkPlan(state, 'rewrite', TIMING, 1000);
+    const rewrite = fkPlan([state], 'rewrite', TIMING, 1000);
     expect(rewrite.script).toMatch(/ACCESS EXCLUSIVE on case_intake_progress for the whole rewrite/);
+  });
+});
+
+describe('the memory and active-case references', () => {
+  let t: TestDatabase;
+  beforeEach(async () => {
+    t = await createTestDatabase();
+    await seedControls(t.pool);
+  });
+  afterEach(() => t?.drop());
+
+  it('--reference limits fk add to the references named; the others are untouched', async () => {
+    const result = await runFkAdd(t, { only: ['memory'] });
+    expect(result.references).toEqual(['memory']);
+    expect(result.steps.every((s) => s.id.startsWith('memory.'))).toBe(true);
+    const states = await Promise.all(REFERENCES.map((r) => readFkState(t.database.db, r)));
+    expect(states.map((s) => [s!.reference.id, s!.columnType, s!.foreignKey?.validated ?? false])).toEqual([
+      ['progress', 'text', false],
+      ['memory', 'uuid', true],
+      ['active_case', 'text', false],
+    ]);
+  });
+
+  it('memory cascades and pointers are cleared when their case goes; a memory row without its case is refused', async () => {
+    await runFkAdd(t);
+    const shape = await inspectDatabase(t.database.db);
+    expect(shape).toMatchObject({ shape: 'uuid', memoryUuid: true, pointerUuid: true });
+    await t.pool.query('DELETE FROM mega_agent.cases WHERE case_id = $1', [id(1)]);
+    const left = await t.pool.query(
+      `SELECT (SELECT count(*)::int FROM mega_agent.case_memory WHERE case_id = $1) AS memory,
+              (SELECT active_case_id FROM mega_agent.bot_user_context WHERE user_id = 'control-1') AS pointer,
+              (SELECT count(*)::int FROM mega_agent.case_memory) AS all_memory`,
+      [id(1)],
+    );
+    expect(left.rows[0]).toEqual({ memory: 0, pointer: null, all_memory: 4 });
+    await expect(
+      t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'x', 'note', '{}')", [id(999)]),
+    ).rejects.toMatchObject({ code: '23503', constraint: 'fk_case_memory_case' });
+    // scan, the intake flow and recover work on the uuid columns
+    expect((await runScan(t)).summary.exitCode).toBe(0);
+    const handlers = createIntakeHandlers({ db: t.database.db, shape, log: silentLogger });
+    expect((await completeIntake(handlers, 'after-three')).outcome).toBe('completed');
+    expect((await runRecover(t)).status).toBe('nothing_to_do');
+  });
+
+  it('refuses the memory FK while memory orphans exist, and the pointer FK while pointers dangle', async () => {
+    await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'x', 'note', '{}')", [id(777)]);
+    const error = await runFkAdd(t, { only: ['memory', 'active_case'] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BlockedError);
+    expect((error as Error).message).toMatch(/1 orphaned_memory/);
+    // progress alone is not blocked by memory
+    expect((await runFkAdd(t, { only: ['progress'] })).references).toEqual(['progress']);
+  });
+
+  it('recover --undo refuses once the memory FK would cascade to the memory of the cases it created', async () => {
+    await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-mem', 'note', '{}')", [id(200)]);
+    const run = await runRecover(t);
+    await runFkAdd(t, { only: ['memory'] });
+    const before = await tableChecksum(t.pool, 'mega_agent.case_memory');
+    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as Error).message).toMatch(new RegExp(`deleting case ${id(200)} would delete its memory or clear active-case pointers`));
+    expect(await tableChecksum(t.pool, 'mega_agent.case_memory')).toBe(before);
   });
 });

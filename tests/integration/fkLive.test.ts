@@ -46,7 +46,7 @@ describe('online fk add with live writers', () => {
     expect(errors).toEqual([]);
     expect(written.length).toBeGreaterThan(10);
     expect(result.backfilled).toBeGreaterThanOrEqual(20000);
-    expect((await readFkState(t.database.db)).foreignKey?.validated).toBe(true);
+    expect((await readFkState(t.database.db))!.foreignKey?.validated).toBe(true);
     const rows = await t.pool.query(
       "SELECT count(*)::int AS n, count(*) FILTER (WHERE jsonb_typeof(answers->'phone') = 'string')::int AS answered FROM mega_agent.case_intake_progress WHERE user_id LIKE 'live-%'",
     );
@@ -118,7 +118,7 @@ describe('online fk add with live writers', () => {
       expect(errors).toEqual([]);
       expect(done).toBeGreaterThan(10);
       expect(result.steps.map((s) => s.status).every((s) => s === 'done')).toBe(true);
-      expect((await readFkState(fresh.database.db)).foreignKey?.validated).toBe(true);
+      expect((await readFkState(fresh.database.db))!.foreignKey?.validated).toBe(true);
     } finally {
       await fresh.drop();
     }

@@ -12,7 +12,7 @@ import { readFkState } from '../../src/core/fk/state.js';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { adminUrl, createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
-import { id, seedControls } from '../helpers/fixtures.js';
+import { seedControls } from '../helpers/fixtures.js';
 import { runFkAdd, tableShape, TIMING } from '../helpers/fk.js';
 
 describe('fk add and the application schema', () => {
@@ -47,14 +47,14 @@ describe('fk add and the application schema', () => {
   it('status lists what depends on case_id and how each strategy carries it', async () => {
     await addAppSchema({ view: true });
     const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
-    const byName = Object.fromEntries(status.state.dependents.map((d) => [`${d.kind} ${d.name}`, d.carried]));
+    const byName = Object.fromEntries(status.references[0]!.state!.dependents.map((d) => [`${d.kind} ${d.name}`, d.carried]));
     expect(Object.keys(byName).sort()).toEqual(
       ['comment comment on case_id', 'constraint case_id not nil', `grant ${role}`, 'index App Case Status', 'primary_key Progress PK', 'view mega_agent.open_intakes'].sort(),
     );
     expect(byName['primary_key Progress PK']).toEqual({ online: null, rewrite: expect.stringContaining('all its columns') });
     expect(byName[`grant ${role}`]!.online).toMatch(/re-issued/);
     expect(byName['view mega_agent.open_intakes']).toEqual({ online: null, rewrite: null });
-    expect(status.refusal).toMatch(/online strategy cannot carry .*index App Case Status.*view mega_agent\.open_intakes.*drop them/);
+    expect(status.references[0]!.refusal).toMatch(/online strategy cannot carry .*index App Case Status.*view mega_agent\.open_intakes.*drop them/);
   });
 
   it.each(['online', 'rewrite'] as const)('%s: a view on case_id is refused before any change; nothing changes', async (strategy) => {
@@ -72,9 +72,9 @@ describe('fk add and the application schema', () => {
     await addAppSchema({ view: false });
     const error = await runFkAdd(t, { strategy: 'online' }).catch((e: unknown) => e);
     expect((error as Error).message).toMatch(/--strategy rewrite carries them/);
-    const positionBefore = (await readFkState(t.database.db)).columnPosition;
+    const positionBefore = (await readFkState(t.database.db))!.columnPosition;
     await runFkAdd(t, { strategy: 'rewrite' });
-    const state = await readFkState(t.database.db);
+    const state = (await readFkState(t.database.db))!;
     expect(state).toMatchObject({ columnType: 'uuid', foreignKey: { validated: true }, columnPosition: positionBefore });
     expect(state.primaryKey?.columns).toEqual(['tenant_id', 'user_id', 'case_id']);
     const shape = JSON.parse(await tableShape(t.pool)) as { indexes: string[]; constraints: string[]; columns: Array<{ name: string; acl: string | null; comment: string | null }> };
@@ -101,7 +101,7 @@ describe('fk add and the application schema', () => {
          FROM pg_attribute a WHERE a.attrelid = 'mega_agent.case_intake_progress'::regclass AND a.attname = 'case_id'`,
     );
     expect(r.rows[0]).toEqual({ type: 'uuid', comment: "it's the case", can_select: true, can_update: true });
-    expect((await readFkState(t.database.db)).primaryKey).toEqual({ name: 'Progress "Key"; --', columns: ['user_id', 'case_id'] });
+    expect((await readFkState(t.database.db))!.primaryKey).toEqual({ name: 'Progress "Key"; --', columns: ['user_id', 'case_id'] });
   });
 });
 
@@ -117,30 +117,42 @@ describe('fk abort', () => {
   });
   afterEach(() => t?.drop());
 
-  it.each(['sync_trigger', 'backfill', 'validate_not_null', 'unique_index'])('after a failure following %s: status says partial; abort restores the previous shape byte for byte', async (failAfter) => {
-    const before = [await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')];
-    const error = await runFkAdd(t, {
-      afterStep: (step) => {
-        if (step === failAfter) throw new Error(`injected failure after ${failAfter}`);
-      },
-    }).catch((e: unknown) => e);
-    expect((error as Error).message).toMatch(/injected/);
-    const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
-    expect(status.phase).toBe('partial');
-    // the sync trigger now rejects a case_id that is no uuid
-    await expect(t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', 'not-a-uuid')")).rejects.toThrow(/invalid input syntax for type uuid/);
-    const result = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
-    expect(result.removed[0]).toMatch(/^trigger /);
-    expect([await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')]).toEqual(before);
-    expect((await fkStatus(t.database, await inspectDatabase(t.database.db))).phase).toBe('not_started');
-    // writers are no longer checked against a shadow column
-    await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', $1)", [id(1)]);
-    const again = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
-    expect(again.removed).toEqual([]);
-  });
+  /** Each reference's table, and a write its sync trigger rejects (a value that is no uuid). */
+  const TABLES = {
+    progress: { table: 'mega_agent.case_intake_progress', invalid: "INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', 'not-a-uuid')" },
+    memory: { table: 'mega_agent.case_memory', invalid: "INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ('not-a-uuid', 'u-x', 'note', '{}')" },
+    active_case: { table: 'mega_agent.bot_user_context', invalid: "INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) VALUES ('u-x', 'not-a-uuid')" },
+  } as const;
+
+  it.each(['progress.sync_trigger', 'progress.backfill', 'progress.validate_not_null', 'progress.unique_index', 'memory.backfill', 'active_case.sync_trigger'])(
+    'after a failure following %s: status says partial; abort restores the previous shape byte for byte',
+    async (failAfter) => {
+      const reference = failAfter.split('.')[0] as keyof typeof TABLES;
+      const { table, invalid } = TABLES[reference];
+      const before = [await tableShape(t.pool, table), await tableChecksum(t.pool, table)];
+      const error = await runFkAdd(t, {
+        afterStep: (step) => {
+          if (step === failAfter) throw new Error(`injected failure after ${failAfter}`);
+        },
+      }).catch((e: unknown) => e);
+      expect((error as Error).message).toMatch(/injected/);
+      const phase = async () => (await fkStatus(t.database, await inspectDatabase(t.database.db))).references.find((r) => r.reference === reference)!.phase;
+      expect(await phase()).toBe('partial');
+      // the sync trigger now rejects a value that is no uuid
+      await expect(t.pool.query(invalid)).rejects.toThrow(/invalid input syntax for type uuid/);
+      const result = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+      expect(result.removed[0]).toMatch(/^trigger /);
+      expect([await tableShape(t.pool, table), await tableChecksum(t.pool, table)]).toEqual(before);
+      expect(await phase()).toBe('not_started');
+      // writers are no longer checked against a shadow column
+      await t.pool.query(invalid);
+      const again = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+      expect(again.removed).toEqual([]);
+    },
+  );
 
   it('refuses past the swap and points at fk add and fk drop', async () => {
-    await runFkAdd(t, { afterStep: (step) => { if (step === 'swap') throw new Error('injected'); } }).catch(() => undefined);
+    await runFkAdd(t, { afterStep: (step) => { if (step === 'progress.swap') throw new Error('injected'); } }).catch(() => undefined);
     const error = await fkAbort(t.database, { timing: TIMING, log: silentLogger }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(/past its swap.*fk add finishes it.*fk drop --revert-type/);
@@ -164,7 +176,7 @@ describe('partitioned progress', () => {
       await seedControls(t.pool);
       const before = [await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')];
       const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
-      expect(status.refusal).toMatch(/partitioned.*nothing was changed.*ATTACH PARTITION/);
+      expect(status.references[0]!.refusal).toMatch(/partitioned.*nothing was changed.*ATTACH PARTITION/);
       for (const strategy of ['online', 'rewrite'] as const) {
         const error = await runFkAdd(t, { strategy }).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(UsageError);

@@ -1,5 +1,5 @@
 /** caseguard fk status|plan|add|abort|drop: the foreign key, added online-safely and resumably. */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { durationMs, examples, integer, pgDuration } from '../options.js';
 
 interface LockFlags {
@@ -10,7 +10,22 @@ interface LockFlags {
   statementTimeout?: string;
 }
 
-interface TimingFlags extends LockFlags {
+interface ReferenceFlags {
+  reference?: Array<'progress' | 'memory' | 'active_case'>;
+}
+
+/** --reference, repeatable: the references a command works on (default: every one whose table exists). */
+function referenceOption(command: Command): Command {
+  return command.addOption(
+    new Option('--reference <reference>', 'only this reference (repeatable): progress, memory or active_case (default: all whose table exists)')
+      .argParser((value: string, previous: string[] | undefined) => {
+        if (!['progress', 'memory', 'active_case'].includes(value)) throw new InvalidArgumentError('expected progress, memory or active_case');
+        return [...(previous ?? []), value];
+      }),
+  );
+}
+
+interface TimingFlags extends LockFlags, ReferenceFlags {
   strategy: 'online' | 'rewrite';
   batchSize: number;
   format: 'table' | 'json';
@@ -27,7 +42,7 @@ function lockOptions(command: Command): Command {
 }
 
 function timingOptions(command: Command): Command {
-  return lockOptions(command.addOption(new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online')))
+  return lockOptions(referenceOption(command).addOption(new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online')))
     .option('--batch-size <n>', 'rows per backfill transaction (online)', integer(1, 1_000_000), 5000)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'));
 }
@@ -64,16 +79,17 @@ ${examples(
     )
     .helpCommand(true);
 
-  fk.command('status')
-    .description('column type, constraint, supporting index, and what blocks adding the FK')
+  referenceOption(fk.command('status'))
+    .description('per reference: column type, constraint, supporting index, what depends on the column, and what blocks adding the FK')
+    .addOption(new Option('--strategy <strategy>', 'the strategy whose refusals to show').choices(['online', 'rewrite']).default('online'))
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .addHelpText('after', examples('caseguard fk status', 'caseguard fk status --format json'))
-    .action(async (flags: { format: 'table' | 'json' }, command: Command) => {
+    .addHelpText('after', examples('caseguard fk status', 'caseguard fk status --reference memory', 'caseguard fk status --format json'))
+    .action(async (flags: ReferenceFlags & { format: 'table' | 'json'; strategy: 'online' | 'rewrite' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { fkStatus } = await import('../../core/fk/fk.js');
       const { renderFkStatus } = await import('../output/fkReport.js');
       await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
-        const status = await fkStatus(ctx.database, await ctx.shape());
+        const status = await fkStatus(ctx.database, await ctx.shape(), { strategy: flags.strategy, only: flags.reference });
         process.stdout.write(flags.format === 'json' ? `${JSON.stringify(status, null, 2)}\n` : renderFkStatus(status, ctx.useColor));
       });
     });
@@ -84,10 +100,10 @@ ${examples(
     async (flags: TimingFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { fkPlan } = await import('../../core/fk/fk.js');
-      const { readFkState } = await import('../../core/fk/state.js');
+      const { presentStates } = await import('../../core/fk/state.js');
       await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         await ctx.shape();
-        const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
+        const plan = fkPlan(await presentStates(ctx.database.db, flags.reference), flags.strategy, timing(flags), flags.batchSize);
         if (plan.refusal && flags.format !== 'json') {
           const { UsageError } = await import('../../core/errors.js');
           throw new UsageError(plan.refusal);
@@ -107,11 +123,11 @@ ${examples(
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'change the table' });
       const { withDatabase } = await import('../context.js');
       const { fkAdd, fkPlan } = await import('../../core/fk/fk.js');
-      const { readFkState } = await import('../../core/fk/state.js');
+      const { presentStates } = await import('../../core/fk/state.js');
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         await ctx.assertCanWrite('caseguard fk add');
-        const plan = fkPlan(await readFkState(ctx.database.db), flags.strategy, timing(flags), flags.batchSize);
+        const plan = fkPlan(await presentStates(ctx.database.db, flags.reference), flags.strategy, timing(flags), flags.batchSize);
         if (plan.refusal) {
           const { UsageError } = await import('../../core/errors.js');
           throw new UsageError(plan.refusal);
@@ -128,6 +144,7 @@ ${examples(
           strategy: flags.strategy,
           timing: timing(flags),
           batchSize: flags.batchSize,
+          only: flags.reference,
           log: ctx.log.child({ command: 'fk add' }),
           signal: ctx.signal,
           lockWaitMs: ctx.lockWaitMs,
@@ -138,12 +155,12 @@ ${examples(
         process.stdout.write(
           flags.format === 'json'
             ? `${JSON.stringify(result, null, 2)}\n`
-            : `The foreign key is in place and validated (run ${result.runId}, ${(result.durationMs / 1000).toFixed(2)} s${result.backfilled ? `, ${result.backfilled} rows backfilled` : ''}).\n`,
+            : `The foreign key${result.references.length === 1 ? ' is' : 's are'} in place and validated: ${result.references.join(', ')} (run ${result.runId}, ${(result.durationMs / 1000).toFixed(2)} s${result.backfilled ? `, ${result.backfilled} rows backfilled` : ''}).\n`,
         );
       });
     });
 
-  lockOptions(fk.command('abort'))
+  lockOptions(referenceOption(fk.command('abort')))
     .description('undo a partial online fk add (before its swap): the table back to its previous shape')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .addHelpText(
@@ -155,18 +172,23 @@ index, and the trigger function. Past the swap (case_id is uuid), fk add finishe
 fk drop --revert-type rolls it back.
 ${examples('caseguard fk status        # "partial": where the run stopped', 'caseguard fk abort --yes')}`,
     )
-    .action(async (flags: LockFlags & { yes?: boolean }, command: Command) => {
+    .action(async (flags: LockFlags & ReferenceFlags & { yes?: boolean }, command: Command) => {
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'undo the partial fk add' });
       const { withDatabase } = await import('../context.js');
       const { fkAbort } = await import('../../core/fk/fk.js');
       const { abortStatements } = await import('../../core/fk/undo.js');
-      const { readFkState } = await import('../../core/fk/state.js');
+      const { presentStates } = await import('../../core/fk/state.js');
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         await ctx.shape();
         await ctx.assertCanWrite('caseguard fk abort');
-        const parts = abortStatements(await readFkState(ctx.database.db));
+        const states = await presentStates(ctx.database.db, flags.reference);
+        const parts = states.flatMap(abortStatements);
+        if (parts.length === 0 && states.some((s) => s.columnType === 'uuid' && !s.foreignKey?.validated)) {
+          // past a swap: fkAbort says what to do instead
+          await fkAbort(ctx.database, { timing: timing(flags), log: ctx.log, only: flags.reference, lockWaitMs: ctx.lockWaitMs });
+        }
         if (parts.length === 0) {
           process.stdout.write('No partial fk add to abort: nothing was changed.\n');
           return;
@@ -177,17 +199,17 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
           process.exitCode = 1;
           return;
         }
-        const result = await fkAbort(ctx.database, { timing: timing(flags), log: ctx.log, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs });
+        const result = await fkAbort(ctx.database, { timing: timing(flags), log: ctx.log, only: flags.reference, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs });
         process.stdout.write(`Removed ${result.removed.join(', ')} (run ${result.runId}); the table is back in its previous shape.\n`);
       });
     });
 
-  lockOptions(fk.command('drop'))
+  lockOptions(referenceOption(fk.command('drop')))
     .description('remove the constraint (rollback); --revert-type also returns the column to text')
     .option('--revert-type', 'ALTER case_id back to text (a rewrite under ACCESS EXCLUSIVE)')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .addHelpText('after', examples('caseguard fk drop                     # asks first', 'caseguard fk drop --yes', 'caseguard fk drop --yes --revert-type  # case_id back to text too'))
-    .action(async (flags: LockFlags & { revertType?: boolean; yes?: boolean }, command: Command) => {
+    .action(async (flags: LockFlags & ReferenceFlags & { revertType?: boolean; yes?: boolean }, command: Command) => {
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' });
@@ -203,13 +225,14 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
         }
         const result = await fkDrop(ctx.database, {
           revertType: Boolean(flags.revertType),
+          only: flags.reference,
           timing: timing(flags),
           log: ctx.log,
           signal: ctx.signal,
           lockWaitMs: ctx.lockWaitMs,
         });
         process.stdout.write(
-          `${result.droppedConstraint ? `Dropped ${result.droppedConstraint}` : 'No foreign key to drop'}${result.revertedType ? '; case_id is text again' : ''} (run ${result.runId}).\n`,
+          `${result.droppedConstraints.length ? `Dropped ${result.droppedConstraints.join(', ')}` : 'No foreign key to drop'}${result.revertedType.length ? `; text again: ${result.revertedType.join(', ')}` : ''} (run ${result.runId}).\n`,
         );
       });
     });

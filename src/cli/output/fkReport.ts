@@ -1,52 +1,71 @@
-/** Printing fk status. */
-import type { FkStatus } from '../../core/fk/fk.js';
+/** Printing fk status: one section per reference, the blockers, and a verdict. */
+import type { FkStatus, ReferenceStatus } from '../../core/fk/fk.js';
 import { painter, renderTable } from './table.js';
 
-export function renderFkStatus(status: FkStatus, useColor: boolean): string {
+const TITLES: Record<ReferenceStatus['reference'], string> = {
+  progress: 'case_intake_progress.case_id → cases (ON DELETE CASCADE)',
+  memory: 'case_memory.case_id → cases (ON DELETE CASCADE)',
+  active_case: 'bot_user_context.active_case_id → cases (ON DELETE SET NULL)',
+};
+
+function renderReference(r: ReferenceStatus, useColor: boolean): string {
   const paint = painter(useColor);
-  const s = status.state;
+  const s = r.state;
+  if (!s) return `${paint.bold(TITLES[r.reference])}\n  table absent: nothing to add\n`;
   const facts = renderTable(
     ['what', 'state'],
     [
-      ['case_id column', s.columnType],
+      ['column type', s.columnType],
+      ['phase', r.phase === 'partial' ? 'partial: a run stopped midway' : r.phase.replace('_', ' ')],
       ['foreign key', s.foreignKey ? `${s.foreignKey.name} (${s.foreignKey.validated ? 'validated' : 'NOT VALID'})` : 'absent'],
-      ['index on case_id', s.caseIdIndex ? `${s.caseIdIndex.name}${s.caseIdIndex.valid ? '' : ' (INVALID: a failed concurrent build)'}` : 'absent'],
+      ['index on the column', s.caseIdIndex ? `${s.caseIdIndex.name}${s.caseIdIndex.valid ? '' : ' (INVALID: a failed concurrent build)'}` : 'absent'],
       ['primary key', s.primaryKey ? `${s.primaryKey.name} (${s.primaryKey.columns.join(', ')})` : 'absent'],
-      ['phase', status.phase === 'partial' ? 'partial: a run stopped midway' : status.phase.replace('_', ' ')],
       ['online migration', s.hasShadow || s.hasTrigger ? `in progress (${[s.hasShadow && 'shadow column', s.hasTrigger && 'sync trigger'].filter(Boolean).join(', ')})` : 'not started or past the swap'],
       ['partitioned', s.partitioned ? 'yes' : 'no'],
-      ['case_id position', `column ${s.columnPosition}`],
-      ['rows (estimate)', s.rows ?? 'unknown: never analysed (ANALYZE mega_agent.case_intake_progress)'],
+      ['column position', `column ${s.columnPosition}`],
+      ['rows (estimate)', s.rows ?? `unknown: never analysed (ANALYZE ${s.reference.table})`],
     ],
     useColor,
   );
+  const dependents = s.dependents.length
+    ? `${renderTable(
+        [`depends on ${s.reference.column}`, 'online', 'rewrite'],
+        s.dependents.map((d) => [`${d.kind.replace('_', ' ')} ${d.name}`, d.carried.online ?? paint.red('cannot carry'), d.carried.rewrite ?? paint.red('cannot carry')]),
+        useColor,
+      )}\n`
+    : '';
+  const steps = renderTable(['step', 'done'], r.steps.map((st) => [st.id, st.done ? 'yes' : 'no']), useColor);
+  const refusal = r.refusal ? `${paint.red(`Refused: ${r.refusal}.`)}\n` : '';
+  return `${paint.bold(TITLES[r.reference])}\n${facts}\n${dependents}${steps}\n${refusal}`;
+}
+
+export function renderFkStatus(status: FkStatus, useColor: boolean): string {
+  const paint = painter(useColor);
   const b = status.blockers;
-  const blocked = b.orphaned_progress + b.invalid_case_id + b.duplicate_progress > 0;
+  const blocked = Object.values(b).some((n) => n > 0);
   const blockers = renderTable(
     ['blocker', 'rows'],
     [
       ['orphaned_progress (no case to reference)', b.orphaned_progress],
       ['invalid_case_id (cannot become uuid)', b.invalid_case_id],
       ['duplicate_progress (collide as uuid)', b.duplicate_progress],
+      ['orphaned_memory (memory without its case)', b.orphaned_memory],
+      ['dangling_active_case (a pointer without its case)', b.dangling_active_case],
     ],
     useColor,
   );
-  const steps = renderTable(['step', 'done'], status.steps.map((st) => [st.id, st.done ? 'yes' : 'no']), useColor);
-  const dependents = s.dependents.length
-    ? `${renderTable(
-        ['depends on case_id', 'online', 'rewrite'],
-        s.dependents.map((d) => [`${d.kind.replace('_', ' ')} ${d.name}`, d.carried.online ?? paint.red('cannot carry'), d.carried.rewrite ?? paint.red('cannot carry')]),
-        useColor,
-      )}\n`
-    : '';
+  const refused = status.references.find((r) => r.refusal);
+  const partial = status.references.filter((r) => r.phase === 'partial');
   const verdict = status.complete
-    ? paint.green('The foreign key is in place and validated.')
-    : status.refusal
-      ? paint.red(`Refused: ${status.refusal}.`)
+    ? paint.green('Every foreign key is in place and validated.')
+    : refused
+      ? paint.red('Refused: see the reference above; fk add changes nothing while it is refused.')
       : blocked
-      ? paint.red('Blocked: run caseguard recover (with --quarantine for invalid and duplicate rows), then caseguard fk add.')
-      : status.phase === 'partial'
-        ? paint.yellow(`Partial: caseguard fk add resumes at the first step not done${s.columnType === 'text' ? '; caseguard fk abort undoes it' : ''}.`)
-        : paint.yellow('Ready: caseguard fk plan shows the steps; caseguard fk add runs them.');
-  return `${facts}\n${dependents}${blockers}\n${steps}\n${verdict}\n`;
+        ? paint.red('Blocked: run caseguard recover (with --quarantine for invalid and duplicate rows), then caseguard fk add.')
+        : partial.length > 0
+          ? paint.yellow(
+              `Partial (${partial.map((r) => r.reference).join(', ')}): caseguard fk add resumes at the first step not done${partial.some((r) => r.state?.columnType === 'text') ? '; caseguard fk abort undoes it' : ''}.`,
+            )
+          : paint.yellow('Ready: caseguard fk plan shows the steps; caseguard fk add runs them.');
+  return `${status.references.map((r) => renderReference(r, useColor)).join('\n')}\n${blockers}\n${verdict}\n`;
 }

@@ -16,6 +16,10 @@ export interface DatabaseShape {
   foreignKey?: { name: string; validated: boolean; onDeleteCascade: boolean };
   hasMemory: boolean;
   hasUserContext: boolean;
+  /** case_memory.case_id is uuid (after fk add's memory reference), else text. */
+  memoryUuid: boolean;
+  /** bot_user_context.active_case_id is uuid (after fk add's active_case reference), else text. */
+  pointerUuid: boolean;
   /** Whether the caseguard schema (journal, quarantine) exists. */
   hasJournal: boolean;
   /** server_version_num, for the SQL that differs by version. */
@@ -76,8 +80,9 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
   const progressType = byTable.get('case_intake_progress')?.get('case_id');
   const casesType = byTable.get('cases')?.get('case_id');
   if (casesType && casesType !== 'uuid') missing.push(`mega_agent.cases.case_id as uuid (it is ${casesType})`);
-  if (progressType && progressType !== 'text' && progressType !== 'uuid') {
-    missing.push(`mega_agent.case_intake_progress.case_id as text or uuid (it is ${progressType})`);
+  for (const [table, column] of [['case_intake_progress', 'case_id'], ['case_memory', 'case_id'], ['bot_user_context', 'active_case_id']] as const) {
+    const type = byTable.get(table)?.get(column);
+    if (type && type !== 'text' && type !== 'uuid') missing.push(`mega_agent.${table}.${column} as text or uuid (it is ${type})`);
   }
   if (missing.length > 0) {
     throw new SchemaError(
@@ -110,6 +115,8 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
       : undefined,
     hasMemory: hasOptional('case_memory'),
     hasUserContext: hasOptional('bot_user_context'),
+    memoryUuid: byTable.get('case_memory')?.get('case_id') === 'uuid',
+    pointerUuid: byTable.get('bot_user_context')?.get('active_case_id') === 'uuid',
     hasJournal: Boolean(journal.rows[0]?.present),
     serverVersionNum: Number(journal.rows[0]?.version),
   };

@@ -1,5 +1,5 @@
 /**
- * What of the application's schema depends on case_intake_progress.case_id, read from the
+ * What of the application's schema depends on a referencing column (progress.case_id, …), read from the
  * catalog before any step: indexes, constraints (the primary key with all its columns), views
  * and materialised views, triggers, policies, defaults, extended statistics, column grants and
  * comments. Each is either carried by a strategy or named in a refusal before anything changes:
@@ -7,7 +7,7 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
-import { NAMES } from './names.js';
+import { REFERENCES, type Reference } from './names.js';
 import type { Strategy } from './steps.js';
 
 export type DependentKind = 'index' | 'constraint' | 'primary_key' | 'view' | 'trigger' | 'policy' | 'default' | 'statistics' | 'grant' | 'comment';
@@ -22,7 +22,7 @@ export interface Dependent {
 }
 
 /** caseguard's own scaffolding and results: never the application's. */
-const OWN = new Set<string>([NAMES.trigger, NAMES.notNullCheck, NAMES.uniqueIndex, NAMES.caseIdIndex, NAMES.fk]);
+const OWN = new Set<string>(REFERENCES.flatMap((r) => [r.trigger, r.notNullCheck, r.index, r.fk, ...(r.uniqueIndex ? [r.uniqueIndex] : [])]));
 
 interface Row {
   kind: DependentKind;
@@ -31,10 +31,10 @@ interface Row {
   columns: string[] | null;
 }
 
-export async function readDependents(db: Executor): Promise<Dependent[]> {
+export async function readDependents(db: Executor, ref: Reference): Promise<Dependent[]> {
   const result = await db.execute<Row & Record<string, unknown>>(sql`
-    WITH t AS (SELECT ${NAMES.table}::regclass AS oid),
-    col AS (SELECT a.attnum FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attname = 'case_id' AND NOT a.attisdropped),
+    WITH t AS (SELECT ${ref.table}::regclass AS oid),
+    col AS (SELECT a.attnum FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attname = ${ref.column} AND NOT a.attisdropped),
     dep AS (
       SELECT DISTINCT d.classid, d.objid FROM pg_depend d, t, col
        WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid AND d.refobjsubid = col.attnum
@@ -69,18 +69,18 @@ export async function readDependents(db: Executor): Promise<Dependent[]> {
       FROM pg_attribute a, t, col, aclexplode(a.attacl) x
      WHERE a.attrelid = t.oid AND a.attnum = col.attnum AND a.attacl IS NOT NULL
     UNION ALL
-    SELECT 'comment', 'comment on case_id', d.description, NULL::text[]
+    SELECT 'comment', 'comment on ' || ${ref.column}, d.description, NULL::text[]
       FROM pg_description d, t, col
      WHERE d.classoid = 'pg_class'::regclass AND d.objoid = t.oid AND d.objsubid = col.attnum
     ORDER BY 1, 2`);
-  return result.rows.filter((r) => !OWN.has(r.name)).map((r) => ({ kind: r.kind, name: r.name, definition: r.definition ?? '', carried: carriage(r) }));
+  return result.rows.filter((r) => !OWN.has(r.name)).map((r) => ({ kind: r.kind, name: r.name, definition: r.definition ?? '', carried: carriage(r, ref) }));
 }
 
 /** How the online swap and the rewrite carry one dependent, or null where they cannot. */
-function carriage(row: Row): Record<Strategy, string | null> {
+function carriage(row: Row, ref: Reference): Record<Strategy, string | null> {
   switch (row.kind) {
     case 'primary_key': {
-      const contract = row.columns?.length === 2 && row.columns[0] === 'user_id' && row.columns[1] === 'case_id';
+      const contract = ref.inPrimaryKey && row.columns?.length === 2 && row.columns[0] === 'user_id' && row.columns[1] === ref.column;
       return {
         online: contract ? 'attached again USING the unique index built concurrently on (user_id, uuid)' : null,
         rewrite: 'rebuilt by ALTER COLUMN TYPE with all its columns',
@@ -104,7 +104,7 @@ function carriage(row: Row): Record<Strategy, string | null> {
 }
 
 /** The refusal for a strategy: what it cannot carry, and the way forward; undefined when it can carry all. */
-export function dependentsRefusal(dependents: Dependent[], strategy: Strategy): string | undefined {
+export function dependentsRefusal(dependents: Dependent[], strategy: Strategy, ref: Reference): string | undefined {
   const blocked = dependents.filter((d) => d.carried[strategy] === null);
   if (blocked.length === 0) return undefined;
   const names = blocked.map((d) => `${d.kind.replace('_', ' ')} ${d.name}`).join(', ');
@@ -113,5 +113,5 @@ export function dependentsRefusal(dependents: Dependent[], strategy: Strategy): 
   const way = otherCan
     ? `--strategy ${other} carries them${other === 'rewrite' ? ' (one rewrite under ACCESS EXCLUSIVE: for tables small enough to wait for)' : ''}`
     : 'drop them, run caseguard fk add, then create them again on the uuid column (caseguard fk status --format json lists their definitions)';
-  return `the ${strategy} strategy cannot carry what depends on case_intake_progress.case_id: ${names}; nothing was changed; ${way}`;
+  return `the ${strategy} strategy cannot carry what depends on ${ref.relname}.${ref.column}: ${names}; nothing was changed; ${way}`;
 }

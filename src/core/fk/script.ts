@@ -7,13 +7,11 @@
  * cannot run inside a transaction). Stopped midway? `caseguard fk plan` again starts where the
  * database is.
  */
+import type { Reference } from './names.js';
 import type { FkTiming } from './retry.js';
-import { NAMES } from './names.js';
 import type { FkStep } from './steps.js';
 
-type PlannedStep = Omit<FkStep, 'done'> & { done: boolean };
-
-const T = NAMES.table;
+type PlannedStep = Omit<FkStep, 'done'> & { done: boolean; reference: Reference };
 
 /** A transactional step: its statements in a block that skips itself when done and retries its locks. */
 function retryingBlock(step: PlannedStep, n: number, timing: FkTiming): string[] {
@@ -51,13 +49,15 @@ function retryingBlock(step: PlannedStep, n: number, timing: FkTiming): string[]
   ];
 }
 
-/** The backfill: keyset batches, each committed on its own (a DO block may COMMIT since PostgreSQL 11). */
+/** The backfill: keyset batches over the table's key, each committed on its own (a DO block may COMMIT since PostgreSQL 11). */
 function backfillBlock(step: PlannedStep, n: number, timing: FkTiming, batchSize: number): string[] {
+  const ref = step.reference;
+  const keys = ref.key.map((k) => k.name).join(', ');
+  const vars = ref.key.map((k) => `cg_${k.name}`);
   return [
     'DO $caseguard$',
     'DECLARE',
-    "  cg_user text := '';",
-    "  cg_case text := '';",
+    ...ref.key.map((k) => `  cg_${k.name} ${k.type} := ${k.type === 'bigint' ? '-9223372036854775808' : "''"};`),
     'BEGIN',
     `  IF ${step.doneSql} THEN`,
     `    RAISE NOTICE 'step ${n} ${step.id}: done already; skipped';`,
@@ -66,15 +66,15 @@ function backfillBlock(step: PlannedStep, n: number, timing: FkTiming, batchSize
     `  PERFORM set_config('lock_timeout', '${timing.maxLockTimeoutMs}ms', false);`,
     '  LOOP',
     '    WITH b AS (',
-    `      SELECT user_id, case_id FROM ${T}`,
-    '       WHERE (user_id, case_id) > (cg_user, cg_case)',
-    `       ORDER BY user_id, case_id LIMIT ${batchSize}`,
+    `      SELECT ${keys} FROM ${ref.table}`,
+    `       WHERE (${keys}) > (${vars.join(', ')})`,
+    `       ORDER BY ${keys} LIMIT ${batchSize}`,
     '    ), filled AS (',
-    `      UPDATE ${T} p SET ${NAMES.shadow} = p.case_id::uuid`,
-    `        FROM b WHERE p.user_id = b.user_id AND p.case_id = b.case_id AND p.${NAMES.shadow} IS NULL`,
+    `      UPDATE ${ref.table} p SET ${ref.shadow} = p.${ref.column}::uuid`,
+    `        FROM b WHERE ${ref.key.map((k) => `p.${k.name} = b.${k.name}`).join(' AND ')} AND p.${ref.shadow} IS NULL AND p.${ref.column} IS NOT NULL`,
     '      RETURNING 1',
     '    )',
-    '    SELECT b.user_id, b.case_id INTO cg_user, cg_case FROM b ORDER BY b.user_id DESC, b.case_id DESC LIMIT 1;',
+    `    SELECT ${ref.key.map((k) => `b.${k.name}`).join(', ')} INTO ${vars.join(', ')} FROM b ORDER BY ${ref.key.map((k) => `b.${k.name} DESC`).join(', ')} LIMIT 1;`,
     '    EXIT WHEN NOT FOUND;',
     '    COMMIT;',
     '  END LOOP;',
@@ -86,7 +86,7 @@ function backfillBlock(step: PlannedStep, n: number, timing: FkTiming, batchSize
 export function planScript(input: { strategy: string; steps: PlannedStep[]; timing: FkTiming; batchSize: number }): string {
   const { steps, timing } = input;
   const lines: string[] = [
-    `-- caseguard fk add --strategy ${input.strategy}: ${steps.filter((s) => !s.done).length} of ${steps.length} steps to run`,
+    `-- caseguard fk add --strategy ${input.strategy} (${[...new Set(steps.map((s) => s.reference.id))].join(', ')}): ${steps.filter((s) => !s.done).length} of ${steps.length} steps to run`,
     '-- Run it as: psql -v ON_ERROR_STOP=1 -f plan.sql   (not inside a transaction: each step commits on its own)',
     `-- Locks: each step tries with lock_timeout ${timing.lockTimeoutMs}ms, 1.5 times longer each retry up to ${timing.maxLockTimeoutMs}ms,`,
     `-- for at most ${timing.maxAttempts} attempts or ${Math.round(timing.retryBudgetMs / 1000)} s; a deadlock is retried like a lock timeout.`,

@@ -1,7 +1,7 @@
 /**
- * Going back: `fk drop` removes the constraint (and with --revert-type returns case_id to text);
- * `fk abort` removes what a partial online run left before its swap (the sync trigger, the
- * NOT NULL check, the shadow column with its index, the trigger function), returning the table
+ * Going back: `fk drop` removes the constraints (and with --revert-type returns the columns to
+ * text); `fk abort` removes what a partial online run left before its swap (the sync trigger, the
+ * NOT NULL check, the shadow column with its index, the trigger function), returning each table
  * to the shape it had before `fk add`.
  */
 import type { Database } from '../db/database.js';
@@ -12,10 +12,13 @@ import { UsageError } from '../errors.js';
 import { finishRun, startRun } from '../journal/journal.js';
 import type { Logger } from '../logger.js';
 import { runTransaction, type FkTiming } from './retry.js';
-import { NAMES, quoted, readFkState, type FkState } from './state.js';
+import type { ReferenceId } from './names.js';
+import { quoted, readStates, selectReferences, type FkState } from './state.js';
 
 interface UndoOptions {
   timing: FkTiming;
+  /** Only these references (default: all whose table exists). */
+  only?: ReferenceId[];
   log: Logger;
   signal?: AbortSignal;
   lockWaitMs?: number;
@@ -23,8 +26,9 @@ interface UndoOptions {
 
 export interface FkDropResult {
   runId: number;
-  droppedConstraint?: string;
-  revertedType: boolean;
+  droppedConstraints: string[];
+  /** The references whose column went back to text. */
+  revertedType: ReferenceId[];
 }
 
 export interface FkAbortResult {
@@ -38,11 +42,12 @@ async function undoRun<T>(
   database: Database,
   command: string,
   options: UndoOptions & { runOptions: Record<string, unknown> },
-  plan: (state: FkState) => { statements: string[]; result: (runId: number) => T },
+  plan: (states: FkState[]) => { statements: string[]; result: (runId: number) => T },
 ): Promise<T> {
   return withRunLock(database, { what: `caseguard ${command}`, waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
     await ensureJournalSchema(database.pool);
-    const { statements, result } = plan(await readFkState(database.db));
+    const states = (await readStates(database.db, selectReferences(options.only))).flatMap((s) => (s.state ? [s.state] : []));
+    const { statements, result } = plan(states);
     const runId = await startRun(database.db, { command, options: options.runOptions, dryRun: false, process: database.identity });
     try {
       if (statements.length > 0) {
@@ -58,44 +63,48 @@ async function undoRun<T>(
   });
 }
 
-/** Rollback: drop the constraint; with revertType, the column back to text (a rewrite). */
+/** Rollback: drop the constraints; with revertType, the columns back to text (a rewrite each). */
 export async function fkDrop(database: Database, options: UndoOptions & { revertType: boolean }): Promise<FkDropResult> {
-  return undoRun(database, 'fk drop', { ...options, runOptions: { revertType: options.revertType } }, (state) => {
+  return undoRun(database, 'fk drop', { ...options, runOptions: { revertType: options.revertType, references: options.only ?? 'all' } }, (states) => {
+    const withFk = states.filter((s) => s.foreignKey);
+    const revert = options.revertType ? states.filter((s) => s.columnType === 'uuid') : [];
     const statements: string[] = [];
-    if (state.foreignKey) {
-      // cases first, as the application writes, so a writer holding cases cannot deadlock us
-      statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
-      statements.push(`ALTER TABLE ${NAMES.table} DROP CONSTRAINT IF EXISTS ${quoted(state.foreignKey.name)}`);
-    }
-    const revert = options.revertType && state.columnType === 'uuid';
-    if (revert) statements.push(`ALTER TABLE ${NAMES.table} ALTER COLUMN case_id TYPE text USING case_id::text`);
-    return { statements, result: (runId) => ({ runId, droppedConstraint: state.foreignKey?.name, revertedType: revert }) };
+    // cases first, as the application writes, so a writer holding cases cannot deadlock us
+    if (withFk.length > 0) statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
+    for (const s of withFk) statements.push(`ALTER TABLE ${s.reference.table} DROP CONSTRAINT IF EXISTS ${quoted(s.foreignKey!.name)}`);
+    for (const s of revert) statements.push(`ALTER TABLE ${s.reference.table} ALTER COLUMN ${s.reference.column} TYPE text USING ${s.reference.column}::text`);
+    return {
+      statements,
+      result: (runId) => ({ runId, droppedConstraints: withFk.map((s) => s.foreignKey!.name), revertedType: revert.map((s) => s.reference.id) }),
+    };
   });
 }
 
 /** What a partial online run left before its swap, and the statement that removes each. */
 export function abortStatements(state: FkState): Array<{ what: string; statement: string }> {
   if (state.columnType !== 'text') return [];
-  const T = NAMES.table;
+  const ref = state.reference;
+  const T = ref.table;
   return [
     // the trigger first: from then on writers are no longer checked against the shadow column
-    ...(state.hasTrigger ? [{ what: `trigger ${NAMES.trigger}`, statement: `DROP TRIGGER IF EXISTS ${NAMES.trigger} ON ${T}` }] : []),
-    ...(state.notNullCheck !== undefined ? [{ what: `check ${NAMES.notNullCheck}`, statement: `ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${NAMES.notNullCheck}` }] : []),
-    ...(state.uniqueIndex !== undefined ? [{ what: `index ${NAMES.uniqueIndex}`, statement: `DROP INDEX IF EXISTS mega_agent.${NAMES.uniqueIndex}` }] : []),
-    ...(state.hasShadow ? [{ what: `column ${NAMES.shadow}`, statement: `ALTER TABLE ${T} DROP COLUMN IF EXISTS ${NAMES.shadow}` }] : []),
-    ...(state.hasFunction ? [{ what: `function ${NAMES.fn}()`, statement: `DROP FUNCTION IF EXISTS ${NAMES.fn}()` }] : []),
+    ...(state.hasTrigger ? [{ what: `trigger ${ref.trigger} on ${ref.relname}`, statement: `DROP TRIGGER IF EXISTS ${ref.trigger} ON ${T}` }] : []),
+    ...(state.notNullCheck !== undefined ? [{ what: `check ${ref.notNullCheck}`, statement: `ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${ref.notNullCheck}` }] : []),
+    ...(state.uniqueIndex !== undefined && ref.uniqueIndex ? [{ what: `index ${ref.uniqueIndex}`, statement: `DROP INDEX IF EXISTS mega_agent.${ref.uniqueIndex}` }] : []),
+    ...(state.hasShadow ? [{ what: `column ${ref.relname}.${ref.shadow}`, statement: `ALTER TABLE ${T} DROP COLUMN IF EXISTS ${ref.shadow}` }] : []),
+    ...(state.hasFunction ? [{ what: `function ${ref.fn}()`, statement: `DROP FUNCTION IF EXISTS ${ref.fn}()` }] : []),
   ];
 }
 
-/** Undoes a partial online run that has not swapped the columns yet. */
+/** Undoes the partial online runs that have not swapped their columns yet. */
 export async function fkAbort(database: Database, options: UndoOptions): Promise<FkAbortResult> {
-  return undoRun(database, 'fk abort', { ...options, runOptions: {} }, (state) => {
-    if (state.columnType === 'uuid') {
+  return undoRun(database, 'fk abort', { ...options, runOptions: { references: options.only ?? 'all' } }, (states) => {
+    const parts = states.flatMap(abortStatements);
+    const pastSwap = states.filter((s) => s.columnType === 'uuid' && !s.foreignKey?.validated);
+    if (parts.length === 0 && pastSwap.length > 0) {
       throw new UsageError(
-        'case_id is uuid already: the online run is past its swap, so there is nothing to abort; caseguard fk add finishes it, caseguard fk drop --revert-type rolls it back',
+        `${pastSwap.map((s) => `${s.reference.relname}.${s.reference.column}`).join(', ')} is uuid already: the online run is past its swap, so there is nothing to abort; caseguard fk add finishes it, caseguard fk drop --revert-type rolls it back`,
       );
     }
-    const parts = abortStatements(state);
     return { statements: parts.map((p) => p.statement), result: (runId) => ({ runId, removed: parts.map((p) => p.what) }) };
   });
 }

@@ -78,16 +78,16 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
         sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`, tail);
     case 'normalise_memory':
       return normalise(b, runId, 'case_memory', 'case_id', sql`b.canonical_id::text`,
-        sql`t.memory_id = b.memory_id AND t.case_id = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
+        sql`t.memory_id = b.memory_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
     case 'normalise_pointer':
       return normalise(b, runId, 'bot_user_context', 'active_case_id', sql`b.canonical_id::text`,
-        sql`t.user_id = b.user_id AND t.active_case_id = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
+        sql`t.user_id = b.user_id AND t.active_case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
     case 'quarantine_progress':
       return quarantine(b, runId, 'case_intake_progress', sql`t.user_id = b.user_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`, tail);
     case 'quarantine_memory':
-      return quarantine(b, runId, 'case_memory', sql`t.memory_id = b.memory_id AND t.case_id = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
+      return quarantine(b, runId, 'case_memory', sql`t.memory_id = b.memory_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
     case 'quarantine_pointer':
-      return quarantine(b, runId, 'bot_user_context', sql`t.user_id = b.user_id AND t.active_case_id = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
+      return quarantine(b, runId, 'bot_user_context', sql`t.user_id = b.user_id AND t.active_case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
   }
 }
 

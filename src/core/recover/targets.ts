@@ -53,9 +53,9 @@ function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
     sql`SELECT 'p' AS src, cip.user_id, cip.case_id::text AS case_id, cip.created_at, NULL::bigint AS memory_id
           FROM mega_agent.case_intake_progress cip`,
   ];
-  if (shape.hasMemory) sources.push(sql`SELECT 'm', m.user_id, m.case_id, m.created_at, m.memory_id FROM mega_agent.case_memory m`);
+  if (shape.hasMemory) sources.push(sql`SELECT 'm', m.user_id, m.case_id::text, m.created_at, m.memory_id FROM mega_agent.case_memory m`);
   if (shape.hasUserContext) {
-    sources.push(sql`SELECT 'b', b.user_id, b.active_case_id, NULL::timestamptz, NULL::bigint
+    sources.push(sql`SELECT 'b', b.user_id, b.active_case_id::text, NULL::timestamptz, NULL::bigint
                        FROM mega_agent.bot_user_context b WHERE b.active_case_id IS NOT NULL`);
   }
   return sql`

@@ -32,14 +32,21 @@ export interface UndoResult {
  */
 async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: string): Promise<string[]> {
   const cascade = shape.foreignKey?.onDeleteCascade ?? false;
+  // Compared in the column's own type, so an index on it serves (text before fk add, uuid after).
+  const memoryOf = shape.memoryUuid ? sql`m.case_id = cr.case_id::uuid` : sql`m.case_id = cr.case_id`;
+  const pointerOf = shape.pointerUuid ? sql`b.active_case_id = cr.case_id::uuid` : sql`b.active_case_id = cr.case_id`;
   const memorySince = shape.hasMemory
-    ? sql`EXISTS (SELECT 1 FROM mega_agent.case_memory m WHERE m.case_id = cr.case_id AND m.created_at > ${startedAt}::timestamptz)`
+    ? sql`EXISTS (SELECT 1 FROM mega_agent.case_memory m WHERE ${memoryOf} AND m.created_at > ${startedAt}::timestamptz)`
     : sql`false`;
   // An active-case pointer the bot set since the run (an /intake_resume) would dangle again.
   const pointerSince = shape.hasUserContext
-    ? sql`EXISTS (SELECT 1 FROM mega_agent.bot_user_context b WHERE b.active_case_id = cr.case_id AND b.updated_at > ${startedAt}::timestamptz)`
+    ? sql`EXISTS (SELECT 1 FROM mega_agent.bot_user_context b WHERE ${pointerOf} AND b.updated_at > ${startedAt}::timestamptz)`
     : sql`false`;
-  const cases = await tx.execute<{ case_id: string; gone: boolean; changed: boolean; touched: boolean; refs: string }>(sql`
+  // With their foreign keys (a uuid column), deleting the case would delete memory or clear
+  // pointers instead of leaving them as they were before the run.
+  const throughForeignKeys = sql`${shape.memoryUuid ? sql`EXISTS (SELECT 1 FROM mega_agent.case_memory m WHERE ${memoryOf})` : sql`false`}
+    OR ${shape.pointerUuid ? sql`EXISTS (SELECT 1 FROM mega_agent.bot_user_context b WHERE ${pointerOf})` : sql`false`}`;
+  const cases = await tx.execute<{ case_id: string; gone: boolean; changed: boolean; touched: boolean; refs: string; fk_refs: boolean }>(sql`
     WITH created AS (
       SELECT row_key->>'case_id' AS case_id, after FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'case_created'
     ),
@@ -52,12 +59,13 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
       SELECT cr.case_id, c.case_id IS NULL AS gone,
              c.case_id IS NOT NULL AND to_jsonb(c) IS DISTINCT FROM cr.after AS changed,
              coalesce(r.since, false) OR ${memorySince} OR ${pointerSince} AS touched,
-             coalesce(r.n, 0) AS refs
+             coalesce(r.n, 0) AS refs,
+             ${throughForeignKeys} AS fk_refs
         FROM created cr
         LEFT JOIN mega_agent.cases c ON c.case_id = cr.case_id::uuid
         LEFT JOIN refs r ON r.case_id = cr.case_id
     )
-    SELECT * FROM checked WHERE gone OR changed OR touched OR (${cascade} AND refs > 0) ORDER BY case_id LIMIT 20`);
+    SELECT * FROM checked WHERE gone OR changed OR touched OR (${cascade} AND refs > 0) OR fk_refs ORDER BY case_id LIMIT 20`);
   const problems = cases.rows.map((r) =>
     r.gone
       ? `case ${r.case_id} is gone already`
@@ -65,7 +73,9 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
         ? `case ${r.case_id} was changed since the run`
         : r.touched
           ? `case ${r.case_id} has progress, memory or an active-case pointer written since the run`
-          : `deleting case ${r.case_id} would cascade to ${r.refs} progress row(s) through ${shape.foreignKey!.name}`,
+          : r.fk_refs && !(cascade && Number(r.refs) > 0)
+            ? `deleting case ${r.case_id} would delete its memory or clear active-case pointers through their foreign keys`
+            : `deleting case ${r.case_id} would cascade to ${r.refs} progress row(s) through ${shape.foreignKey!.name}`,
   );
   const spellings = await tx.execute<{ table_name: string; key: string }>(sql`
     SELECT i.table_name, i.row_key::text AS key FROM caseguard.run_items i
@@ -73,9 +83,9 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
        WHEN 'case_intake_progress' THEN EXISTS (SELECT 1 FROM mega_agent.case_intake_progress p
               WHERE p.user_id = i.row_key->>'user_id' AND p.case_id::text = i.row_key->>'case_id')
        ${shape.hasMemory ? sql`WHEN 'case_memory' THEN EXISTS (SELECT 1 FROM mega_agent.case_memory m
-              WHERE m.memory_id = (i.row_key->>'memory_id')::bigint AND m.case_id = i.after->>'case_id')` : sql``}
+              WHERE m.memory_id = (i.row_key->>'memory_id')::bigint AND m.case_id::text = i.after->>'case_id')` : sql``}
        ${shape.hasUserContext ? sql`WHEN 'bot_user_context' THEN EXISTS (SELECT 1 FROM mega_agent.bot_user_context b
-              WHERE b.user_id = i.row_key->>'user_id' AND b.active_case_id = i.after->>'active_case_id')` : sql``}
+              WHERE b.user_id = i.row_key->>'user_id' AND b.active_case_id::text = i.after->>'active_case_id')` : sql``}
        ELSE false END
      ORDER BY i.item_id LIMIT 20`);
   problems.push(...spellings.rows.map((r) => `${r.table_name} ${r.key} was changed since the run`));
@@ -83,6 +93,12 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
     const progressSpellings = await tx.execute(sql`
       SELECT 1 FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'spelling_changed' AND table_name = 'case_intake_progress' LIMIT 1`);
     if (progressSpellings.rows.length > 0) problems.push('progress.case_id is uuid now: the original spellings cannot be stored again');
+  }
+  for (const [table, uuid] of [['case_memory', shape.memoryUuid], ['bot_user_context', shape.pointerUuid]] as const) {
+    if (!uuid) continue;
+    const changed = await tx.execute(sql`
+      SELECT 1 FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'spelling_changed' AND table_name = ${table} LIMIT 1`);
+    if (changed.rows.length > 0) problems.push(`${table}'s column is uuid now: the original spellings cannot be stored again`);
   }
   return problems.slice(0, 20);
 }

@@ -50,11 +50,11 @@ export function allFindings(sources: Sources, filters: ScanFilters): SQL {
           FROM mega_agent.case_intake_progress cip WHERE ${where(filters, 'cip', 'updated_at')}`,
   ];
   if (sources.memory) {
-    branches.push(sql`SELECT 'case_memory', m.user_id, m.case_id, m.memory_id, false
+    branches.push(sql`SELECT 'case_memory', m.user_id, m.case_id::text, m.memory_id, false
                         FROM mega_agent.case_memory m WHERE ${where(filters, 'm', 'created_at')}`);
   }
   if (sources.pointers) {
-    branches.push(sql`SELECT 'bot_user_context', b.user_id, b.active_case_id, NULL::bigint, false
+    branches.push(sql`SELECT 'bot_user_context', b.user_id, b.active_case_id::text, NULL::bigint, false
                         FROM mega_agent.bot_user_context b
                        WHERE b.active_case_id IS NOT NULL AND ${where(filters, 'b', 'updated_at')}`);
   }
