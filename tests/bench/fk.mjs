@@ -11,10 +11,13 @@ async function build(pool, rows) {
     [rows],
   );
   await pool.query(`INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) SELECT user_id, case_id::text, 'contact' FROM mega_agent.cases`);
-  await pool.query('VACUUM ANALYZE mega_agent.cases, mega_agent.case_intake_progress');
+  // one memory row per case, and an active-case pointer for half the users: all three references
+  await pool.query(`INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) SELECT case_id::text, user_id, 'intake_answer', '{}' FROM mega_agent.cases`);
+  await pool.query(`INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE random() < 0.5`);
+  await pool.query('VACUUM ANALYZE mega_agent.cases, mega_agent.case_intake_progress, mega_agent.case_memory, mega_agent.bot_user_context');
 }
 
-/** Writers like the bot's: a new case and its progress, and an answer to an existing row. */
+/** Writers like the bot's: a new case, its progress, memory and pointer; an answer to an existing row. */
 function startWriters(pool, count, rows) {
   let stop = false;
   const latencies = [];
@@ -29,6 +32,11 @@ function startWriters(pool, count, rows) {
         await client.query('BEGIN');
         const c = await client.query("INSERT INTO mega_agent.cases (user_id, title) VALUES ($1, 'Intake Session') RETURNING case_id::text", [`writer-${w}-${i}`]);
         await client.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) VALUES ($1, $2, 'contact')", [`writer-${w}-${i}`, c.rows[0].case_id]);
+        await client.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, $2, 'intake_answer', '{}')", [c.rows[0].case_id, `writer-${w}-${i}`]);
+        await client.query(
+          'INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET active_case_id = EXCLUDED.active_case_id',
+          [`writer-${w}-${i}`, c.rows[0].case_id],
+        );
         await client.query(
           "UPDATE mega_agent.case_intake_progress SET answers = answers || '{\"seen\": \"yes\"}', updated_at = now() WHERE user_id = $1",
           [`user-${1 + (i % rows)}`],
@@ -58,7 +66,7 @@ export const fkSection = {
   id: 'fk',
   title: 'fk add per strategy, with a writer loop running',
   async run({ database, rows, dist, log }) {
-    const { DEFAULT_TIMING, fkAdd } = await import(dist('core/fk/fk.js'));
+    const { DEFAULT_TIMING, fkAdd, fkDrop } = await import(dist('core/fk/fk.js'));
     const { inspectDatabase } = await import(dist('core/db/inspect.js'));
     const { silentLogger } = await import(dist('core/logger.js'));
     // the CLI's defaults: short, growing lock timeouts, no statement timeout
@@ -79,16 +87,18 @@ export const fkSection = {
       }
       results.push({ strategy, ms: run.ms, ...w });
       log(`${strategy}: ${fmt(run.ms)}; writers: ${w.count} transactions, ${w.errors} errors, p99 ${fmt(w.p99)}, longest stall ${fmt(w.max)}`);
-      await database.pool.query('ALTER TABLE mega_agent.case_intake_progress DROP CONSTRAINT fk_case_intake_progress_case');
-      await database.pool.query('ALTER TABLE mega_agent.case_intake_progress ALTER COLUMN case_id TYPE text USING case_id::text');
-      await database.pool.query('DROP INDEX IF EXISTS mega_agent.case_intake_progress_case_id_idx');
+      // back to text, without the FKs and their indexes, for the next strategy
+      await fkDrop(database, { revertType: true, timing, log: silentLogger });
+      await database.pool.query(`DROP INDEX IF EXISTS mega_agent.case_intake_progress_case_id_idx, mega_agent.case_memory_case_id_idx,
+        mega_agent.bot_user_context_active_case_id_idx`);
     }
     const online = results.find((r) => r.strategy === 'online');
     const lines = [`online writer stall ${fmt(online.max)} (goal <= 1 s) ${online.max <= 1000 ? 'met' : 'MISSED'}`];
     return {
       lines,
       markdown: [
-        `${rows.toLocaleString('en')} progress rows; 4 writers (a case and its progress, and an answer to an existing row, per transaction).`,
+        `${rows.toLocaleString('en')} progress rows, as many memory rows, pointers for half the users: all three foreign keys; ` +
+          '4 writers (a case, its progress, memory and pointer, and an answer to an existing row, per transaction); the CLI\'s lock retry defaults.',
         '',
         '| strategy | total | writer transactions | writer errors | writer p99 | longest writer stall |',
         '|---|---|---|---|---|---|',

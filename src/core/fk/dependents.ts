@@ -47,6 +47,8 @@ export async function readDependents(db: Executor, ref: Reference): Promise<Depe
            (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum)
       FROM dep JOIN pg_constraint c ON dep.classid = 'pg_constraint'::regclass AND c.oid = dep.objid
+     -- PostgreSQL 18 keeps NOT NULL as a constraint (contype n): the swap sets NOT NULL itself
+     WHERE c.contype <> 'n'
     UNION ALL
     SELECT DISTINCT 'view', v.oid::regclass::text, pg_get_viewdef(v.oid), NULL::text[]
       FROM dep JOIN pg_rewrite r ON dep.classid = 'pg_rewrite'::regclass AND r.oid = dep.objid
