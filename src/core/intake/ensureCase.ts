@@ -8,16 +8,29 @@ import type { DatabaseShape } from '../db/inspect.js';
 import type { Logger } from '../logger.js';
 import { canonicalUuid } from '../uuid.js';
 import * as store from './store.js';
-import type { HandlerName } from './handlers.js';
+import type { HandlerName } from './handlerName.js';
 
-export type Guarded =
-  | { kind: 'ok'; row: store.ProgressRow; caseId: string; recovered: boolean }
-  | { kind: 'damaged'; row: store.ProgressRow };
+/** What the guard needs of an intake: whose it is and the case it names (as stored). */
+export interface GuardedRow {
+  user_id: string;
+  case_id: string;
+  /** Whether the case exists, when the caller read it already (saves a lookup). */
+  case_found?: boolean;
+}
 
-export async function ensureCase(
+export type Guarded<R extends GuardedRow = store.ProgressRow> =
+  | { kind: 'ok'; row: R; caseId: string; recovered: boolean }
+  | { kind: 'damaged'; row: R };
+
+/**
+ * The guard for any handler of the application's that works on an existing intake: call it in
+ * the handler's transaction with the progress row it read. A missing case is re-created with its
+ * id preserved; a case_id that is no uuid comes back as damaged.
+ */
+export async function ensureCase<R extends GuardedRow>(
   tx: Tx,
-  input: { row: store.ProgressRow; handler: HandlerName; shape: DatabaseShape; log: Logger },
-): Promise<Guarded> {
+  input: { row: R; handler: HandlerName | (string & {}); shape: DatabaseShape; log: Logger },
+): Promise<Guarded<R>> {
   const { row, handler, log } = input;
   const caseId = canonicalUuid(row.case_id);
   const fields = { user_id: row.user_id, case_id: row.case_id, handler };

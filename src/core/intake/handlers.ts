@@ -22,7 +22,9 @@ import {
 } from './questionnaire.js';
 import * as store from './store.js';
 
-export type HandlerName = 'start' | 'status' | 'cancel' | 'resume' | 'choice' | 'text';
+import type { HandlerName } from './handlerName.js';
+
+export type { HandlerName } from './handlerName.js';
 
 export interface Button {
   label: string;
