@@ -86,7 +86,8 @@ describe('caseguard fk', () => {
         await seedControls(db.pool);
         await db.pool.query(
           `INSERT INTO mega_agent.cases (case_id, user_id, title) SELECT ('abcdef00-0000-4000-b000-' || lpad(g::text, 12, '0'))::uuid, 'bulk-' || g, 'x' FROM generate_series(1, 2500) g;
-           INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE user_id LIKE 'bulk-%'`,
+           INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE user_id LIKE 'bulk-%';
+           CREATE INDEX "App memory by case" ON mega_agent.case_memory (case_id, kind)`,
         );
       }
       expect((await cli('fk', 'add', '--yes', '--strategy', strategy)).code).toBe(0);

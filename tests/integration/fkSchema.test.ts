@@ -54,7 +54,9 @@ describe('fk add and the application schema', () => {
     expect(byName['primary_key Progress PK']).toEqual({ online: null, rewrite: expect.stringContaining('all its columns') });
     expect(byName[`grant ${role}`]!.online).toMatch(/re-issued/);
     expect(byName['view mega_agent.open_intakes']).toEqual({ online: null, rewrite: null });
-    expect(status.references[0]!.refusal).toMatch(/online strategy cannot carry .*index App Case Status.*view mega_agent\.open_intakes.*drop them/);
+    expect(byName['index App Case Status']!.online).toMatch(/built again CONCURRENTLY/);
+    expect(status.references[0]!.refusal).toMatch(/online strategy cannot carry .*view mega_agent\.open_intakes.*drop them/);
+    expect(status.references[0]!.refusal).not.toMatch(/App Case Status/);
   });
 
   it.each(['online', 'rewrite'] as const)('%s: a view on case_id is refused before any change; nothing changes', async (strategy) => {
@@ -86,6 +88,33 @@ describe('fk add and the application schema', () => {
     const column = shape.columns.find((c) => c.name === 'case_id')!;
     expect(column.comment).toBe('the case, as the bot\'s "start" wrote it');
     expect(column.acl).toContain(role);
+  });
+
+  it('online builds the application\'s plain indexes again on the uuid column under their names; an expression index is refused', async () => {
+    await t.pool.query(`
+      CREATE INDEX "App Case Status" ON mega_agent.case_intake_progress (case_id, status);
+      CREATE UNIQUE INDEX memory_case_kind ON mega_agent.case_memory (case_id, kind, memory_id);
+      CREATE INDEX pointers_by_case ON mega_agent.bot_user_context USING hash (active_case_id)`);
+    await runFkAdd(t, { strategy: 'online' });
+    const defs = (await t.pool.query(`SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index
+       WHERE indrelid IN ('mega_agent.case_intake_progress'::regclass, 'mega_agent.case_memory'::regclass, 'mega_agent.bot_user_context'::regclass)`)).rows;
+    const def = (name: string) => defs.find((d) => d.name === name)?.def;
+    expect(def('mega_agent."App Case Status"')).toMatch(/USING btree \(case_id, status\)/);
+    expect(def('mega_agent.memory_case_kind')).toMatch(/CREATE UNIQUE INDEX memory_case_kind .* USING btree \(case_id, kind, memory_id\)/);
+    expect(def('mega_agent.pointers_by_case')).toMatch(/USING hash \(active_case_id\)/);
+    const types = await t.pool.query(`SELECT a.attrelid::regclass::text AS t, format_type(a.atttypid, NULL) AS type FROM pg_attribute a
+       WHERE a.attname IN ('case_id', 'active_case_id') AND a.attrelid IN ('mega_agent.case_intake_progress'::regclass, 'mega_agent.case_memory'::regclass, 'mega_agent.bot_user_context'::regclass)`);
+    expect(types.rows.every((r) => r.type === 'uuid')).toBe(true);
+    expect(defs.filter((d) => d.name.includes('caseguard_carry'))).toEqual([]);
+
+    const other = await createTestDatabase();
+    try {
+      await other.pool.query('CREATE INDEX memory_case_lower ON mega_agent.case_memory (lower(case_id))');
+      const error = await runFkAdd(other, { strategy: 'online' }).catch((e: unknown) => e);
+      expect((error as Error).message).toMatch(/cannot carry what depends on case_memory\.case_id: index memory_case_lower/);
+    } finally {
+      await other.drop();
+    }
   });
 
   it('online carries the column grant and the comment through the swap, and a primary key named with quotes and spaces', async () => {

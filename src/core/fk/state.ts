@@ -39,6 +39,8 @@ export interface FkState {
   columnPosition: number;
   /** What of the application's schema depends on the column (see dependents.ts). */
   dependents: Dependent[];
+  /** The copies of the application's indexes built on the shadow column, by name: valid or not. */
+  carriedIndexes: Record<string, boolean>;
 }
 
 /** The state of one reference; undefined when its (optional) table is absent. */
@@ -108,7 +110,15 @@ export async function readFkState(db: Executor, ref: Reference = PROGRESS): Prom
     partitioned: row.partitioned,
     columnPosition: row.column_position,
     dependents: await readDependents(db, ref),
+    carriedIndexes: await readCarriedIndexes(db, ref),
   };
+}
+
+async function readCarriedIndexes(db: Executor, ref: Reference): Promise<Record<string, boolean>> {
+  const r = await db.execute<{ relname: string; indisvalid: boolean }>(sql`
+    SELECT ic.relname, i.indisvalid FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+     WHERE i.indrelid = ${ref.table}::regclass AND ic.relname LIKE 'caseguard_carry_%'`);
+  return Object.fromEntries(r.rows.map((row) => [row.relname, row.indisvalid]));
 }
 
 /** The references a command works on: the ones asked for (default all), in the order they are added. */

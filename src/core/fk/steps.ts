@@ -11,6 +11,7 @@
  * VALIDATE it apart.
  */
 import pg from 'pg';
+import { carriedIndexName, type Dependent } from './dependents.js';
 import type { Reference } from './names.js';
 import { quoted, type FkState } from './state.js';
 
@@ -99,6 +100,16 @@ function carriedStatements(state: FkState): string[] {
   return statements;
 }
 
+/** The application's plain indexes on the column, which the online run builds again on the shadow column. */
+const carriedIndexes = (state: FkState): Dependent[] => state.dependents.filter((d) => d.kind === 'index' && d.index);
+
+/** The copy of one application index, on the shadow column. */
+function carryIndexSql(state: FkState, d: Dependent): string {
+  const { table: T, column, shadow } = state.reference;
+  const columns = d.index!.columns.map((c) => (c === column ? shadow : quoted(c))).join(', ');
+  return `CREATE ${d.index!.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${carriedIndexName(d)} ON ${T} USING ${quoted(d.index!.method)} (${columns})`;
+}
+
 /** The swap's statements, and the indexes of the two that squawk flags on purpose. */
 function swap(state: FkState): { statements: string[]; dropAt: number } {
   const ref = state.reference;
@@ -116,6 +127,8 @@ function swap(state: FkState): { statements: string[]; dropAt: number } {
       `ALTER TABLE ${T} DROP COLUMN ${ref.column}`,
       `ALTER TABLE ${T} RENAME COLUMN ${ref.shadow} TO ${ref.column}`,
       ...(pk ? [`ALTER TABLE ${T} ADD CONSTRAINT ${pk} PRIMARY KEY USING INDEX ${ref.uniqueIndex}`] : []),
+      // the application's indexes went with the text column: their copies take their names
+      ...carriedIndexes(state).map((d) => `ALTER INDEX mega_agent.${carriedIndexName(d)} RENAME TO ${quoted(d.name)}`),
       ...carriedStatements(state),
       ...(ref.notNull ? [`ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${ref.notNullCheck}`] : []),
       `DROP FUNCTION IF EXISTS ${ref.fn}()`,
@@ -188,6 +201,21 @@ function onlineSteps(state: FkState): FkStep[] {
           },
         ] satisfies FkStep[])
       : []),
+    {
+      id: 'carry_indexes',
+      title: `build the application's indexes on ${column} again on the shadow column, concurrently`,
+      mode: 'concurrent',
+      lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
+      effect: `no writer waits; ${carriedIndexes(state).length ? carriedIndexes(state).map((d) => d.name).join(', ') : 'none to build'}`,
+      statements: carriedIndexes(state).flatMap((d) => [`DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${carriedIndexName(d)}`, carryIndexSql(state, d)]),
+      done: (s) => isUuid(s) || carriedIndexes(s).every((d) => s.carriedIndexes[carriedIndexName(d)] === true),
+      doneSql: or(
+        Q.uuid,
+        carriedIndexes(state).length === 0
+          ? 'true'
+          : carriedIndexes(state).map((d) => `coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('mega_agent.${carriedIndexName(d)}')), false)`).join(' AND '),
+      ),
+    },
     ...(ref.inPrimaryKey
       ? ([
           {
