@@ -56,6 +56,13 @@ export class BusyError extends CaseguardError {
   }
 }
 
+/** Findings block the change (fk add while orphans exist): run recover first. Exit 1. */
+export class BlockedError extends CaseguardError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.findings, options);
+  }
+}
+
 /** The user interrupted the command (SIGINT/SIGTERM). Exit 130. */
 export class InterruptedError extends CaseguardError {
   constructor(message = 'interrupted', options?: { cause?: unknown }) {

@@ -26,4 +26,4 @@ export { readSnapshot, type Snapshot, type SnapshotOptions } from './monitor/sna
 export { readFunnel, type FunnelReport, type FunnelDay, type FunnelOptions } from './monitor/funnel.js';
 
 export { silentLogger, type Logger } from './logger.js';
-export { CaseguardError, UsageError, ConnectionError, SchemaError, BusyError, InterruptedError, ExitCode } from './errors.js';
+export { CaseguardError, UsageError, ConnectionError, SchemaError, BusyError, BlockedError, InterruptedError, ExitCode } from './errors.js';

@@ -13,7 +13,9 @@ import type { DatabaseShape } from '../db/inspect.js';
 import { withClient, withRunLock, type RunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { describePgError } from '../db/sqlstate.js';
-import { CaseguardError, ExitCode, InterruptedError, UsageError } from '../errors.js';
+import { BlockedError, InterruptedError, UsageError } from '../errors.js';
+
+export { BlockedError } from '../errors.js';
 import { finishRun, startRun } from '../journal/journal.js';
 import type { Logger } from '../logger.js';
 import { scan } from '../scan/scan.js';
@@ -163,12 +165,6 @@ export interface FkAddResult {
   steps: Array<{ id: string; status: 'skipped' | 'done'; ms: number; attempts: number }>;
   backfilled: number;
   durationMs: number;
-}
-
-export class BlockedError extends CaseguardError {
-  constructor(message: string) {
-    super(message, ExitCode.findings);
-  }
 }
 
 export async function fkAdd(database: Database, shape: DatabaseShape, options: FkAddOptions): Promise<FkAddResult> {

@@ -5,6 +5,7 @@
  * statement is its own transaction: a batch commits or rolls back whole.
  */
 import { sql, type SQL } from 'drizzle-orm';
+import type { QuarantineTable } from './quarantine.js';
 import type { TargetKind } from './targets.js';
 
 export const RECOVERED_TITLE = 'Intake Session (Recovered)';
@@ -92,12 +93,12 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
 }
 
 /** Rewrite a spelling to the canonical id, journaling the row's key and its before and after. */
-function normalise(b: SQL, runId: number, table: string, column: string, canonical: SQL, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
-  const col = sql.raw(column);
+function normalise(b: SQL, runId: number, table: QuarantineTable, column: string, canonical: SQL, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
+  const col = sql.identifier(column);
   return sql`
     WITH b AS (${b}),
     upd AS (
-      UPDATE mega_agent.${sql.raw(table)} t SET ${col} = ${canonical}
+      UPDATE mega_agent.${sql.identifier(table)} t SET ${col} = ${canonical}
         FROM b WHERE ${match}
       RETURNING ${key} AS row_key, b.case_id AS old_value, t.${col}::text AS new_value
     ),
@@ -112,11 +113,11 @@ function normalise(b: SQL, runId: number, table: string, column: string, canonic
 }
 
 /** Copy into the quarantine and delete, in one statement: nothing is deleted without its copy. */
-function quarantine(b: SQL, runId: number, table: string, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
+function quarantine(b: SQL, runId: number, table: QuarantineTable, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
   return sql`
     WITH b AS (${b}),
     del AS (
-      DELETE FROM mega_agent.${sql.raw(table)} t USING b WHERE ${match}
+      DELETE FROM mega_agent.${sql.identifier(table)} t USING b WHERE ${match}
       RETURNING to_jsonb(t) AS row_data, ${key} AS row_key, b.check_id
     ),
     q AS (

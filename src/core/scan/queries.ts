@@ -118,7 +118,7 @@ export function allFindings(sources: Sources, filters: ScanFilters): SQL {
  * plus one row '' carrying missingCases, the distinct uuids without a case over all sources.
  */
 export function summarise(findings: SQL, limit: number): SQL {
-  const missing = sql.raw(MISSING_CASE_CHECKS.map((c) => `'${c}'`).join(', '));
+  const missing = sql.join(MISSING_CASE_CHECKS.map((c) => sql`${c}::text`), sql`, `);
   return sql`
     WITH f AS MATERIALIZED (${findings}),
     r AS (
