@@ -70,6 +70,17 @@ export class InterruptedError extends CaseguardError {
   }
 }
 
+/**
+ * A broken invariant: a bug in caseguard, never a condition a user can meet. Deliberately not a
+ * CaseguardError: the CLI prints it with its stack frames and exits 70.
+ */
+export class InternalError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'InternalError';
+  }
+}
+
 /** Coerces any thrown value to an Error, keeping the original as the cause. */
 export function toError(value: unknown): Error {
   if (value instanceof Error) return value;

@@ -11,7 +11,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { BusyError, ConnectionError, InterruptedError, UsageError } from '../errors.js';
+import { BusyError, ConnectionError, InterruptedError, InternalError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { assertWritable, type Database } from './database.js';
 import { safeMessage } from './sqlstate.js';
@@ -156,7 +156,7 @@ export async function assertCanHoldRunLock(database: Database, what: string): Pr
  */
 export async function withRunLock<T>(database: Database, options: AcquireOptions, fn: (lock: RunLock) => Promise<T>): Promise<T> {
   // The lock holds one connection for the whole run; the run's own work needs others.
-  if ((database.pool.options.max ?? 10) < 3) throw new Error(`${options.what} needs a pool of at least 3 connections (openDatabase poolSize)`);
+  if ((database.pool.options.max ?? 10) < 3) throw new InternalError(`${options.what} needs a pool of at least 3 connections (openDatabase poolSize)`);
   await assertCanHoldRunLock(database, options.what);
   const client = await database.pool.connect();
   let lost: Error | undefined;

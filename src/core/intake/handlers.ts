@@ -10,6 +10,7 @@
  */
 import type { Db, Tx } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
+import { InternalError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { ensureCase, type Guarded } from './ensureCase.js';
 import {
@@ -195,7 +196,7 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
           status: 'intake',
           metadata: { source: 'intake' },
         });
-        if (!caseId) throw new Error('case insert returned no id');
+        if (!caseId) throw new InternalError('the case insert returned no id');
         // A damaged intake cannot be continued: close it (after the case: one table order).
         if (existing) await store.setProgressStatus(tx, existing, 'abandoned');
         log.info({ event: 'intake.case_created', user_id: userId, case_id: caseId, handler: 'start' });
