@@ -33,6 +33,9 @@ export function progressBar(enabled: boolean, total: number, unit: string): Prog
       if (stopped) return;
       stopped = true;
       if (active === bars) active = undefined;
+      // MultiBar.stop() clears the bar without writing the log lines buffered since the last
+      // redraw: one more redraw first, so no log line is lost.
+      bars.update();
       bars.stop();
     },
   };
