@@ -3,7 +3,8 @@
  * progress table has (legacy text case_id, or uuid with the foreign key), and which optional
  * tables exist. Read from pg_catalog, which any role can read.
  */
-import { sql } from 'drizzle-orm';
+import { getTableColumns, sql } from 'drizzle-orm';
+import { botUserContext, caseIntakeProgress, caseMemory, cases } from '../schema/contract.js';
 import { SchemaError } from '../errors.js';
 import type { Executor } from './database.js';
 
@@ -26,25 +27,18 @@ export interface DatabaseShape {
   serverVersionNum: number;
 }
 
+/** The columns of a contract table, as its Drizzle table object declares them (a rename there changes this check). */
+const columnsOf = (table: Parameters<typeof getTableColumns>[0]): string[] => Object.values(getTableColumns(table)).map((c) => c.name);
+
 export const REQUIRED_COLUMNS: Record<string, string[]> = {
-  cases: ['case_id', 'user_id', 'title', 'status', 'metadata', 'created_at', 'updated_at'],
-  case_intake_progress: [
-    'user_id',
-    'case_id',
-    'current_block',
-    'current_step',
-    'completed_blocks',
-    'answers',
-    'status',
-    'created_at',
-    'updated_at',
-  ],
+  cases: columnsOf(cases),
+  case_intake_progress: columnsOf(caseIntakeProgress),
 };
 
 /** Optional tables: absent is fine (their checks are skipped); present, they need every column caseguard reads. */
 const OPTIONAL_COLUMNS: Record<string, string[]> = {
-  case_memory: ['memory_id', 'case_id', 'user_id', 'kind', 'content', 'created_at'],
-  bot_user_context: ['user_id', 'active_case_id', 'updated_at'],
+  case_memory: columnsOf(caseMemory),
+  bot_user_context: columnsOf(botUserContext),
 };
 
 interface ColumnRow {

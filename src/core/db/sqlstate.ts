@@ -11,10 +11,7 @@ import type pg from 'pg';
 import { BusyError, CaseguardError, ConnectionError, SchemaError, UsageError } from '../errors.js';
 
 export const SqlState = {
-  uniqueViolation: '23505',
   foreignKeyViolation: '23503',
-  checkViolation: '23514',
-  invalidTextRepresentation: '22P02',
   lockNotAvailable: '55P03',
   queryCanceled: '57014',
   adminShutdown: '57P01',
@@ -29,11 +26,9 @@ export const SqlState = {
   undefinedTable: '42P01',
   undefinedColumn: '42703',
   undefinedFunction: '42883',
-  duplicateObject: '42710',
   dependentObjectsStillExist: '2BP01',
   featureNotSupported: '0A000',
   readOnlySqlTransaction: '25006',
-  activeSqlTransaction: '25001',
   protocolViolation: '08P01',
 } as const;
 

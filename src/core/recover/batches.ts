@@ -8,7 +8,9 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { QuarantineTable } from './quarantine.js';
 import type { TargetKind } from './targets.js';
 
-export const RECOVERED_TITLE = 'Intake Session (Recovered)';
+import { RECOVERED_TITLE } from '../intake/store.js';
+
+export { RECOVERED_TITLE };
 export const RECOVERED_STATUS = 'intake';
 
 function page(runId: number, kind: TargetKind, afterSeq: number, size: number): SQL {

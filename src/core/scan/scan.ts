@@ -166,11 +166,12 @@ export async function checksIn(
     shape: shape.shape,
     filters: { userId: options.userId, since: options.since?.toISOString() },
     checks,
-    summary: summarize(checks, missingCases, options.gate),
+    summary: gateSummary(checks, missingCases, options.gate),
   };
 }
 
-function summarize(checks: CheckResult[], missingCases: number, gate: Gate): ScanReport['summary'] {
+/** The report's totals and the gate's verdict. */
+function gateSummary(checks: CheckResult[], missingCases: number, gate: Gate): ScanReport['summary'] {
   const errors = checks.filter((c) => c.severity === 'error').reduce((n, c) => n + c.count, 0);
   const warnings = checks.filter((c) => c.severity === 'warn').reduce((n, c) => n + c.count, 0);
   const counted = gate.failOn === 'warn' ? errors + warnings : errors;
