@@ -7,7 +7,8 @@ import type { Executor } from '../db/database.js';
 import { INTAKE_USER_LOCK } from '../db/locks.js';
 import { UUID_SPELLING_SQL } from '../uuid.js';
 
-export interface ProgressRow {
+/** A progress row as the intake reads it (a type alias: the driver's rows are records). */
+export type ProgressRow = {
   user_id: string;
   case_id: string;
   current_block: string | null;
@@ -17,8 +18,7 @@ export interface ProgressRow {
   status: string;
   /** Whether the case it names exists (uuid semantics), read in the same statement. */
   case_found?: boolean;
-  [key: string]: unknown;
-}
+};
 
 export const RECOVERED_TITLE = 'Intake Session (Recovered)';
 export const NEW_CASE_TITLE = 'Intake Session';
