@@ -198,8 +198,9 @@ export async function fkAdd(database: Database, shape: DatabaseShape, options: F
           if (options.signal?.aborted) throw new InterruptedError(`fk add interrupted before step ${id}; rerun to resume`);
           // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
           const state = (await readFkState(database.db, reference))!;
-          const step = stepsFor(options.strategy, state).find((s) => s.id === id)!;
-          if (step.done(state)) {
+          // A step with nothing left to do may drop out of the list (carry_indexes after the swap).
+          const step = stepsFor(options.strategy, state).find((s) => s.id === id);
+          if (!step || step.done(state)) {
             done.push({ id, status: 'skipped', ms: 0, attempts: 0 });
             options.onStep?.({ step: id, status: 'skipped', ms: 0, attempts: 0 });
             continue;

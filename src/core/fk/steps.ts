@@ -201,7 +201,8 @@ function onlineSteps(state: FkState): FkStep[] {
           },
         ] satisfies FkStep[])
       : []),
-    {
+    // only where the application has indexes on the column to carry (or copies are being built)
+    ...(carriedIndexes(state).length > 0 || Object.keys(state.carriedIndexes).length > 0 ? [{
       id: 'carry_indexes',
       title: `build the application's indexes on ${column} again on the shadow column, concurrently`,
       mode: 'concurrent',
@@ -215,7 +216,7 @@ function onlineSteps(state: FkState): FkStep[] {
           ? 'true'
           : carriedIndexes(state).map((d) => `coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('mega_agent.${carriedIndexName(d)}')), false)`).join(' AND '),
       ),
-    },
+    } satisfies FkStep] : []),
     ...(ref.inPrimaryKey
       ? ([
           {
