@@ -178,17 +178,16 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'undo the partial fk add' });
       const { withDatabase } = await import('../context.js');
       const { fkAbort } = await import('../../core/fk/fk.js');
-      const { abortStatements } = await import('../../core/fk/undo.js');
+      const { abortRefusal, abortStatements } = await import('../../core/fk/undo.js');
+      const { UsageError } = await import('../../core/errors.js');
       const { presentStates } = await import('../../core/fk/state.js');
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         await ctx.shape();
         await ctx.assertCanWrite('caseguard fk abort');
         const states = await presentStates(ctx.database.db, flags.reference);
+        const refusal = abortRefusal(states);
+        if (refusal) throw new UsageError(refusal);
         const parts = states.flatMap(abortStatements);
-        if (parts.length === 0 && states.some((s) => s.columnType === 'uuid' && !s.foreignKey?.validated)) {
-          // past a swap: fkAbort says what to do instead
-          await fkAbort(ctx.database, { timing: timing(flags), log: ctx.log, only: flags.reference, lockWaitMs: ctx.lockWaitMs });
-        }
         if (parts.length === 0) {
           process.stdout.write('No partial fk add to abort: nothing was changed.\n');
           return;

@@ -95,16 +95,20 @@ export function abortStatements(state: FkState): Array<{ what: string; statement
   ];
 }
 
+/** Why there is nothing to abort although a run is unfinished: it is past its swap. */
+export function abortRefusal(states: FkState[]): string | undefined {
+  if (states.some((s) => abortStatements(s).length > 0)) return undefined;
+  const pastSwap = states.filter((s) => s.columnType === 'uuid' && !s.foreignKey?.validated);
+  if (pastSwap.length === 0) return undefined;
+  return `${pastSwap.map((s) => `${s.reference.relname}.${s.reference.column}`).join(', ')} is uuid already: the online run is past its swap, so there is nothing to abort; caseguard fk add finishes it, caseguard fk drop --revert-type rolls it back`;
+}
+
 /** Undoes the partial online runs that have not swapped their columns yet. */
 export async function fkAbort(database: Database, options: UndoOptions): Promise<FkAbortResult> {
   return undoRun(database, 'fk abort', { ...options, runOptions: { references: options.only ?? 'all' } }, (states) => {
+    const refusal = abortRefusal(states);
+    if (refusal) throw new UsageError(refusal);
     const parts = states.flatMap(abortStatements);
-    const pastSwap = states.filter((s) => s.columnType === 'uuid' && !s.foreignKey?.validated);
-    if (parts.length === 0 && pastSwap.length > 0) {
-      throw new UsageError(
-        `${pastSwap.map((s) => `${s.reference.relname}.${s.reference.column}`).join(', ')} is uuid already: the online run is past its swap, so there is nothing to abort; caseguard fk add finishes it, caseguard fk drop --revert-type rolls it back`,
-      );
-    }
     return { statements: parts.map((p) => p.statement), result: (runId) => ({ runId, removed: parts.map((p) => p.what) }) };
   });
 }
