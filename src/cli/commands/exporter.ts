@@ -1,5 +1,5 @@
 /** caseguard exporter: Prometheus metrics of the checks, the recoveries and the intake funnel. */
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { durationMs, examples, integer, pgDuration } from '../options.js';
 
 interface ExporterFlags {
@@ -24,11 +24,11 @@ export function defineExporter(program: Command): void {
   program
     .command('exporter')
     .description('serve Prometheus metrics: the checks, recoveries, the intake funnel')
-    .option('--listen <host:port>', 'address to serve /metrics and /healthz on', listenAddress, listenAddress('127.0.0.1:9563'))
-    .option('--interval <duration>', 'refresh the values this often', durationMs, 60_000)
+    .addOption(new Option('--listen <host:port>', 'address to serve /metrics and /healthz on').argParser(listenAddress).default(listenAddress('127.0.0.1:9563'), '127.0.0.1:9563'))
+    .addOption(new Option('--interval <duration>', 'refresh the values this often').argParser(durationMs).default(60_000, '60s'))
     .option('--refresh-on-scrape', 'refresh on each scrape instead of on the interval')
     .option('--days <n>', 'days of funnel and recoveries by day, today (UTC) included', integer(1, 366), 14)
-    .option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned', durationMs, 86_400_000)
+    .addOption(new Option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned').argParser(durationMs).default(86_400_000, '24h'))
     .option('--statement-timeout <duration>', 'statement_timeout of each refresh (0: none)', pgDuration, '30s')
     .addHelpText(
       'after',

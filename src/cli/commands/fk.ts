@@ -34,9 +34,13 @@ interface TimingFlags extends LockFlags, ReferenceFlags {
 /** The lock retry schedule's flags (fk add, plan, drop): short, growing lock timeouts. */
 function lockOptions(command: Command): Command {
   return command
-    .option('--lock-timeout <duration>', "lock_timeout of a step's first attempt; each retry's is 1.5 times longer", durationMs, 100)
-    .option('--max-lock-timeout <duration>', 'the longest lock_timeout of any attempt (what a failed attempt can hold writers up); keep it below deadlock_timeout', durationMs, 800)
-    .option('--lock-retry-budget <duration>', 'how long one step keeps trying for its locks (then exit 5)', durationMs, 300_000)
+    .addOption(new Option('--lock-timeout <duration>', "lock_timeout of a step's first attempt; each retry's is 1.5 times longer").argParser(durationMs).default(100, '100ms'))
+    .addOption(
+      new Option('--max-lock-timeout <duration>', 'the longest lock_timeout of any attempt (what a failed attempt can hold writers up); keep it below deadlock_timeout')
+        .argParser(durationMs)
+        .default(800, '800ms'),
+    )
+    .addOption(new Option('--lock-retry-budget <duration>', 'how long one step keeps trying for its locks (then exit 5)').argParser(durationMs).default(300_000, '5min'))
     .option('--retries <n>', 'the most retries per step', integer(0, 10_000), 99)
     .option('--statement-timeout <duration>', 'statement_timeout of every step (default: none, so VALIDATE and index builds take what they need)', pgDuration);
 }

@@ -13,7 +13,7 @@ export function defineFunnel(program: Command): void {
     .command('funnel')
     .description('the intake funnel by day in the terminal')
     .option('--days <n>', 'days shown, today (UTC) included', integer(1, 366), 14)
-    .option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned', durationMs, 86_400_000)
+    .addOption(new Option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned').argParser(durationMs).default(86_400_000, '24h'))
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .addHelpText(
       'after',
