@@ -84,19 +84,3 @@ export const REFERENCES: readonly Reference[] = [
 ];
 
 export const PROGRESS = REFERENCES[0]!;
-
-export function referenceById(id: ReferenceId): Reference {
-  return REFERENCES.find((r) => r.id === id)!;
-}
-
-/** The progress reference's names (the first foreign key caseguard added). */
-export const NAMES = {
-  table: PROGRESS.table,
-  shadow: PROGRESS.shadow,
-  trigger: PROGRESS.trigger,
-  fn: PROGRESS.fn,
-  notNullCheck: PROGRESS.notNullCheck,
-  uniqueIndex: PROGRESS.uniqueIndex!,
-  caseIdIndex: PROGRESS.index,
-  fk: PROGRESS.fk,
-} as const;

@@ -10,7 +10,7 @@ import type { Executor } from '../db/database.js';
 import { readDependents, type Dependent } from './dependents.js';
 import { PROGRESS, REFERENCES, type Reference, type ReferenceId } from './names.js';
 
-export { NAMES, PROGRESS, REFERENCES, referenceById, type Reference, type ReferenceId } from './names.js';
+export { PROGRESS, REFERENCES, type Reference, type ReferenceId } from './names.js';
 
 /** A name read from the catalog, quoted for the DDL it goes into (mixed case, spaces, quotes). */
 export const quoted = (name: string): string => pg.escapeIdentifier(name);
