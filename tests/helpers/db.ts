@@ -77,3 +77,28 @@ export async function tableChecksum(pool: pg.Pool, table: string, where = 'true'
   );
   return result.rows[0]?.sum ?? 'empty';
 }
+
+/**
+ * A login role with only CONNECT, USAGE on mega_agent and SELECT on its tables: a least-privilege
+ * reader. Returns its URL and a drop() that revokes and removes it (roles are cluster-wide).
+ */
+export async function createReaderRole(t: TestDatabase, prefix = 'cg_reader'): Promise<{ role: string; url: string; drop(): Promise<void> }> {
+  const role = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  await t.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+  await t.pool.query(`GRANT CONNECT ON DATABASE ${t.name} TO ${role}; GRANT USAGE ON SCHEMA mega_agent TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA mega_agent TO ${role}`);
+  const url = new URL(t.url);
+  url.username = role;
+  url.password = password;
+  return {
+    role,
+    url: url.toString(),
+    drop: async () => {
+      await t.pool.query(`REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent FROM ${role}; REVOKE ALL ON SCHEMA mega_agent FROM ${role}; REVOKE ALL ON DATABASE ${t.name} FROM ${role}`).catch(() => undefined);
+      const admin = new pg.Client({ connectionString: adminUrl() });
+      await admin.connect();
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+      await admin.end();
+    },
+  };
+}

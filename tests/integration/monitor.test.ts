@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/core/db/database.js';
 import { serverTarget } from '../../src/core/db/connection.js';
@@ -7,7 +5,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import { readFunnel } from '../../src/core/monitor/funnel.js';
 import { readRecoveries } from '../../src/core/monitor/recoveries.js';
 import { readSnapshot } from '../../src/core/monitor/snapshot.js';
-import { adminUrl, createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
+import { createReaderRole, createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
 import { expected, seedDamage } from '../helpers/fixtures.js';
 import { FUNNEL, seedFunnel } from '../helpers/monitor.js';
 import { runScan } from '../helpers/recover.js';
@@ -92,15 +90,9 @@ describe('monitoring reads', () => {
   });
 
   it('works for a role with only USAGE and SELECT on mega_agent: no journal, no failure', async () => {
-    const role = `cg_monitor_${randomBytes(4).toString('hex')}`;
-    const password = randomBytes(12).toString('hex');
-    await t.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    const role = await createReaderRole(t, 'cg_monitor');
     try {
-      await t.pool.query(`GRANT CONNECT ON DATABASE ${t.name} TO ${role}; GRANT USAGE ON SCHEMA mega_agent TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA mega_agent TO ${role}`);
-      const url = new URL(t.url);
-      url.username = role;
-      url.password = password;
-      const reader = await openDatabase(serverTarget(url.toString()), { log: silentLogger });
+      const reader = await openDatabase(serverTarget(role.url), { log: silentLogger });
       try {
         const snapshot = await readSnapshot(reader.db, snapshotOptions(t));
         expect(snapshot.funnel.totals).toEqual(FUNNEL.totals);
@@ -110,11 +102,7 @@ describe('monitoring reads', () => {
         await reader.close();
       }
     } finally {
-      await t.pool.query(`REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent FROM ${role}; REVOKE ALL ON SCHEMA mega_agent FROM ${role}; REVOKE ALL ON DATABASE ${t.name} FROM ${role}`);
-      const admin = new pg.Client({ connectionString: adminUrl() });
-      await admin.connect();
-      await admin.query(`DROP ROLE IF EXISTS ${role}`);
-      await admin.end();
+      await role.drop();
     }
   });
 });

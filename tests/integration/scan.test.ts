@@ -1,6 +1,4 @@
 /** The checks on a real server: each kind of damage found, controls untouched, filters, shapes. */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/core/db/database.js';
 import { serverTarget } from '../../src/core/db/connection.js';
@@ -8,7 +6,7 @@ import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { scan, type ScanOptions, type ScanReport } from '../../src/core/scan/scan.js';
 import { isUuidSpelling } from '../../src/core/uuid.js';
-import { adminUrl, createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } from '../helpers/db.js';
+import { createReaderRole, createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } from '../helpers/db.js';
 import { expected, F, HOSTILE_USER, id, seedControls, seedDamage } from '../helpers/fixtures.js';
 
 const gate = { failOn: 'error', maxFindings: 0 } as const;
@@ -165,16 +163,10 @@ describe('scan edge cases', () => {
 
   it('runs as a role with only USAGE and SELECT on mega_agent', async () => {
     const t = await createTestDatabase();
-    const role = `cg_reader_${randomBytes(4).toString('hex')}`;
-    const password = randomBytes(12).toString('hex');
+    await seedDamage(t.pool);
+    const role = await createReaderRole(t);
     try {
-      await seedDamage(t.pool);
-      await t.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
-      await t.pool.query(`GRANT CONNECT ON DATABASE ${t.name} TO ${role}; GRANT USAGE ON SCHEMA mega_agent TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA mega_agent TO ${role}`);
-      const url = new URL(t.url);
-      url.username = role;
-      url.password = password;
-      const reader = await openDatabase(serverTarget(url.toString()), { log: silentLogger });
+      const reader = await openDatabase(serverTarget(role.url), { log: silentLogger });
       try {
         const report = await scan(reader.db, await inspectDatabase(reader.db), base);
         expect(check(report, 'orphaned_progress').count).toBe(expected.orphaned_progress);
@@ -184,11 +176,8 @@ describe('scan edge cases', () => {
         await reader.close();
       }
     } finally {
+      await role.drop();
       await t.drop();
-      const admin = new pg.Client({ connectionString: adminUrl() });
-      await admin.connect();
-      await admin.query(`DROP ROLE IF EXISTS ${role}`);
-      await admin.end();
     }
   });
 
