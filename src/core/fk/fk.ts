@@ -23,9 +23,7 @@ import { dependentsRefusal } from './dependents.js';
 import type { Reference, ReferenceId } from './names.js';
 import { inTransaction, runConcurrent, runTransaction, withLockRetries, type FkTiming } from './retry.js';
 import { planScript } from './script.js';
-import { readFkState, readStates, selectReferences, type FkState } from './state.js';
-
-export { readStates, selectReferences } from './state.js';
+import { presentStates, readFkState, readStates, selectReferences, type FkState } from './state.js';
 import { backfillSql, firstKey, stepsFor, type FkStep, type Strategy } from './steps.js';
 
 export type { Strategy } from './steps.js';
@@ -170,7 +168,7 @@ export interface FkAddResult {
 export async function fkAdd(database: Database, shape: DatabaseShape, options: FkAddOptions): Promise<FkAddResult> {
   return withRunLock(database, { what: 'caseguard fk add', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
     await ensureJournalSchema(database.pool);
-    const present = (await readStates(database.db, selectReferences(options.only))).filter((s): s is { reference: Reference; state: FkState } => s.state !== undefined);
+    const present = (await presentStates(database.db, options.only)).map((state) => ({ reference: state.reference, state }));
     const blockers = await fkBlockers(database, shape);
     const blocking = present.flatMap((p) => BLOCKED_BY[p.reference.id]).filter((k) => blockers[k] > 0);
     if (blocking.length > 0) {

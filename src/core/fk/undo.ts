@@ -13,7 +13,7 @@ import { finishRun, startRun } from '../journal/journal.js';
 import type { Logger } from '../logger.js';
 import { runTransaction, type FkTiming } from './retry.js';
 import type { ReferenceId } from './names.js';
-import { quoted, readStates, selectReferences, type FkState } from './state.js';
+import { presentStates, quoted, type FkState } from './state.js';
 
 interface UndoOptions {
   timing: FkTiming;
@@ -46,7 +46,7 @@ async function undoRun<T>(
 ): Promise<T> {
   return withRunLock(database, { what: `caseguard ${command}`, waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
     await ensureJournalSchema(database.pool);
-    const states = (await readStates(database.db, selectReferences(options.only))).flatMap((s) => (s.state ? [s.state] : []));
+    const states = await presentStates(database.db, options.only);
     const { statements, result } = plan(states);
     const runId = await startRun(database.db, { command, options: options.runOptions, dryRun: false, process: database.identity });
     try {
