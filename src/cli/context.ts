@@ -114,6 +114,8 @@ export interface OpenFor {
   idleTimeoutMs?: number;
   /** The command may create the embedded database (migrate, simulate, bot); others need one. */
   createsDatabase?: boolean;
+  /** Pipelining connections (see OpenOptions.pipeline): the intake's commands. */
+  pipeline?: boolean;
 }
 
 /**
@@ -144,7 +146,7 @@ export async function withDatabase<T>(
   const opened: { database?: Database } = {};
   const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
   const stopWatchingStdout = onClosedStdout(Boolean(openFor.readsOnly), async () => opened.database?.abandon());
-  const database = await openDatabase(target, { log, poolSize: openFor.poolSize, idleTimeoutMs: openFor.idleTimeoutMs, applicationName: `caseguard ${commandPath(command)}` });
+  const database = await openDatabase(target, { log, poolSize: openFor.poolSize, idleTimeoutMs: openFor.idleTimeoutMs, pipeline: openFor.pipeline, applicationName: `caseguard ${commandPath(command)}` });
   opened.database = database;
   try {
     log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);

@@ -40,7 +40,7 @@ export function defineSimulate(program: Command): void {
       const { printSimulateReport } = await import('../output/simulateReport.js');
       const { progressBar } = await import('../output/progress.js');
       const { ExitCode } = await import('../../core/errors.js');
-      await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true, pipeline: true }, async (ctx) => {
         const shape = await ctx.shape();
         // The intake writes; a standby or read-only database is refused before the first user.
         const { assertWritable } = await import('../../core/db/database.js');
@@ -53,7 +53,9 @@ export function defineSimulate(program: Command): void {
           // Per-user intake events, and the guard's warnings the user asked for with --legacy-rate,
           // would drown the report: they are summarised after it unless a log level was asked for.
           const log = ctx.log.child({ command: 'simulate' }, ctx.logLevelExplicit ? {} : { level: 'error' });
+          const { keepsPreparedStatements } = await import('../../core/intake/session.js');
           report = await simulate(ctx.database.db, shape, log, {
+            preparedStatements: await keepsPreparedStatements(ctx.database.pool),
             users,
             durationMs: flags.duration,
             concurrency: flags.concurrency,

@@ -15,8 +15,8 @@ import { tlsIsOptional, toClientConfig } from './connectionString.js';
 import { acquireEmbedded, type EmbeddedServer } from './embedded.js';
 import { SqlState, describePgError, safeMessage, sqlStateOf } from './sqlstate.js';
 
-/** A drizzle handle on the pool. */
-export type Db = NodePgDatabase<Record<string, never>>;
+/** A drizzle handle on the pool (the pool itself is its $client). */
+export type Db = NodePgDatabase<Record<string, never>> & { $client: pg.Pool };
 /** A drizzle transaction. */
 export type Tx = PgTransaction<NodePgQueryResultHKT, Record<string, never>, ExtractTablesWithRelations<Record<string, never>>>;
 /** What domain functions take: the database or a transaction within it. */
@@ -58,6 +58,12 @@ export interface OpenOptions {
   idleTimeoutMs?: number;
   /** Shown in pg_stat_activity before the process token, e.g. "caseguard recover". */
   applicationName?: string;
+  /**
+   * Connections that send a statement without waiting for the answer to the one before (pg's
+   * pipeline mode): the intake's transactions then take two round trips. Only for pools that
+   * run no cursors (simulate, bot).
+   */
+  pipeline?: boolean;
 }
 
 /** The oldest PostgreSQL caseguard supports (13: gen_random_uuid in core, and more). */
@@ -91,6 +97,7 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
       idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
       connectionTimeoutMillis: config.connectionTimeoutMillis ?? options.connectTimeoutMs ?? 10_000,
       application_name: identity,
+      pipeline: options.pipeline ?? false,
     });
     // A client that dies (server restart, pg_terminate_backend) must not crash the process: idle,
     // the pool reports it; checked out, its query fails with the reason, and the 'error' event

@@ -8,11 +8,11 @@
  * - everything one user does is serialised (a per-user transaction-scoped advisory lock), so
  *   concurrent starts of one user create one case.
  */
-import type { Db, Tx } from '../db/database.js';
+import type { Db } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
 import { InternalError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { ensureCase, type Guarded } from './ensureCase.js';
+import { guardCase, type Guarded } from './ensureCase.js';
 import {
   QUESTIONNAIRE,
   TOTAL_QUESTIONS,
@@ -21,6 +21,7 @@ import {
   questionNumber,
   type Question,
 } from './questionnaire.js';
+import { intakeTransaction, type IntakeTx } from './session.js';
 import * as store from './store.js';
 
 import type { HandlerName } from './handlerName.js';
@@ -60,9 +61,15 @@ export interface Reply {
 }
 
 export interface IntakeOptions {
+  /** The database (openDatabase's db; a pool opened with `pipeline: true` sends a call's statements together). */
   db: Db;
   shape: DatabaseShape;
   log: Logger;
+  /**
+   * Named prepared statements, parsed once per connection (default true). Turn them off behind a
+   * transaction pooler that does not keep them (PgBouncer pool_mode=transaction before 1.21).
+   */
+  preparedStatements?: boolean;
   /** Fault injection for tests and simulate: runs between start's case and progress inserts. */
   afterCaseInsert?: (userId: string, caseId: string) => void | Promise<void>;
 }
@@ -87,20 +94,28 @@ export const CANCEL_KEEP = 'intake_cancel=keep';
 
 export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
   const { db, shape, log } = options;
+  const named = options.preparedStatements ?? true;
 
-  /** Runs fn in a transaction holding the user's lock. */
-  const serial = <T>(userId: string, fn: (tx: Tx) => Promise<T>): Promise<T> =>
-    db.transaction(async (tx) => {
-      await store.lockUser(tx, userId);
-      return fn(tx);
+  /**
+   * Runs fn in a transaction holding the user's lock, with the user's intake in progress as read
+   * after the lock (the lock and the read are sent together; the read runs once the lock is held).
+   */
+  const serial = <T>(userId: string, fn: (tx: IntakeTx, row: store.ProgressRow | undefined) => Promise<T>): Promise<T> =>
+    intakeTransaction(db.$client, named, async (tx) => {
+      const [, rows] = await Promise.all([tx.run(store.lockUser(userId)), tx.run(store.activeProgress(shape.shape, userId))]);
+      return fn(tx, rows[0]);
     });
 
   /** The guard: the user's intake in progress, its case re-created if it was missing. */
-  const withActive = (userId: string, handler: HandlerName, fn: (tx: Tx, g: Extract<Guarded, { kind: 'ok' }>) => Promise<Reply>) =>
-    serial(userId, async (tx) => {
-      const row = await store.activeProgress(tx, userId);
-      if (!row) return reply(NO_INTAKE, 'no_intake');
-      const guarded = await ensureCase(tx, { row, handler, shape, log });
+  const withActive = (
+    userId: string,
+    handler: HandlerName,
+    fn: (tx: IntakeTx, g: Extract<Guarded, { kind: 'ok' }>) => Promise<Reply> | Reply,
+    none: (tx: IntakeTx) => Promise<Reply> | Reply = () => reply(NO_INTAKE, 'no_intake'),
+  ) =>
+    serial(userId, async (tx, row) => {
+      if (!row) return none(tx);
+      const guarded = await guardCase(tx, { row, handler, log });
       if (guarded.kind === 'damaged') {
         return reply(
           'Sorry, this intake cannot be resumed because its record is damaged. ' +
@@ -112,7 +127,8 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
       return { ...result, caseId: guarded.caseId, recovered: guarded.recovered };
     });
 
-  const answer = async (tx: Tx, g: Extract<Guarded, { kind: 'ok' }>, handler: HandlerName, raw: string): Promise<Reply> => {
+  /** Sends the writes of an answer; the commit waits for them. */
+  const answer = (tx: IntakeTx, g: Extract<Guarded, { kind: 'ok' }>, handler: HandlerName, raw: string): Reply => {
     const at = questionAt(g.row.current_block, g.row.current_step);
     if (!at) return reply('This intake has no open question. Send /intake_status to see where it stands.', 'shown');
     const { question, blockIndex } = at;
@@ -126,9 +142,8 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
     // Tables in one order everywhere: cases, then progress (then memory and pointers). A
     // transaction that takes them the other way round can deadlock with caseguard fk add, which
     // locks cases before progress, as start writes them.
-    if (!next) await store.setCaseStatus(tx, g.caseId, 'intake_complete');
-    await store.saveAnswer(
-      tx,
+    if (!next) tx.send(store.setCaseStatus(g.caseId, 'intake_complete'));
+    tx.send(store.saveAnswer(
       g.row,
       {
         key: question.key,
@@ -141,21 +156,21 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
       shape.hasMemory
         ? { caseId: g.caseId, kind: 'intake_answer', content: { block: at.block.id, question: question.key, answer: parsed.value } }
         : undefined,
-    );
+    ));
     if (next) {
       const nextAt = questionAt(next.blockId, next.step);
       const intro = next.finishedBlock && nextAt ? `Thanks, "${at.block.title}" is done. Next: ${nextAt.block.title}.\n` : 'Saved.\n';
       return { ...promptFor(QUESTIONNAIRE.findIndex((b) => b.id === next.blockId), next.step, undefined, intro), outcome: 'answered' };
     }
     if (shape.hasMemory) {
-      await store.insertMemory(tx, {
+      tx.send(store.insertMemory({
         caseId: g.caseId,
         userId: g.row.user_id,
         kind: 'intake_completed',
         content: { answers: { ...g.row.answers, [question.key]: parsed.value } },
-      });
+      }));
     }
-    if (shape.hasUserContext) await store.setActiveCase(tx, g.row.user_id, null);
+    if (shape.hasUserContext) tx.send(store.setActiveCase(g.row.user_id, null));
     log.info({ event: 'intake.completed', user_id: g.row.user_id, case_id: g.caseId, handler });
     return reply(
       `Thank you, your intake is complete. Your case reference is ${g.caseId}. A member of our team will review your case and contact you.`,
@@ -163,11 +178,11 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
     );
   };
 
-  const cancelIntake = async (tx: Tx, g: Extract<Guarded, { kind: 'ok' }>, handler: HandlerName): Promise<Reply> => {
+  const cancelIntake = (tx: IntakeTx, g: Extract<Guarded, { kind: 'ok' }>, handler: HandlerName): Reply => {
     // cases first, then progress: the one table order (see answer)
-    await store.setCaseStatus(tx, g.caseId, 'cancelled');
-    await store.setProgressStatus(tx, g.row, 'cancelled');
-    if (shape.hasUserContext) await store.setActiveCase(tx, g.row.user_id, null);
+    tx.send(store.setCaseStatus(g.caseId, 'cancelled'));
+    tx.send(store.setProgressStatus(g.row, 'cancelled'));
+    if (shape.hasUserContext) tx.send(store.setActiveCase(g.row.user_id, null));
     log.info({ event: 'intake.cancelled', user_id: g.row.user_id, case_id: g.caseId, handler });
     return reply('Your intake has been cancelled. Send /intake_start whenever you want to begin again.', 'cancelled');
   };
@@ -179,10 +194,9 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
 
   return {
     start: (userId) =>
-      serial(userId, async (tx) => {
-        const existing = await store.activeProgress(tx, userId);
+      serial(userId, async (tx, existing) => {
         if (existing) {
-          const guarded = await ensureCase(tx, { row: existing, handler: 'start', shape, log });
+          const guarded = await guardCase(tx, { row: existing, handler: 'start', log });
           if (guarded.kind === 'ok') {
             const at = questionAt(existing.current_block, existing.current_step);
             const prompt = at ? promptFor(at.blockIndex, existing.current_step, undefined, 'You already have an intake in progress; let us continue.\n') : reply(NO_INTAKE, 'shown');
@@ -190,19 +204,15 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
           }
         }
         const first = QUESTIONNAIRE[0]!;
-        const caseId = await store.insertCase(tx, {
-          userId,
-          title: store.NEW_CASE_TITLE,
-          status: 'intake',
-          metadata: { source: 'intake' },
-        });
+        const [created] = await tx.run(store.insertCase({ userId, title: store.NEW_CASE_TITLE, status: 'intake', metadata: { source: 'intake' } }));
+        const caseId = created?.case_id;
         if (!caseId) throw new InternalError('the case insert returned no id');
         // A damaged intake cannot be continued: close it (after the case: one table order).
-        if (existing) await store.setProgressStatus(tx, existing, 'abandoned');
+        if (existing) tx.send(store.setProgressStatus(existing, 'abandoned'));
         log.info({ event: 'intake.case_created', user_id: userId, case_id: caseId, handler: 'start' });
         await options.afterCaseInsert?.(userId, caseId);
-        await store.insertProgress(tx, { userId, caseId, blockId: first.id });
-        if (shape.hasUserContext) await store.setActiveCase(tx, userId, caseId);
+        tx.send(store.insertProgress({ userId, caseId, blockId: first.id }));
+        if (shape.hasUserContext) tx.send(store.setActiveCase(userId, caseId));
         return {
           ...promptFor(0, 0, undefined, `Welcome! Let us open your case. There are ${TOTAL_QUESTIONS} questions in ${QUESTIONNAIRE.length} parts; send /intake_cancel to stop at any time.\n${first.title}:\n`),
           outcome: 'started',
@@ -210,23 +220,28 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
         };
       }),
 
-    status: async (userId) => {
-      const shown = await withActive(userId, 'status', async (_tx, g) => {
+    status: (userId) =>
+      withActive(
+        userId,
+        'status',
+        (_tx, g) => {
         const at = questionAt(g.row.current_block, g.row.current_step);
         const done = g.row.completed_blocks.length;
         if (!at) return reply(`Your intake is in progress: no open question; ${done} of ${QUESTIONNAIRE.length} parts complete.`, 'shown');
         const where = `question ${questionNumber(at.blockIndex, g.row.current_step)} of ${TOTAL_QUESTIONS} (${at.block.title})`;
         // The current question again, with its buttons: the user can answer right away.
         return promptFor(at.blockIndex, g.row.current_step, undefined, `Your intake is in progress: ${where}; ${done} of ${QUESTIONNAIRE.length} parts complete.\n`);
-      });
-      if (shown.outcome !== 'no_intake') return shown;
-      const latest = await store.latestProgress(db, userId);
-      if (latest?.status === 'completed') return { ...shown, text: 'Your most recent intake is complete. Send /intake_start to begin another one.' };
-      return shown;
-    },
+        },
+        async (tx) => {
+          const [latest] = await tx.run(store.latestProgress(userId));
+          return latest?.status === 'completed'
+            ? reply('Your most recent intake is complete. Send /intake_start to begin another one.', 'no_intake')
+            : reply(NO_INTAKE, 'no_intake');
+        },
+      ),
 
     cancel: (userId) =>
-      withActive(userId, 'cancel', async (tx, g) => {
+      withActive(userId, 'cancel', (tx, g) => {
         const answered = Object.keys(g.row.answers ?? {}).length;
         if (answered === 0) return cancelIntake(tx, g, 'cancel');
         return {
@@ -241,15 +256,15 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
       }),
 
     resume: (userId) =>
-      withActive(userId, 'resume', async (tx, g) => {
-        if (shape.hasUserContext) await store.setActiveCase(tx, userId, g.caseId);
+      withActive(userId, 'resume', (tx, g) => {
+        if (shape.hasUserContext) tx.send(store.setActiveCase(userId, g.caseId));
         const at = questionAt(g.row.current_block, g.row.current_step);
         if (!at) return reply('Your intake has no open question.', 'shown');
         return { ...promptFor(at.blockIndex, g.row.current_step, undefined, 'Welcome back! Here is where you left off.\n'), outcome: 'shown' };
       }),
 
     choice: (userId, data) =>
-      withActive(userId, 'choice', async (tx, g) => {
+      withActive(userId, 'choice', (tx, g) => {
         if (data === CANCEL_CONFIRM) return cancelIntake(tx, g, 'choice');
         if (data === CANCEL_KEEP) return repeatQuestion(g, 'Good, let us go on.\n');
         return answer(tx, g, 'choice', data);

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import { QUESTIONNAIRE } from './questionnaire.js';
+import { drizzleRunner } from '../db/statement.js';
 import * as store from './store.js';
 
 export interface LegacyStartOptions {
@@ -21,10 +22,11 @@ export interface LegacyStartOptions {
 
 export async function legacyBuggyStart(db: Db, log: Logger, userId: string, options: LegacyStartOptions): Promise<string> {
   const caseId = options.caseId ?? randomUUID();
-  await store.insertProgress(db, { userId, caseId, blockId: QUESTIONNAIRE[0]!.id });
+  const runner = drizzleRunner(db);
+  await runner.run(store.insertProgress({ userId, caseId, blockId: QUESTIONNAIRE[0]!.id }));
   await options.betweenWrites?.();
   if (options.createCase) {
-    await store.insertCase(db, { caseId, userId, title: store.NEW_CASE_TITLE, status: 'intake', metadata: { source: 'legacy_intake' } });
+    await runner.run(store.insertCase({ caseId, userId, title: store.NEW_CASE_TITLE, status: 'intake', metadata: { source: 'legacy_intake' } }));
     log.info({ event: 'intake.case_created', user_id: userId, case_id: caseId, handler: 'legacy_start' });
   }
   return caseId;

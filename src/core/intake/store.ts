@@ -1,143 +1,209 @@
 /**
- * The SQL of the intake flow. Every statement binds its values as parameters and works on both
- * shapes: untyped parameters take the type of the column they meet (text or uuid).
+ * The SQL of the intake flow, one Statement each (see db/statement.ts): built with the query
+ * builder or the `sql` tag over the Drizzle table objects, compiled once, run by name.
+ *
+ * The two shapes of a case_id column (legacy text, or uuid after `caseguard fk add`) are handled
+ * explicitly, and one statement text serves both, because a prepared statement outlives the
+ * online change of a column's type: reads return case_id as text and, for the legacy column,
+ * check on the server whether it spells a uuid; comparisons are made on its text; values
+ * written are uuids, which a text column takes as their canonical spelling.
  */
-import { sql } from 'drizzle-orm';
-import type { Executor } from '../db/database.js';
+import { and, desc, eq, sql, type SQL } from 'drizzle-orm';
+import { QueryBuilder } from 'drizzle-orm/pg-core';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import { INTAKE_USER_LOCK } from '../db/locks.js';
+import { Statement, settable, type Bindings, type RowOf } from '../db/statement.js';
+import type { Shape } from '../db/inspect.js';
+import { botUserContext, caseIntakeProgress as progress, caseMemory, cases } from '../schema/contract.js';
 import { UUID_SPELLING_SQL } from '../uuid.js';
 
-/** A progress row as the intake reads it (a type alias: the driver's rows are records). */
-export type ProgressRow = {
-  user_id: string;
-  case_id: string;
-  current_block: string | null;
-  current_step: number;
-  completed_blocks: string[];
+/** A progress row as the intake reads it: the columns by their SQL names, typed from the schema. */
+export type ProgressRow = Pick<RowOf<typeof progress>, 'user_id' | 'case_id' | 'current_block' | 'current_step' | 'completed_blocks' | 'status'> & {
   answers: Record<string, string>;
-  status: string;
-  /** Whether the case it names exists (uuid semantics), read in the same statement. */
+  /** Whether the case it names exists, read in the same statement. */
   case_found?: boolean;
+  /** The canonical spelling of case_id, or null when it is no uuid, read in the same statement. */
+  canonical_id?: string | null;
 };
 
 export const RECOVERED_TITLE = 'Intake Session (Recovered)';
 export const NEW_CASE_TITLE = 'Intake Session';
 
+const select = new QueryBuilder();
+const write = drizzle.mock();
+
+/** A case id to write into a case_id column of either shape. */
+const asUuid = (value: unknown) => sql`${value}::uuid`;
+/** The progress row of this case id, on either shape (the read returned its text). */
+const sameCase = (caseId: unknown) => sql`${progress.caseId}::text = ${caseId}::text`;
+
+/** The columns every read returns; case_id as text whatever the shape. */
+const progressColumns = {
+  user_id: progress.userId,
+  case_id: sql<string>`${progress.caseId}::text`.as(progress.caseId.name),
+  current_block: progress.currentBlock,
+  current_step: progress.currentStep,
+  completed_blocks: progress.completedBlocks,
+  answers: progress.answers,
+  status: progress.status,
+};
+
+const lockUserStatement = new Statement<{ userId: string }, unknown>('lock_user', ['userId'], (v) =>
+  sql`SELECT pg_advisory_xact_lock(${INTAKE_USER_LOCK}, hashtext(${v.userId}))`,
+);
+
+/** The user's intake in progress, its canonical case id and whether that case exists. */
+const activeStatement = (name: string, canonical: SQL) =>
+  new Statement<{ userId: string }, ProgressRow>(name, ['userId'], (v) =>
+    select
+      .select({
+        ...progressColumns,
+        canonical_id: sql<string | null>`${canonical}::text`.as('canonical_id'),
+        case_found: sql<boolean>`EXISTS (SELECT 1 FROM ${cases} WHERE ${cases.caseId} = ${canonical})`.as('case_found'),
+      })
+      .from(progress)
+      .where(and(eq(progress.userId, v.userId), eq(progress.status, 'in_progress')))
+      .orderBy(desc(progress.updatedAt))
+      .limit(1),
+  );
+const activeStatements: Record<Shape, Statement<{ userId: string }, ProgressRow>> = {
+  legacy: activeStatement('active_progress_text', sql`CASE WHEN ${progress.caseId}::text ~* ${UUID_SPELLING_SQL} THEN ${progress.caseId}::text::uuid END`),
+  uuid: activeStatement('active_progress_uuid', sql`${progress.caseId}::text::uuid`),
+};
+
+const latestStatement = new Statement<{ userId: string }, ProgressRow>('latest_progress', ['userId'], (v) =>
+  select.select(progressColumns).from(progress).where(eq(progress.userId, v.userId)).orderBy(desc(progress.updatedAt)).limit(1),
+);
+
+const caseExistsStatement = new Statement<{ caseId: string }, unknown>('case_exists', ['caseId'], (v) =>
+  select.select({ found: sql`1` }).from(cases).where(eq(cases.caseId, v.caseId)),
+);
+
+type CaseValues = { userId: string; title: string; status: string; metadata: Record<string, unknown> };
+const insertCaseStatement = new Statement<CaseValues, { case_id: string }>('insert_case', ['userId', 'title', 'status', 'metadata'], (v) =>
+  write.insert(cases).values(v).returning({ case_id: cases.caseId }),
+);
+const insertCaseWithIdStatement = new Statement<CaseValues & { caseId: string }, { case_id: string }>(
+  'insert_case_with_id',
+  ['caseId', 'userId', 'title', 'status', 'metadata'],
+  (v) => write.insert(cases).values(v).onConflictDoNothing({ target: cases.caseId }).returning({ case_id: cases.caseId }),
+);
+
+const insertProgressStatement = new Statement<{ userId: string; caseId: string; blockId: string }, unknown>(
+  'insert_progress',
+  ['userId', 'caseId', 'blockId'],
+  (v) => write.insert(progress).values({ userId: v.userId, caseId: asUuid(v.caseId), currentBlock: v.blockId, currentStep: 0 }),
+);
+
+type AnswerValues = {
+  userId: string;
+  caseId: string;
+  key: string;
+  value: string;
+  blockId: string | null;
+  step: number;
+  completedBlocks: string[];
+  status: string;
+};
+const saveAnswerUpdate = (v: Bindings<AnswerValues>) =>
+  write
+    .update(progress)
+    .set(
+      settable({
+        answers: sql`${progress.answers} || jsonb_build_object(${v.key}::text, ${v.value}::text)`,
+        currentBlock: v.blockId,
+        currentStep: v.step,
+        completedBlocks: v.completedBlocks,
+        status: v.status,
+        updatedAt: sql`now()`,
+      }),
+    )
+    .where(and(eq(progress.userId, v.userId), sameCase(v.caseId)));
+const answerKeys = ['userId', 'caseId', 'key', 'value', 'blockId', 'step', 'completedBlocks', 'status'] as const;
+const saveAnswerStatement = new Statement<AnswerValues, unknown>('save_answer', answerKeys, saveAnswerUpdate);
+
+type MemoryValues = { memoryCaseId: string; kind: string; content: Record<string, unknown> };
+/** The answer and its memory row in one statement: the memory row is written only if the answer was. */
+const saveAnswerWithMemoryStatement = new Statement<AnswerValues & MemoryValues, unknown>(
+  'save_answer_with_memory',
+  [...answerKeys, 'memoryCaseId', 'kind', 'content'],
+  (v) => sql`
+    WITH saved AS (${saveAnswerUpdate(v).getSQL()} RETURNING 1)
+    INSERT INTO ${caseMemory} (${sql.identifier(caseMemory.caseId.name)}, ${sql.identifier(caseMemory.userId.name)}, ${sql.identifier(caseMemory.kind.name)},
+                               ${sql.identifier(caseMemory.content.name)}, ${sql.identifier(caseMemory.createdAt.name)})
+    SELECT ${asUuid(v.memoryCaseId)}, ${v.userId}, ${v.kind}, ${v.content}::jsonb, now() FROM saved`,
+);
+
+const setProgressStatusStatement = new Statement<{ userId: string; caseId: string; status: string }, unknown>(
+  'set_progress_status',
+  ['userId', 'caseId', 'status'],
+  (v) =>
+    write
+      .update(progress)
+      .set(settable({ status: v.status, updatedAt: sql`now()` }))
+      .where(and(eq(progress.userId, v.userId), sameCase(v.caseId))),
+);
+
+const setCaseStatusStatement = new Statement<{ caseId: string; status: string }, unknown>('set_case_status', ['caseId', 'status'], (v) =>
+  write.update(cases).set(settable({ status: v.status, updatedAt: sql`now()` })).where(eq(cases.caseId, v.caseId)),
+);
+
+const insertMemoryStatement = new Statement<{ caseId: string; userId: string; kind: string; content: Record<string, unknown> }, unknown>(
+  'insert_memory',
+  ['caseId', 'userId', 'kind', 'content'],
+  (v) => write.insert(caseMemory).values({ caseId: asUuid(v.caseId), userId: v.userId, kind: v.kind, content: v.content, createdAt: sql`now()` }),
+);
+
+const setActiveCaseStatement = new Statement<{ userId: string; caseId: string | null }, unknown>('set_active_case', ['userId', 'caseId'], (v) =>
+  write
+    .insert(botUserContext)
+    .values({ userId: v.userId, activeCaseId: asUuid(v.caseId), updatedAt: sql`now()` })
+    .onConflictDoUpdate({
+      target: botUserContext.userId,
+      set: { activeCaseId: sql`EXCLUDED.${sql.identifier(botUserContext.activeCaseId.name)}`, updatedAt: sql`now()` },
+    }),
+);
+
 /** Serialises everything one user does: concurrent starts of one user create one case. */
-export async function lockUser(tx: Executor, userId: string): Promise<void> {
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(${INTAKE_USER_LOCK}, hashtext(${userId}))`);
-}
+export const lockUser = (userId: string) => lockUserStatement.with({ userId });
 
 /**
- * The user's intake in progress (the most recently touched one when there are several), and
- * whether its case exists, in one round trip.
+ * The user's intake in progress (the most recently touched one when there are several), with
+ * its canonical case id and whether that case exists.
  */
-export async function activeProgress(tx: Executor, userId: string): Promise<ProgressRow | undefined> {
-  const result = await tx.execute<ProgressRow>(sql`
-    SELECT p.user_id, p.case_id::text AS case_id, p.current_block, p.current_step, p.completed_blocks, p.answers, p.status,
-           EXISTS (SELECT 1 FROM mega_agent.cases c
-                    WHERE c.case_id = CASE WHEN p.case_id::text ~* ${UUID_SPELLING_SQL} THEN p.case_id::text::uuid END) AS case_found
-      FROM mega_agent.case_intake_progress p
-     WHERE p.user_id = ${userId} AND p.status = 'in_progress'
-     ORDER BY p.updated_at DESC
-     LIMIT 1`);
-  return result.rows[0];
-}
+export const activeProgress = (shape: Shape, userId: string) => activeStatements[shape].with({ userId });
 
 /** The user's most recent intake in any status. */
-export async function latestProgress(tx: Executor, userId: string): Promise<ProgressRow | undefined> {
-  const result = await tx.execute<ProgressRow>(sql`
-    SELECT user_id, case_id::text AS case_id, current_block, current_step, completed_blocks, answers, status
-      FROM mega_agent.case_intake_progress
-     WHERE user_id = ${userId}
-     ORDER BY updated_at DESC
-     LIMIT 1`);
-  return result.rows[0];
-}
+export const latestProgress = (userId: string) => latestStatement.with({ userId });
 
-export async function caseExists(tx: Executor, canonicalId: string): Promise<boolean> {
-  const result = await tx.execute(sql`SELECT 1 FROM mega_agent.cases WHERE case_id = ${canonicalId}::uuid`);
-  return result.rows.length > 0;
-}
+/** One row when the case exists. */
+export const caseExists = (canonicalId: string) => caseExistsStatement.with({ caseId: canonicalId });
 
-/** Inserts a case; with an id, keeps it (and does nothing if it exists meanwhile). Returns the id. */
-export async function insertCase(
-  tx: Executor,
-  values: { caseId?: string; userId: string; title: string; status: string; metadata: Record<string, unknown> },
-): Promise<string | undefined> {
-  const metadata = JSON.stringify(values.metadata);
-  const result = values.caseId
-    ? await tx.execute<{ case_id: string }>(sql`
-        INSERT INTO mega_agent.cases (case_id, user_id, title, status, metadata)
-        VALUES (${values.caseId}::uuid, ${values.userId}, ${values.title}, ${values.status}, ${metadata}::jsonb)
-        ON CONFLICT (case_id) DO NOTHING
-        RETURNING case_id::text AS case_id`)
-    : await tx.execute<{ case_id: string }>(sql`
-        INSERT INTO mega_agent.cases (user_id, title, status, metadata)
-        VALUES (${values.userId}, ${values.title}, ${values.status}, ${metadata}::jsonb)
-        RETURNING case_id::text AS case_id`);
-  return result.rows[0]?.case_id;
-}
+/** Inserts a case; with an id, keeps it (and inserts nothing if it exists meanwhile). Returns the id inserted. */
+export const insertCase = ({ caseId, ...values }: CaseValues & { caseId?: string }) =>
+  caseId ? insertCaseWithIdStatement.with({ ...values, caseId }) : insertCaseStatement.with(values);
 
-export async function insertProgress(
-  tx: Executor,
-  values: { userId: string; caseId: string; blockId: string },
-): Promise<void> {
-  await tx.execute(sql`
-    INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block, current_step)
-    VALUES (${values.userId}, ${values.caseId}, ${values.blockId}, 0)`);
-}
+export const insertProgress = (values: { userId: string; caseId: string; blockId: string }) => insertProgressStatement.with(values);
 
 /** Saves an answer and, where the memory table exists, its memory row, in one statement. */
-export async function saveAnswer(
-  tx: Executor,
+export function saveAnswer(
   row: ProgressRow,
   change: { key: string; value: string; blockId: string | null; step: number; completedBlocks: string[]; status: string },
   memory?: { caseId: string; kind: string; content: Record<string, unknown> },
-): Promise<void> {
-  const update = sql`
-    UPDATE mega_agent.case_intake_progress
-       SET answers = answers || jsonb_build_object(${change.key}::text, ${change.value}::text),
-           current_block = ${change.blockId},
-           current_step = ${change.step},
-           completed_blocks = ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(change.completedBlocks)}::jsonb)),
-           status = ${change.status},
-           updated_at = now()
-     WHERE user_id = ${row.user_id} AND case_id = ${row.case_id}`;
-  if (!memory) {
-    await tx.execute(update);
-    return;
-  }
-  await tx.execute(sql`
-    WITH saved AS (${update} RETURNING 1)
-    INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at)
-    SELECT ${memory.caseId}, ${row.user_id}, ${memory.kind}, ${JSON.stringify(memory.content)}::jsonb, now() FROM saved`);
+) {
+  const values = { ...change, userId: row.user_id, caseId: row.case_id };
+  return memory
+    ? saveAnswerWithMemoryStatement.with({ ...values, memoryCaseId: memory.caseId, kind: memory.kind, content: memory.content })
+    : saveAnswerStatement.with(values);
 }
 
-export async function setProgressStatus(tx: Executor, row: ProgressRow, status: string): Promise<void> {
-  await tx.execute(sql`
-    UPDATE mega_agent.case_intake_progress SET status = ${status}, updated_at = now()
-     WHERE user_id = ${row.user_id} AND case_id = ${row.case_id}`);
-}
+export const setProgressStatus = (row: ProgressRow, status: string) =>
+  setProgressStatusStatement.with({ userId: row.user_id, caseId: row.case_id, status });
 
-export async function setCaseStatus(tx: Executor, canonicalId: string, status: string): Promise<void> {
-  await tx.execute(sql`
-    UPDATE mega_agent.cases SET status = ${status}, updated_at = now() WHERE case_id = ${canonicalId}::uuid`);
-}
+export const setCaseStatus = (canonicalId: string, status: string) => setCaseStatusStatement.with({ caseId: canonicalId, status });
 
-export async function insertMemory(
-  tx: Executor,
-  values: { caseId: string; userId: string; kind: string; content: Record<string, unknown> },
-): Promise<void> {
-  await tx.execute(sql`
-    INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at)
-    VALUES (${values.caseId}, ${values.userId}, ${values.kind}, ${JSON.stringify(values.content)}::jsonb, now())`);
-}
+export const insertMemory = (values: { caseId: string; userId: string; kind: string; content: Record<string, unknown> }) =>
+  insertMemoryStatement.with(values);
 
 /** Points the user at a case (or at none). */
-export async function setActiveCase(tx: Executor, userId: string, caseId: string | null): Promise<void> {
-  await tx.execute(sql`
-    INSERT INTO mega_agent.bot_user_context (user_id, active_case_id, updated_at)
-    VALUES (${userId}, ${caseId}, now())
-    ON CONFLICT (user_id) DO UPDATE SET active_case_id = EXCLUDED.active_case_id, updated_at = now()`);
-}
+export const setActiveCase = (userId: string, caseId: string | null) => setActiveCaseStatement.with({ userId, caseId });

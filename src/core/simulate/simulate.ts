@@ -26,6 +26,8 @@ export interface SimulateOptions {
   /** Keep starting users until this much time has passed (users is then an upper bound). */
   durationMs?: number;
   signal?: AbortSignal;
+  /** Named prepared statements (see IntakeOptions.preparedStatements; default true). */
+  preparedStatements?: boolean;
   onUserDone?: (done: number, total: number) => void;
 }
 
@@ -98,6 +100,7 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
     db,
     shape,
     log,
+    preparedStatements: options.preparedStatements,
     afterCaseInsert: (userId) => {
       if (crashNext.delete(userId)) throw new SimulatedCrash('simulated crash between the case and progress writes');
     },
