@@ -25,7 +25,7 @@ export function adminUrl(): string {
 }
 
 /** A new database: a clone of the migrated template, or empty with { empty: true }. */
-export async function createTestDatabase(options: { empty?: boolean; log?: Logger; poolSize?: number } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(options: { empty?: boolean; log?: Logger; poolSize?: number; pipeline?: boolean } = {}): Promise<TestDatabase> {
   const name = `cg_test_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl() });
   await admin.connect();
@@ -36,7 +36,7 @@ export async function createTestDatabase(options: { empty?: boolean; log?: Logge
     await admin.end();
   }
   const url = withDatabase(adminUrl(), name);
-  const database = await openDatabase(serverTarget(url), { log: options.log ?? silentLogger, poolSize: options.poolSize ?? 8 });
+  const database = await openDatabase(serverTarget(url), { log: options.log ?? silentLogger, poolSize: options.poolSize ?? 8, pipeline: options.pipeline });
   const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'caseguard-tests' });
   // DROP DATABASE ... WITH (FORCE) at the end terminates whatever is still connected; an idle
   // client dying then is expected, not an unhandled error.

@@ -1,6 +1,7 @@
 /**
  * The fixed intake flow on a real server, on both shapes: the legacy text column, and uuid
- * with the foreign key.
+ * with the foreign key; on a pipelining pool (as simulate and bot open it: a call's statements
+ * go out together) and on a plain one (as an application may pass its own).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
@@ -10,13 +11,18 @@ import { createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } fro
 import { answer, completeIntake, VALID_ANSWERS } from '../helpers/intake.js';
 import { recordingLogger } from '../helpers/logger.js';
 
-describe.each(['legacy', 'uuid'] as const)('intake flow on the %s shape', (shapeName) => {
+describe.each([
+  ['legacy', 'pipelining'],
+  ['uuid', 'pipelining'],
+  ['legacy', 'plain'],
+  ['uuid', 'plain'],
+] as const)('intake flow on the %s shape, %s pool', (shapeName, poolKind) => {
   let t: TestDatabase;
   let handlers: IntakeHandlers;
   const log = recordingLogger();
 
   beforeAll(async () => {
-    t = await createTestDatabase({ log });
+    t = await createTestDatabase({ log, pipeline: poolKind === 'pipelining' });
     if (shapeName === 'uuid') await toUuidShape(t.pool);
     const shape = await inspectDatabase(t.database.db);
     expect(shape.shape).toBe(shapeName);
@@ -56,6 +62,29 @@ describe.each(['legacy', 'uuid'] as const)('intake flow on the %s shape', (shape
     expect(c.rows[0].status).toBe('intake_complete');
     const ctx = await t.pool.query('SELECT active_case_id FROM mega_agent.bot_user_context WHERE user_id = $1', ['u-full']);
     expect(ctx.rows[0].active_case_id).toBeNull();
+  });
+
+  it('a write the database refuses fails the call and undoes the writes sent before it; the connection serves the next call', async () => {
+    let reply = await handlers.start('u-refused');
+    while (reply.question?.number !== TOTAL_QUESTIONS) reply = await answer(handlers, 'u-refused', reply);
+    // The completing answer sends: the case status, the answer with its memory row, the
+    // completion memory row (refused here), the pointer, then COMMIT.
+    await t.pool.query("ALTER TABLE mega_agent.case_memory ADD CONSTRAINT no_completion CHECK (kind <> 'intake_completed') NOT VALID");
+    const progressBefore = await tableChecksum(t.pool, 'mega_agent.case_intake_progress', "user_id = 'u-refused'");
+    const casesBefore = await tableChecksum(t.pool, 'mega_agent.cases', "user_id = 'u-refused'");
+    const memoryBefore = await tableChecksum(t.pool, 'mega_agent.case_memory', "user_id = 'u-refused'");
+    try {
+      await expect(answer(handlers, 'u-refused', reply)).rejects.toMatchObject({ code: '23514' });
+      expect(await tableChecksum(t.pool, 'mega_agent.case_intake_progress', "user_id = 'u-refused'")).toBe(progressBefore);
+      expect(await tableChecksum(t.pool, 'mega_agent.cases', "user_id = 'u-refused'")).toBe(casesBefore);
+      expect(await tableChecksum(t.pool, 'mega_agent.case_memory', "user_id = 'u-refused'")).toBe(memoryBefore);
+    } finally {
+      await t.pool.query('ALTER TABLE mega_agent.case_memory DROP CONSTRAINT no_completion');
+    }
+    // Every pooled connection is usable: as many calls as the pool has connections, at once.
+    const statuses = await Promise.all(Array.from({ length: 8 }, () => handlers.status('u-refused')));
+    expect(statuses.every((s) => s.question?.number === TOTAL_QUESTIONS)).toBe(true);
+    expect((await answer(handlers, 'u-refused', reply)).outcome).toBe('completed');
   });
 
   it('an invalid answer re-prompts and changes nothing', async () => {
