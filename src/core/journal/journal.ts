@@ -4,27 +4,24 @@
  * that does the change, so the record is exact).
  */
 import os from 'node:os';
-import { sql } from 'drizzle-orm';
+import { and, count, desc, eq, getTableColumns, not, sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
 import { BusyError } from '../errors.js';
+import { runItems, runs } from '../schema/journal.js';
 
 /** 'abandoned': journaled as running, but its process has no session left (it died). */
 export type RunStatus = 'running' | 'completed' | 'partial' | 'interrupted' | 'failed' | 'refused' | 'abandoned';
 
-export interface RunRecord {
-  runId: number;
-  command: string;
+type RunRow = typeof runs.$inferSelect;
+
+/** A journaled run as its table row says (timestamps as ISO strings), dead runs shown abandoned. */
+export type RunRecord = Omit<RunRow, 'process' | 'status' | 'options' | 'counts' | 'startedAt' | 'finishedAt'> & {
   options: Record<string, unknown>;
-  dryRun: boolean;
-  dbUser: string;
-  osUser: string | null;
-  host: string | null;
   status: RunStatus;
   counts: Record<string, number>;
-  error: string | null;
   startedAt: string;
   finishedAt: string | null;
-}
+};
 
 export interface RunItemSummary {
   action: string;
@@ -34,7 +31,10 @@ export interface RunItemSummary {
 }
 
 /** A run's process is alive while a session of this database carries its identity. */
-const PROCESS_ALIVE = sql`EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = runs.process AND a.datname = current_database())`;
+const PROCESS_ALIVE = sql`EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = ${runs.process} AND a.datname = current_database())`;
+
+/** The run's status, a run still marked running whose process has no session left as abandoned. */
+const STATUS = sql<RunStatus>`CASE WHEN ${runs.status} = 'running' AND NOT ${PROCESS_ALIVE} THEN 'abandoned' ELSE ${runs.status} END`;
 
 /**
  * Journals a new run; the caller holds the run lock. Runs still marked running are settled
@@ -43,19 +43,27 @@ const PROCESS_ALIVE = sql`EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.appli
  * (BusyError), so two runs never write at once.
  */
 export async function startRun(db: Executor, input: { command: string; options: Record<string, unknown>; dryRun: boolean; process: string }): Promise<number> {
-  await db.execute(sql`
-    UPDATE caseguard.runs SET status = 'abandoned', finished_at = now(),
-           error = coalesce(error, 'the process ended without finishing the run'),
-           -- what its committed batches did, as the journal recorded it
-           counts = counts || coalesce((SELECT jsonb_object_agg(a.action, a.n) FROM (
-             SELECT i.action, count(*) AS n FROM caseguard.run_items i WHERE i.run_id = runs.run_id GROUP BY i.action) a), '{}')
-     WHERE status = 'running' AND NOT ${PROCESS_ALIVE}`);
-  const live = await db.execute<{ run_id: string; command: string; process: string }>(sql`
-    SELECT run_id, command, process FROM caseguard.runs WHERE status = 'running' AND ${PROCESS_ALIVE} ORDER BY run_id LIMIT 1`);
-  const other = live.rows[0];
+  // what a dead run's committed batches did, as the journal recorded it
+  const committed = sql`coalesce((SELECT jsonb_object_agg(done.action, done.n) FROM (
+      SELECT ${runItems.action} AS action, count(*) AS n FROM ${runItems} WHERE ${runItems.runId} = ${runs.runId} GROUP BY 1) done), '{}')`;
+  await db
+    .update(runs)
+    .set({
+      status: 'abandoned',
+      finishedAt: sql`now()`,
+      error: sql`coalesce(${runs.error}, 'the process ended without finishing the run')`,
+      counts: sql`${runs.counts} || ${committed}`,
+    })
+    .where(and(eq(runs.status, 'running'), not(PROCESS_ALIVE)));
+  const [other] = await db
+    .select({ runId: runs.runId, command: runs.command, process: runs.process })
+    .from(runs)
+    .where(and(eq(runs.status, 'running'), PROCESS_ALIVE))
+    .orderBy(runs.runId)
+    .limit(1);
   if (other) {
     throw new BusyError(
-      `run ${other.run_id} (caseguard ${other.command}, ${other.process}) is still running although its lock session ended; it stops before its next write; try again in a moment`,
+      `run ${other.runId} (caseguard ${other.command}, ${other.process}) is still running although its lock session ended; it stops before its next write; try again in a moment`,
     );
   }
   let osUser: string | null = null;
@@ -64,11 +72,11 @@ export async function startRun(db: Executor, input: { command: string; options: 
   } catch {
     osUser = process.env.USER ?? null;
   }
-  const result = await db.execute<{ run_id: string }>(sql`
-    INSERT INTO caseguard.runs (command, options, dry_run, os_user, host, process)
-    VALUES (${input.command}, ${JSON.stringify(input.options)}::jsonb, ${input.dryRun}, ${osUser}, ${os.hostname()}, ${input.process})
-    RETURNING run_id`);
-  return Number(result.rows[0]!.run_id);
+  const [created] = await db
+    .insert(runs)
+    .values({ command: input.command, options: input.options, dryRun: input.dryRun, osUser, host: os.hostname(), process: input.process })
+    .returning({ runId: runs.runId });
+  return created!.runId;
 }
 
 export async function finishRun(
@@ -76,58 +84,50 @@ export async function finishRun(
   runId: number,
   outcome: { status: RunStatus; counts: Record<string, number>; error?: string },
 ): Promise<void> {
-  await db.execute(sql`
-    UPDATE caseguard.runs
-       SET status = ${outcome.status}, counts = ${JSON.stringify(outcome.counts)}::jsonb,
-           error = ${outcome.error ?? null}, finished_at = now()
-     WHERE run_id = ${runId}`);
+  await db
+    .update(runs)
+    .set({ status: outcome.status, counts: outcome.counts, error: outcome.error ?? null, finishedAt: sql`now()` })
+    .where(eq(runs.runId, runId));
 }
 
-/** A run still marked running whose process has no session left died without finishing: abandoned. */
-const RUN_COLUMNS = sql`run_id, command, options, dry_run, db_user, os_user, host, counts, error, started_at, finished_at,
-  CASE WHEN status = 'running' AND NOT ${PROCESS_ALIVE} THEN 'abandoned' ELSE status END AS status`;
+const { process: _process, status: _status, ...recordColumns } = getTableColumns(runs);
+const RUN_FIELDS = { ...recordColumns, status: STATUS };
 
-function toRecord(r: Record<string, unknown>): RunRecord {
+function toRecord(row: Omit<RunRow, 'process' | 'status'> & { status: RunStatus }): RunRecord {
   return {
-    runId: Number(r.run_id),
-    command: String(r.command),
-    options: r.options as Record<string, unknown>,
-    dryRun: Boolean(r.dry_run),
-    dbUser: String(r.db_user),
-    osUser: (r.os_user as string | null) ?? null,
-    host: (r.host as string | null) ?? null,
-    status: r.status as RunStatus,
-    counts: r.counts as Record<string, number>,
-    error: (r.error as string | null) ?? null,
-    startedAt: new Date(r.started_at as string).toISOString(),
-    finishedAt: r.finished_at ? new Date(r.finished_at as string).toISOString() : null,
+    ...row,
+    options: row.options as Record<string, unknown>,
+    counts: row.counts as Record<string, number>,
+    startedAt: row.startedAt.toISOString(),
+    finishedAt: row.finishedAt?.toISOString() ?? null,
   };
 }
 
 export async function listRuns(db: Executor, limit: number): Promise<RunRecord[]> {
-  const result = await db.execute(sql`SELECT ${RUN_COLUMNS} FROM caseguard.runs ORDER BY run_id DESC LIMIT ${limit}`);
-  return result.rows.map(toRecord);
+  const rows = await db.select(RUN_FIELDS).from(runs).orderBy(desc(runs.runId)).limit(limit);
+  return rows.map(toRecord);
 }
 
 export async function getRun(db: Executor, runId: number): Promise<(RunRecord & { items: RunItemSummary[] }) | undefined> {
-  const result = await db.execute(sql`SELECT ${RUN_COLUMNS} FROM caseguard.runs WHERE run_id = ${runId}`);
-  const row = result.rows[0];
+  const [row] = await db.select(RUN_FIELDS).from(runs).where(eq(runs.runId, runId));
   if (!row) return undefined;
-  const items = await db.execute<{ action: string; table_name: string; check_id: string | null; n: string }>(sql`
-    SELECT action, table_name, check_id, count(*) AS n FROM caseguard.run_items
-     WHERE run_id = ${runId} GROUP BY action, table_name, check_id ORDER BY action, table_name, check_id`);
-  return {
-    ...toRecord(row),
-    items: items.rows.map((i) => ({ action: i.action, tableName: i.table_name, checkId: i.check_id, count: Number(i.n) })),
-  };
+  const items = await db
+    .select({ action: runItems.action, tableName: runItems.tableName, checkId: runItems.checkId, count: count() })
+    .from(runItems)
+    .where(eq(runItems.runId, runId))
+    .groupBy(runItems.action, runItems.tableName, runItems.checkId)
+    .orderBy(runItems.action, runItems.tableName, runItems.checkId);
+  return { ...toRecord(row), items };
 }
 
 /** Real (not dry) runs of one command by status, dead ones as abandoned. */
 export async function runsByStatus(db: Executor, command: string): Promise<Partial<Record<RunStatus, number>>> {
-  const result = await db.execute<{ status: RunStatus; n: string } & Record<string, unknown>>(sql`
-    SELECT CASE WHEN status = 'running' AND NOT ${PROCESS_ALIVE} THEN 'abandoned' ELSE status END AS status, count(*) AS n
-      FROM caseguard.runs WHERE command = ${command} AND NOT dry_run GROUP BY 1`);
+  const rows = await db
+    .select({ status: STATUS, n: count() })
+    .from(runs)
+    .where(and(eq(runs.command, command), not(runs.dryRun)))
+    .groupBy(STATUS);
   const counts: Partial<Record<RunStatus, number>> = {};
-  for (const row of result.rows) counts[row.status] = (counts[row.status] ?? 0) + Number(row.n);
+  for (const row of rows) counts[row.status] = (counts[row.status] ?? 0) + row.n;
   return counts;
 }

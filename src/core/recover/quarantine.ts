@@ -3,50 +3,45 @@
  * Restoring puts a row back exactly as it was, through jsonb_populate_record, so it does not
  * depend on the table's column list; a row whose key is taken meanwhile is not overwritten.
  */
-import { sql, type SQL } from 'drizzle-orm';
+import { and, count, eq, gt, isNull, sql, type SQL } from 'drizzle-orm';
 import type { Database, Executor, Tx } from '../db/database.js';
 import { withRunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { describePgError, sqlStateOf } from '../db/sqlstate.js';
 import { UsageError } from '../errors.js';
 import { finishRun, startRun } from '../journal/journal.js';
+import { quarantine } from '../schema/journal.js';
 
 export type QuarantineTable = 'case_intake_progress' | 'case_memory' | 'bot_user_context';
 
-export interface QuarantinedRow {
-  quarantineId: number;
-  runId: number;
+/** A quarantined row as its table row says (timestamps as ISO strings). */
+export type QuarantinedRow = Omit<typeof quarantine.$inferSelect, 'sourceTable' | 'rowData' | 'quarantinedAt' | 'restoredAt'> & {
   sourceTable: QuarantineTable;
-  reason: string;
   rowData: Record<string, unknown>;
   quarantinedAt: string;
   restoredAt: string | null;
-  restoredByRun: number | null;
-}
+};
 
 export async function listQuarantine(
   db: Executor,
   options: { runId?: number; includeRestored: boolean; limit: number },
 ): Promise<{ rows: QuarantinedRow[]; total: number }> {
-  const filter = sql`(${options.runId ?? null}::bigint IS NULL OR run_id = ${options.runId ?? null}::bigint)
-                     AND (${options.includeRestored} OR restored_at IS NULL)`;
-  const total = await db.execute<{ n: string }>(sql`SELECT count(*) AS n FROM caseguard.quarantine WHERE ${filter}`);
-  const rows = await db.execute(sql`
-    SELECT quarantine_id, run_id, source_table, reason, row_data, quarantined_at, restored_at, restored_by_run
-      FROM caseguard.quarantine WHERE ${filter} ORDER BY quarantine_id LIMIT ${options.limit}`);
-  return { rows: rows.rows.map(toRow), total: Number(total.rows[0]?.n ?? 0) };
+  const filter = and(
+    options.runId === undefined ? undefined : eq(quarantine.runId, options.runId),
+    options.includeRestored ? undefined : isNull(quarantine.restoredAt),
+  );
+  const [total] = await db.select({ n: count() }).from(quarantine).where(filter);
+  const rows = await db.select().from(quarantine).where(filter).orderBy(quarantine.quarantineId).limit(options.limit);
+  return { rows: rows.map(toRow), total: total?.n ?? 0 };
 }
 
-function toRow(r: Record<string, unknown>): QuarantinedRow {
+function toRow(r: typeof quarantine.$inferSelect): QuarantinedRow {
   return {
-    quarantineId: Number(r.quarantine_id),
-    runId: Number(r.run_id),
-    sourceTable: r.source_table as QuarantineTable,
-    reason: String(r.reason),
-    rowData: r.row_data as Record<string, unknown>,
-    quarantinedAt: new Date(r.quarantined_at as string).toISOString(),
-    restoredAt: r.restored_at ? new Date(r.restored_at as string).toISOString() : null,
-    restoredByRun: r.restored_by_run === null ? null : Number(r.restored_by_run),
+    ...r,
+    sourceTable: r.sourceTable as QuarantineTable,
+    rowData: r.rowData as Record<string, unknown>,
+    quarantinedAt: r.quarantinedAt.toISOString(),
+    restoredAt: r.restoredAt?.toISOString() ?? null,
   };
 }
 
@@ -137,13 +132,14 @@ export async function restoreAll(tx: Tx, sourceRun: number, byRun: number): Prom
 /** One row at a time behind savepoints, in pages of 1,000 by quarantine id: every row, no cap. */
 async function restoreOneByOne(tx: Tx, sourceRun: number, byRun: number, table: QuarantineTable, summary: RestoreSummary): Promise<void> {
   for (let after = 0; ; ) {
-    const page = await tx.execute(sql`
-      SELECT quarantine_id, run_id, source_table, reason, row_data, quarantined_at, restored_at, restored_by_run
-        FROM caseguard.quarantine
-       WHERE run_id = ${sourceRun} AND source_table = ${table} AND restored_at IS NULL AND quarantine_id > ${after}
-       ORDER BY quarantine_id LIMIT 1000`);
-    if (page.rows.length === 0) return;
-    for (const row of page.rows.map(toRow)) {
+    const page = await tx
+      .select()
+      .from(quarantine)
+      .where(and(eq(quarantine.runId, sourceRun), eq(quarantine.sourceTable, table), isNull(quarantine.restoredAt), gt(quarantine.quarantineId, after)))
+      .orderBy(quarantine.quarantineId)
+      .limit(1000);
+    if (page.length === 0) return;
+    for (const row of page.map(toRow)) {
       after = row.quarantineId;
       summary.total++;
       const outcome = await restoreOne(tx, row, byRun);
