@@ -20,7 +20,8 @@ export { planRecovery, applyRecovery, type RecoveryPlan, type RecoverResult, typ
 export { fkStatus, fkPlan, fkAdd, fkAbort, fkDrop, DEFAULT_TIMING, type FkStatus, type FkPlan, type FkAddResult, type FkTiming, type ReferenceId, type Strategy } from './fk/fk.js';
 
 export { createIntakeHandlers, COMMANDS, type IntakeHandlers, type IntakeOptions, type Reply, type Button, type Outcome, type HandlerName } from './intake/handlers.js';
-export { ensureCase, type Guarded } from './intake/ensureCase.js';
+export { ensureCase, type Guarded, type GuardedRow } from './intake/ensureCase.js';
+export { keepsPreparedStatements } from './intake/session.js';
 
 export { readSnapshot, type Snapshot, type SnapshotOptions } from './monitor/snapshot.js';
 export { readFunnel, type FunnelReport, type FunnelDay, type FunnelOptions } from './monitor/funnel.js';

@@ -15,6 +15,9 @@ async function reset(pool) {
   await pool.query("DELETE FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)'");
   await pool.query('TRUNCATE caseguard.run_items, caseguard.run_targets');
   await pool.query('VACUUM ANALYZE mega_agent.cases');
+  // Every measurement starts right after a checkpoint: none pays for the full-page images that
+  // the first change of each page after a checkpoint writes, more than another does.
+  await pool.query('CHECKPOINT');
 }
 
 export const recoverSection = {

@@ -15,12 +15,13 @@ import { expected, F, seedDamage } from '../helpers/fixtures.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 const CONSUMER = `
-import { openDatabase, serverTarget, inspectDatabase, scan, createIntakeHandlers, ensureCase, silentLogger, CaseguardError } from 'caseguard';
-const database = await openDatabase(serverTarget(process.argv[2]), { log: silentLogger });
+import { openDatabase, serverTarget, inspectDatabase, scan, createIntakeHandlers, keepsPreparedStatements, ensureCase, silentLogger, CaseguardError } from 'caseguard';
+const database = await openDatabase(serverTarget(process.argv[2]), { log: silentLogger, pipeline: true });
 try {
   const shape = await inspectDatabase(database.db);
   const report = await scan(database.db, shape, { databaseName: database.name, limit: 0, gate: { failOn: 'error', maxFindings: 0 } });
-  const handlers = createIntakeHandlers({ db: database.db, shape, log: silentLogger });
+  const preparedStatements = await keepsPreparedStatements(database.pool);
+  const handlers = createIntakeHandlers({ db: database.db, shape, log: silentLogger, preparedStatements });
   const started = await handlers.start('package-user');
   const status = await handlers.status('package-user');
   // the application's own handler, behind the guard, on an intake whose case is missing
@@ -30,6 +31,7 @@ try {
     orphans: report.checks.find((c) => c.id === 'orphaned_progress').count,
     started: started.outcome, caseId: started.caseId, status: status.outcome,
     guarded: guarded.kind === 'ok' && guarded.recovered,
+    preparedStatements,
     typed: new CaseguardError('x', 2).exitCode,
   }));
 } finally {
@@ -77,7 +79,7 @@ describe('the packed package', () => {
     await fs.writeFile(path.join(project, 'consumer.mjs'), CONSUMER);
     const args = ['consumer.mjs', t.url, F.orphanCanonical.user, F.orphanCanonical.caseId];
     const out = JSON.parse(execFileSync(process.execPath, args, { cwd: project, encoding: 'utf8' }));
-    expect(out).toMatchObject({ orphans: expected.orphaned_progress, started: 'started', status: 'shown', guarded: true, typed: 2 });
+    expect(out).toMatchObject({ orphans: expected.orphaned_progress, started: 'started', status: 'shown', guarded: true, preparedStatements: true, typed: 2 });
     const recovered = await t.pool.query('SELECT title, metadata FROM mega_agent.cases WHERE case_id = $1', [F.orphanCanonical.caseId]);
     expect(recovered.rows[0]).toEqual({ title: 'Intake Session (Recovered)', metadata: { recovered_by: 'ensure_case_exists', handler: 'app_resume' } });
     const stored = await t.pool.query("SELECT case_id FROM mega_agent.case_intake_progress WHERE user_id = 'package-user'");
