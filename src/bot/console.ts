@@ -3,8 +3,7 @@
  * shown numbered and chosen by number. Ctrl-D and Ctrl-C end the chat cleanly.
  */
 import readline from 'node:readline';
-import { COMMANDS, type IntakeHandlers, type Reply } from '../core/intake/handlers.js';
-import type { Logger } from '../core/logger.js';
+import { COMMANDS, type IntakeHandlers, type Logger, type Reply } from '../core/index.js';
 
 export interface ConsoleOptions {
   handlers: IntakeHandlers;

@@ -5,9 +5,7 @@
  * finish, and grammY confirms the offset, so none is lost or handled twice.
  */
 import { Bot, GrammyError, HttpError, InlineKeyboard, type Context } from 'grammy';
-import { COMMANDS, type IntakeHandlers, type Reply } from '../core/intake/handlers.js';
-import { ConnectionError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { COMMANDS, ConnectionError, type IntakeHandlers, type Logger, type Reply } from '../core/index.js';
 import { KeyedQueue } from './keyedQueue.js';
 
 export interface TelegramOptions {

@@ -24,7 +24,8 @@ export { ensureCase, type Guarded, type GuardedRow } from './intake/ensureCase.j
 export { keepsPreparedStatements } from './intake/session.js';
 
 export { readSnapshot, type Snapshot, type SnapshotOptions } from './monitor/snapshot.js';
-export { readFunnel, type FunnelReport, type FunnelDay, type FunnelOptions } from './monitor/funnel.js';
+export { readFunnel, FUNNEL_STAGES, type FunnelReport, type FunnelDay, type FunnelOptions } from './monitor/funnel.js';
+export { errorClassOf, safeMessage, type ErrorClass } from './db/sqlstate.js';
 
 export { silentLogger, type Logger } from './logger.js';
 export { CaseguardError, UsageError, ConnectionError, SchemaError, BusyError, BlockedError, InterruptedError, ExitCode } from './errors.js';

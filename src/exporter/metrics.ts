@@ -4,9 +4,7 @@
  * Values come from one snapshot at a time; a failed refresh keeps the last ones.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { ErrorClass } from '../core/db/sqlstate.js';
-import { FUNNEL_STAGES } from '../core/monitor/funnel.js';
-import type { Snapshot } from '../core/monitor/snapshot.js';
+import { FUNNEL_STAGES, type ErrorClass, type Snapshot } from '../core/index.js';
 
 /** funnel stage → the label value (snake case, as Prometheus labels go). */
 const STAGE_LABEL: Record<(typeof FUNNEL_STAGES)[number], string> = {

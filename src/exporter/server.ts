@@ -6,10 +6,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { errorClassOf, safeMessage, type ErrorClass } from '../core/db/sqlstate.js';
-import { UsageError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import type { Snapshot } from '../core/monitor/snapshot.js';
+import { errorClassOf, safeMessage, UsageError, type ErrorClass, type Logger, type Snapshot } from '../core/index.js';
 import { createMetrics } from './metrics.js';
 
 export interface ExporterOptions {
