@@ -65,6 +65,7 @@ describe.each([
   });
 
   it('a write the database refuses fails the call and undoes the writes sent before it; the connection serves the next call', async () => {
+    const completions = () => log.events.filter((e) => e.fields.event === 'intake.completed' && e.fields.user_id === 'u-refused').length;
     let reply = await handlers.start('u-refused');
     while (reply.question?.number !== TOTAL_QUESTIONS) reply = await answer(handlers, 'u-refused', reply);
     // The completing answer sends: the case status, the answer with its memory row, the
@@ -78,6 +79,8 @@ describe.each([
       expect(await tableChecksum(t.pool, 'mega_agent.case_intake_progress', "user_id = 'u-refused'")).toBe(progressBefore);
       expect(await tableChecksum(t.pool, 'mega_agent.cases', "user_id = 'u-refused'")).toBe(casesBefore);
       expect(await tableChecksum(t.pool, 'mega_agent.case_memory', "user_id = 'u-refused'")).toBe(memoryBefore);
+      // nothing claims a completion that was rolled back
+      expect(completions()).toBe(0);
     } finally {
       await t.pool.query('ALTER TABLE mega_agent.case_memory DROP CONSTRAINT no_completion');
     }
@@ -85,6 +88,7 @@ describe.each([
     const statuses = await Promise.all(Array.from({ length: 8 }, () => handlers.status('u-refused')));
     expect(statuses.every((s) => s.question?.number === TOTAL_QUESTIONS)).toBe(true);
     expect((await answer(handlers, 'u-refused', reply)).outcome).toBe('completed');
+    expect(completions()).toBe(1);
   });
 
   it('an invalid answer re-prompts and changes nothing', async () => {

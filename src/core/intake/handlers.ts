@@ -171,7 +171,7 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
       }));
     }
     if (shape.hasUserContext) tx.send(store.setActiveCase(g.row.user_id, null));
-    log.info({ event: 'intake.completed', user_id: g.row.user_id, case_id: g.caseId, handler });
+    tx.onCommit(() => log.info({ event: 'intake.completed', user_id: g.row.user_id, case_id: g.caseId, handler }));
     return reply(
       `Thank you, your intake is complete. Your case reference is ${g.caseId}. A member of our team will review your case and contact you.`,
       'completed',
@@ -183,7 +183,7 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
     tx.send(store.setCaseStatus(g.caseId, 'cancelled'));
     tx.send(store.setProgressStatus(g.row, 'cancelled'));
     if (shape.hasUserContext) tx.send(store.setActiveCase(g.row.user_id, null));
-    log.info({ event: 'intake.cancelled', user_id: g.row.user_id, case_id: g.caseId, handler });
+    tx.onCommit(() => log.info({ event: 'intake.cancelled', user_id: g.row.user_id, case_id: g.caseId, handler }));
     return reply('Your intake has been cancelled. Send /intake_start whenever you want to begin again.', 'cancelled');
   };
 
@@ -209,7 +209,7 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
         if (!caseId) throw new InternalError('the case insert returned no id');
         // A damaged intake cannot be continued: close it (after the case: one table order).
         if (existing) tx.send(store.setProgressStatus(existing, 'abandoned'));
-        log.info({ event: 'intake.case_created', user_id: userId, case_id: caseId, handler: 'start' });
+        tx.onCommit(() => log.info({ event: 'intake.case_created', user_id: userId, case_id: caseId, handler: 'start' }));
         await options.afterCaseInsert?.(userId, caseId);
         tx.send(store.insertProgress({ userId, caseId, blockId: first.id }));
         if (shape.hasUserContext) tx.send(store.setActiveCase(userId, caseId));

@@ -21,6 +21,8 @@ export interface IntakeTx extends SqlRunner {
    * waits for it, and its failure fails the call and rolls the transaction back.
    */
   send(statement: BoundStatement<unknown>): void;
+  /** Runs once the transaction has committed (a log line that must not claim a rolled-back change). */
+  onCommit(callback: () => void): void;
 }
 
 /** Runs fn in a transaction on one connection of the pool; commits what it sent, or rolls it all back. */
@@ -29,6 +31,7 @@ export async function intakeTransaction<T>(pool: pg.Pool, named: boolean, fn: (t
   const { pipeline: pipelined, connection } = client as pg.PoolClient & pg.Client;
   let tail: Promise<unknown> = Promise.resolve();
   const sent: Promise<unknown>[] = [];
+  const committed: Array<() => void> = [];
   let corked = false;
   const query = (config: pg.QueryConfig): Promise<pg.QueryResult> => {
     if (pipelined && !corked) {
@@ -51,16 +54,17 @@ export async function intakeTransaction<T>(pool: pg.Pool, named: boolean, fn: (t
   const tx: IntakeTx = {
     run: async <R>(statement: BoundStatement<R>) => (await query(statement.config(named))).rows as R[],
     send: (statement) => void query(statement.config(named)),
+    onCommit: (callback) => void committed.push(callback),
   };
   let broken = false;
+  let result: T;
   try {
     void query({ text: 'BEGIN' });
-    const result = await fn(tx);
+    result = await fn(tx);
     void query({ text: 'COMMIT' });
     const outcomes = await Promise.allSettled(sent);
     const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failure) throw failure.reason;
-    return result;
   } catch (error) {
     await Promise.allSettled(sent);
     // After a failed COMMIT (or a failed write before it) there is nothing to roll back; a
@@ -72,6 +76,8 @@ export async function intakeTransaction<T>(pool: pg.Pool, named: boolean, fn: (t
   } finally {
     client.release(broken);
   }
+  for (const callback of committed) callback();
+  return result;
 }
 
 /**
