@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
+import { INTAKE_USER_LOCK } from '../../src/core/db/locks.js';
 import { CANCEL_CONFIRM, CANCEL_KEEP, createIntakeHandlers, type IntakeHandlers } from '../../src/core/intake/handlers.js';
 import { QUESTIONNAIRE, TOTAL_QUESTIONS } from '../../src/core/intake/questionnaire.js';
 import { createTestDatabase, tableChecksum, toUuidShape, type TestDatabase } from '../helpers/db.js';
@@ -89,6 +90,37 @@ describe.each([
     expect(statuses.every((s) => s.question?.number === TOTAL_QUESTIONS)).toBe(true);
     expect((await answer(handlers, 'u-refused', reply)).outcome).toBe('completed');
     expect(completions()).toBe(1);
+  });
+
+  it('a connection killed while its call waits for the user\'s lock fails that call only; the next calls are served', async () => {
+    const reply = await handlers.start('u-killed');
+    const progressBefore = await tableChecksum(t.pool, 'mega_agent.case_intake_progress', "user_id = 'u-killed'");
+    const holder = await t.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [INTAKE_USER_LOCK, 'u-killed']);
+      const waiting = answer(handlers, 'u-killed', reply);
+      waiting.catch(() => undefined);
+      // the call's backend, once it waits for the lock
+      let pid: number | undefined;
+      for (const deadline = Date.now() + 10_000; pid === undefined && Date.now() < deadline; ) {
+        const r = await t.pool.query(
+          "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+          [t.database.identity],
+        );
+        pid = r.rows[0]?.pid;
+      }
+      expect(pid).toBeDefined();
+      await t.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      await expect(waiting).rejects.toThrow(/terminat|connection/i);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    expect(await tableChecksum(t.pool, 'mega_agent.case_intake_progress', "user_id = 'u-killed'")).toBe(progressBefore);
+    const statuses = await Promise.all(Array.from({ length: 8 }, () => handlers.status('u-killed')));
+    expect(statuses.every((s) => s.question?.number === 1)).toBe(true);
+    expect((await answer(handlers, 'u-killed', reply)).outcome).toBe('answered');
   });
 
   it('an invalid answer re-prompts and changes nothing', async () => {
