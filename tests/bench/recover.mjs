@@ -13,7 +13,7 @@ const SINGLE = `INSERT INTO mega_agent.cases (case_id, user_id, title, status)
 
 async function reset(pool) {
   await pool.query("DELETE FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)'");
-  await pool.query('TRUNCATE caseguard.run_items, caseguard.run_targets');
+  await pool.query('TRUNCATE caseguard.run_items');
   await pool.query('VACUUM ANALYZE mega_agent.cases');
   // Every measurement starts right after a checkpoint: none pays for the full-page images that
   // the first change of each page after a checkpoint writes, more than another does.

@@ -66,6 +66,35 @@ describe('caseguard recover', () => {
     }
   });
 
+  it('a writer role without TEMPORARY on the database: exit 3 naming it, nothing written; granted, the same role recovers', async () => {
+    const role = `cg_nt_${Date.now().toString(36)}`;
+    expect((await cli('migrate')).code).toBe(0);
+    await t.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'nt-pass'; GRANT CONNECT ON DATABASE ${t.name} TO ${role};
+      REVOKE TEMPORARY ON DATABASE ${t.name} FROM PUBLIC;
+      GRANT USAGE ON SCHEMA mega_agent, caseguard TO ${role};
+      GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA mega_agent, caseguard TO ${role};
+      GRANT USAGE ON ALL SEQUENCES IN SCHEMA mega_agent, caseguard TO ${role}`);
+    try {
+      const url = new URL(t.url);
+      url.username = role;
+      url.password = 'nt-pass';
+      const before = await tableChecksum(t.pool, 'mega_agent.cases');
+      const refused = await runCli(['recover', '--yes', '--database-url', url.toString()]);
+      expect(refused.code).toBe(3);
+      expect(refused.stderr).toMatch(/lacks a privilege this command needs: TEMPORARY on database \w+ .*nothing was changed/);
+      expect(refused.stderr).not.toMatch(/\n\s+at /);
+      expect(await tableChecksum(t.pool, 'mega_agent.cases')).toBe(before);
+      expect((await t.pool.query('SELECT count(*)::int AS n FROM caseguard.runs')).rows[0].n).toBe(0);
+      await t.pool.query(`GRANT TEMPORARY ON DATABASE ${t.name} TO ${role}`);
+      const granted = await runCli(['recover', '--yes', '--database-url', url.toString()]);
+      expect(granted.code).toBe(0);
+      expect((await recoveredCaseCount(t.pool)).cases).toBe(5);
+    } finally {
+      await t.pool.query(`REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent, caseguard FROM ${role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA mega_agent, caseguard FROM ${role};
+        REVOKE ALL ON SCHEMA mega_agent, caseguard FROM ${role}; REVOKE ALL ON DATABASE ${t.name} FROM ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   it('waits --lock-wait for the run lock, then exits 5 naming the holder', async () => {
     const holder = await t.pool.connect();
     try {
@@ -114,11 +143,14 @@ describe('caseguard recover', () => {
     }
     const listed = await cli('runs', '--format', 'json');
     expect(JSON.parse(listed.stdout)[0].status).toBe('abandoned');
-    const committed = (await t.pool.query("SELECT count(*)::int AS n FROM caseguard.run_items WHERE action = 'case_created'")).rows[0].n;
+    const committed = (await t.pool.query("SELECT sum(row_count)::int AS n FROM caseguard.run_items WHERE action = 'case_created'")).rows[0].n;
     expect(committed).toBeGreaterThanOrEqual(30);
+    // The run's targets were a temporary table of its session: gone with it, before any rerun.
+    const targetsLeft = "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'";
+    expect((await t.pool.query(targetsLeft)).rows[0].n).toBe(0);
     const rerun = await cli('recover', '--yes');
     expect(rerun.code).toBe(0);
-    expect((await t.pool.query('SELECT count(*)::int AS n FROM caseguard.run_targets')).rows[0].n).toBe(0);
+    expect((await t.pool.query(targetsLeft)).rows[0].n).toBe(0);
     const dead = await t.pool.query("SELECT status, counts FROM caseguard.runs ORDER BY run_id LIMIT 1");
     expect(dead.rows[0]).toMatchObject({ status: 'abandoned', counts: { case_created: committed } });
     expect((await recoveredCaseCount(t.pool)).cases).toBe(3000 + 5);

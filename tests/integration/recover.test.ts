@@ -126,7 +126,20 @@ describe('recover', () => {
     expect(created).toBe(5);
     // five spellings, and the kept row of the duplicate pair
     expect(run!.items.find((i) => i.action === 'spelling_changed' && i.tableName === "case_intake_progress")?.count).toBe(6);
-    const targets = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.run_targets');
+    // Created cases: one item per batch, naming them and the transaction that wrote them.
+    const batches = await t.pool.query(`
+      SELECT i.row_count, cardinality(i.case_ids) AS ids, i.after->>'xmin' AS xmin,
+             (SELECT array_agg(DISTINCT c.xmin::text) FROM mega_agent.cases c WHERE c.case_id = ANY(i.case_ids)) AS written_by
+        FROM caseguard.run_items i WHERE i.run_id = $1 AND i.action = 'case_created' ORDER BY i.item_id`, [result.runId]);
+    // batches of 2: at least three items (one per check a batch's cases come from)
+    expect(batches.rows.length).toBeGreaterThanOrEqual(3);
+    expect(batches.rows.reduce((n, r) => n + r.row_count, 0)).toBe(5);
+    for (const b of batches.rows) {
+      expect(b.ids).toBe(b.row_count);
+      expect(b.written_by).toEqual([b.xmin]);
+    }
+    // The run's targets were a temporary table of its session, dropped when it ended.
+    const targets = await t.pool.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'");
     expect(targets.rows[0].n).toBe(0);
   });
 

@@ -77,18 +77,24 @@ describe('recover and the application constraints on cases', () => {
     expect(rejected.every((r) => r.sqlstate === null && /suppressed: a trigger on cases returned NULL/.test(r.reason))).toBe(true);
   });
 
-  it('a dead run leaves no bookkeeping behind after the next run, and is finalised as abandoned with its committed counts', async () => {
+  it('a run keeps no bookkeeping beyond the journal; a dead run is finalised as abandoned with its committed counts', async () => {
     const first = await runRecover(t, { batchSize: 10, dryRun: false, onBatch: async () => undefined });
     expect(first.status).toBe('completed');
-    // A run that died after one batch: journaled running, its targets and one item left behind.
+    const bookkeeping = "SELECT string_agg(relname, ',' ORDER BY relname) AS names FROM pg_class WHERE relnamespace = 'caseguard'::regnamespace AND relkind = 'r'";
+    expect((await t.pool.query(bookkeeping)).rows[0].names).toBe('migrations_contract,migrations_journal,quarantine,run_items,runs');
+    expect((await t.pool.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'")).rows[0].n).toBe(0);
+    // A run that died: journaled running, with one batch of 3 created cases and a per-case item
+    // of an older version's journal.
     await t.pool.query(`INSERT INTO caseguard.runs (command, status, process) VALUES ('recover', 'running', 'caseguard recover 0dead0')`);
     const dead = (await t.pool.query("SELECT run_id FROM caseguard.runs WHERE process = 'caseguard recover 0dead0'")).rows[0].run_id;
-    await t.pool.query(`INSERT INTO caseguard.run_targets (run_id, kind, seq, check_id, user_id, case_id) SELECT $1, 'create_case', g, 'orphaned_progress', 'x', 'y' FROM generate_series(1, 50) g`, [dead]);
-    await t.pool.query(`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key) SELECT $1, 'case_created', 'orphaned_progress', 'cases', jsonb_build_object('case_id', g) FROM generate_series(1, 3) g`, [dead]);
+    await t.pool.query(
+      `INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, row_count, case_ids)
+       VALUES ($1, 'case_created', 'orphaned_progress', 'cases', '{}', 3, ARRAY[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()])`,
+      [dead],
+    );
+    await t.pool.query(`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key) VALUES ($1, 'case_created', 'orphaned_progress', 'cases', '{"case_id": "x"}')`, [dead]);
     await runRecover(t);
-    const left = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.run_targets');
-    expect(left.rows[0].n).toBe(0);
     const row = await t.pool.query('SELECT status, counts, finished_at IS NOT NULL AS finished FROM caseguard.runs WHERE run_id = $1', [dead]);
-    expect(row.rows[0]).toMatchObject({ status: 'abandoned', finished: true, counts: { case_created: 3 } });
+    expect(row.rows[0]).toMatchObject({ status: 'abandoned', finished: true, counts: { case_created: 4 } });
   });
 });

@@ -70,8 +70,10 @@ describe('recover safety', () => {
     expect(second.status).toBe('completed');
     expect(second.applied.create_case).toBe(600 - afterKill.cases);
     expect(await recoveredCaseCount(t.pool)).toEqual({ cases: 600, distinct: 600 });
-    const items = await t.pool.query("SELECT count(*)::int AS n, count(DISTINCT row_key)::int AS d FROM caseguard.run_items WHERE action = 'case_created'");
-    expect(items.rows[0]).toEqual({ n: 600, d: 600 });
+    const items = await t.pool.query(
+      "SELECT count(*)::int AS n, count(DISTINCT id)::int AS d, sum(0)::int AS z FROM caseguard.run_items i CROSS JOIN LATERAL unnest(i.case_ids) id WHERE action = 'case_created'",
+    );
+    expect(items.rows[0]).toEqual({ n: 600, d: 600, z: 0 });
     const statuses = await t.pool.query('SELECT status FROM caseguard.runs ORDER BY run_id');
     expect(statuses.rows.map((r) => r.status)).toEqual(['failed', 'completed']);
   });

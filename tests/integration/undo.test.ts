@@ -41,6 +41,36 @@ describe('undo and restore (legacy shape)', () => {
     expect(await snapshot(t)).toEqual(after);
   });
 
+  it('refuses after a write that changed no value: any write since the run is a touch', async () => {
+    const run = await runRecover(t);
+    await t.pool.query('UPDATE mega_agent.cases SET title = title WHERE case_id = $1', [id(100)]);
+    const after = await snapshot(t);
+    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(new RegExp(`case ${id(100)} was changed since`));
+    expect(await snapshot(t)).toEqual(after);
+  });
+
+  it('undoes a run journaled by an older version (one item per created case, with its row)', async () => {
+    const before = await snapshot(t);
+    const run = await runRecover(t);
+    const rewritten = await t.pool.query(
+      `WITH batch AS (DELETE FROM caseguard.run_items WHERE run_id = $1 AND action = 'case_created' RETURNING case_ids)
+       INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, after)
+       SELECT $1, 'case_created', 'orphaned_progress', 'cases', jsonb_build_object('case_id', c.case_id), to_jsonb(c)
+         FROM batch CROSS JOIN LATERAL unnest(batch.case_ids) AS created(id) JOIN mega_agent.cases c ON c.case_id = created.id`,
+      [run.runId],
+    );
+    expect(rewritten.rowCount).toBe(5);
+    const shape = await inspectDatabase(t.database.db);
+    // the old journal compares whole rows: a changed value refuses, the same value again does not
+    await t.pool.query("UPDATE mega_agent.cases SET title = 'Renamed by staff' WHERE case_id = $1", [id(100)]);
+    await expect(undoRun(t.database, shape, run.runId!, { dryRun: false })).rejects.toThrow(new RegExp(`case ${id(100)} was changed since`));
+    await t.pool.query("UPDATE mega_agent.cases SET title = 'Intake Session (Recovered)' WHERE case_id = $1", [id(100)]);
+    const undo = await undoRun(t.database, shape, run.runId!, { dryRun: false });
+    expect(undo.casesDeleted).toBe(5);
+    expect(await snapshot(t)).toEqual(before);
+  });
+
   it('refuses when the bot wrote memory for a created case since', async () => {
     const run = await runRecover(t);
     await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at) VALUES ($1, 'u-orphan', 'note', '{}', now() + interval '1 second')", [id(100)]);

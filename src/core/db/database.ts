@@ -19,8 +19,10 @@ import { SqlState, describePgError, safeMessage, sqlStateOf } from './sqlstate.j
 export type Db = NodePgDatabase<Record<string, never>> & { $client: pg.Pool };
 /** A drizzle transaction. */
 export type Tx = PgTransaction<NodePgQueryResultHKT, Record<string, never>, ExtractTablesWithRelations<Record<string, never>>>;
-/** What domain functions take: the database or a transaction within it. */
-export type Executor = Db | Tx;
+/** A drizzle handle on one checked-out connection: for work that needs its session (temporary tables). */
+export type Session = NodePgDatabase<Record<string, never>> & { $client: pg.PoolClient };
+/** What domain functions take: the database, a session, or a transaction within one. */
+export type Executor = Db | Session | Tx;
 
 export interface Database {
   db: Db;

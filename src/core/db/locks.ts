@@ -13,7 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { BusyError, ConnectionError, InterruptedError, InternalError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { assertWritable, type Database } from './database.js';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { assertWritable, type Database, type Session } from './database.js';
 import { safeMessage } from './sqlstate.js';
 
 /** First half of every caseguard advisory lock key ('cg'). */
@@ -50,6 +51,11 @@ export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
     client.removeListener('error', onError);
     client.release(broken);
   }
+}
+
+/** fn on one checked-out connection through drizzle: work that needs its session (a temporary table). */
+export async function withSession<T>(pool: pg.Pool, fn: (session: Session) => Promise<T>): Promise<T> {
+  return withClient(pool, (client) => fn(drizzle({ client }) as Session));
 }
 
 interface Holder {

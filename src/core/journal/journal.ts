@@ -45,7 +45,7 @@ const STATUS = sql<RunStatus>`CASE WHEN ${runs.status} = 'running' AND NOT ${PRO
 export async function startRun(db: Executor, input: { command: string; options: Record<string, unknown>; dryRun: boolean; process: string }): Promise<number> {
   // what a dead run's committed batches did, as the journal recorded it
   const committed = sql`coalesce((SELECT jsonb_object_agg(done.action, done.n) FROM (
-      SELECT ${runItems.action} AS action, count(*) AS n FROM ${runItems} WHERE ${runItems.runId} = ${runs.runId} GROUP BY 1) done), '{}')`;
+      SELECT ${runItems.action} AS action, sum(${runItems.rowCount}) AS n FROM ${runItems} WHERE ${runItems.runId} = ${runs.runId} GROUP BY 1) done), '{}')`;
   await db
     .update(runs)
     .set({
@@ -112,7 +112,8 @@ export async function getRun(db: Executor, runId: number): Promise<(RunRecord & 
   const [row] = await db.select(RUN_FIELDS).from(runs).where(eq(runs.runId, runId));
   if (!row) return undefined;
   const items = await db
-    .select({ action: runItems.action, tableName: runItems.tableName, checkId: runItems.checkId, count: count() })
+    // an item stands for row_count rows (a recover batch's created cases: one item)
+    .select({ action: runItems.action, tableName: runItems.tableName, checkId: runItems.checkId, count: sql<number>`sum(${runItems.rowCount})`.mapWith(Number) })
     .from(runItems)
     .where(eq(runItems.runId, runId))
     .groupBy(runItems.action, runItems.tableName, runItems.checkId)

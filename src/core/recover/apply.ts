@@ -7,13 +7,13 @@
  * way, never counted as handled meanwhile.
  */
 import { sql } from 'drizzle-orm';
-import type { Db } from '../db/database.js';
+import type { Session } from '../db/database.js';
 import type { RunLock } from '../db/locks.js';
 import { describePgError, sqlStateOf } from '../db/sqlstate.js';
 import { InterruptedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { batchStatement, type BatchSettings } from './batches.js';
-import { isQuarantineKind, TARGET_KINDS, type TargetKind } from './targets.js';
+import { isQuarantineKind, TARGET_KINDS, TARGETS, type TargetKind } from './targets.js';
 
 export interface BatchEvent {
   runId: number;
@@ -42,7 +42,8 @@ export function emptyProgress(): ApplyProgress {
 }
 
 export interface ApplyContext {
-  db: Db;
+  /** The run's session: the one that holds its temporary targets table. */
+  db: Session;
   runId: number;
   counts: Record<TargetKind, number>;
   total: number;
@@ -125,7 +126,7 @@ async function journalRejected(ctx: ApplyContext, kind: TargetKind, seq: number,
     SELECT ${ctx.runId}, 'rejected', t.check_id, ${TABLE_OF[kind]},
            jsonb_strip_nulls(jsonb_build_object('kind', t.kind, 'user_id', t.user_id, 'case_id', coalesce(t.canonical_id::text, t.case_id), 'memory_id', t.memory_id)),
            NULL, jsonb_build_object('sqlstate', ${sqlstate}::text, 'reason', ${reason}::text)
-      FROM caseguard.run_targets t WHERE t.run_id = ${ctx.runId} AND t.kind = ${kind} AND t.seq = ${seq}`);
+      FROM ${TARGETS} t WHERE t.kind = ${kind} AND t.seq = ${seq}`);
 }
 
 /**
@@ -136,8 +137,8 @@ async function journalSuppressed(ctx: ApplyContext, progress: ApplyProgress, ids
   // ids are canonical uuids from the snapshot, bound as one array literal parameter
   const res = await ctx.db.execute<{ n: string }>(sql`
     WITH gone AS (
-      SELECT t.* FROM caseguard.run_targets t
-       WHERE t.run_id = ${ctx.runId} AND t.kind = 'create_case' AND t.canonical_id = ANY(${`{${ids.join(',')}}`}::uuid[])
+      SELECT t.* FROM ${TARGETS} t
+       WHERE t.kind = 'create_case' AND t.canonical_id = ANY(${`{${ids.join(',')}}`}::uuid[])
          AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = t.canonical_id)
     ),
     items AS (

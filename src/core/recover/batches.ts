@@ -2,21 +2,24 @@
  * One statement per batch and kind: it takes the next keyset page of targets, applies it, and
  * writes the journal items from the rows it actually changed (RETURNING), so a row the live bot
  * created meanwhile is neither duplicated nor an error, nor claimed by this run. A single
- * statement is its own transaction: a batch commits or rolls back whole.
+ * statement is its own transaction: a batch commits or rolls back whole. It reads the run's
+ * temporary targets table, so it runs on the run's session.
  */
 import { sql, type SQL } from 'drizzle-orm';
 import type { QuarantineTable } from './quarantine.js';
-import type { TargetKind } from './targets.js';
+import { TARGETS, type TargetKind } from './targets.js';
 
 import { RECOVERED_TITLE } from '../intake/store.js';
 
 export { RECOVERED_TITLE };
 export const RECOVERED_STATUS = 'intake';
 
-function page(runId: number, kind: TargetKind, afterSeq: number, size: number): SQL {
-  return sql`SELECT * FROM caseguard.run_targets
-              WHERE run_id = ${runId} AND kind = ${kind} AND seq > ${afterSeq} ORDER BY seq LIMIT ${size}`;
+function page(kind: TargetKind, afterSeq: number, size: number): SQL {
+  return sql`SELECT * FROM ${TARGETS} WHERE kind = ${kind} AND seq > ${afterSeq}::bigint AND seq <= ${afterSeq + size}::bigint ORDER BY seq`;
 }
+
+/** The checks a created case comes from (see targets.ts, chosen). */
+const CREATE_CHECKS = ['orphaned_progress', 'orphaned_memory', 'dangling_active_case'] as const;
 
 const ITEM_INSERT = sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)`;
 
@@ -36,7 +39,7 @@ export interface BatchSettings {
  * apart with a fresh look.
  */
 export function batchStatement(kind: TargetKind, runId: number, afterSeq: number, size: number, settings: BatchSettings): SQL {
-  const b = page(runId, kind, afterSeq, size);
+  const b = page(kind, afterSeq, size);
   const tail = (applied: SQL, vanished: SQL = sql`NULL::text[]`) => sql`
     SELECT (SELECT max(seq) FROM b) AS last_seq, (SELECT count(*) FROM b) AS taken, (${applied}) AS applied, (${vanished}) AS vanished`;
   const shapeIsUuid = settings.shapeIsUuid;
@@ -47,30 +50,38 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
   );
   const progressCase = shapeIsUuid ? sql`b.canonical_id` : sql`b.canonical_id::text`;
   switch (kind) {
-    case 'create_case':
+    case 'create_case': {
+      // The metadata is one constant per check (only a case several users referenced lists
+      // them): built once per statement, not per row.
+      const metadata = sql`CASE b.check_id ${sql.join(
+        CREATE_CHECKS.map((check) => sql`WHEN ${check} THEN ${JSON.stringify({ recovered_by: 'caseguard', run_id: runId, check })}::jsonb`),
+        sql` `,
+      )} ELSE jsonb_build_object('recovered_by', 'caseguard', 'run_id', ${runId}::bigint, 'check', b.check_id) END
+        || CASE WHEN b.owners > 1 THEN jsonb_build_object('referencing_users', to_jsonb(b.owner_list)) ELSE '{}' END`;
+      // One journal item per check for the batch: the ids and the transaction that wrote them
+      // (see schema/journal.ts, run_items).
       return sql`
         WITH b AS (${b}),
         ins AS (
           INSERT INTO mega_agent.cases (case_id, user_id, title, status, metadata${sql.join(extraNames)})
-          SELECT b.canonical_id, b.user_id, ${RECOVERED_TITLE}, ${RECOVERED_STATUS},
-                 jsonb_build_object('recovered_by', 'caseguard', 'run_id', ${runId}::bigint, 'check', b.check_id,
-                                    'referencing_users', to_jsonb(b.owner_list))${sql.join(extraValues)}
+          SELECT b.canonical_id, b.user_id, ${RECOVERED_TITLE}, ${RECOVERED_STATUS}, ${metadata}${sql.join(extraValues)}
             FROM b
           ON CONFLICT (case_id) DO NOTHING
-          RETURNING *
+          RETURNING case_id, metadata->>'check' AS check_id, xmin::text AS xmin
         ),
         items AS (
-          ${ITEM_INSERT}
-          SELECT ${runId}, 'case_created', ins.metadata->>'check', 'cases', jsonb_build_object('case_id', ins.case_id), NULL, to_jsonb(ins)
-            FROM ins
-          RETURNING 1
+          INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after, row_count, case_ids)
+          SELECT ${runId}, 'case_created', ins.check_id, 'cases', '{}', NULL, jsonb_build_object('xmin', ins.xmin), count(*), array_agg(ins.case_id)
+            FROM ins GROUP BY ins.check_id, ins.xmin
+          RETURNING row_count
         )
         ${tail(
-          sql`SELECT count(*) FROM items`,
+          sql`SELECT coalesce(sum(row_count), 0) FROM items`,
           sql`SELECT array_agg(b.canonical_id::text) FROM b
                WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.case_id = b.canonical_id)
                  AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = b.canonical_id)`,
         )}`;
+    }
     case 'normalise_progress':
     case 'keep_duplicate':
       // Not where the user has a row under the canonical id already (a duplicate: never guessed;

@@ -5,16 +5,18 @@
  *    REPEATABLE READ transaction that writes nothing anywhere (a SELECT-only role and a hot
  *    standby can run it); what a terminal prompt shows before anything is locked or journaled.
  * 2. A real run takes the run lock (see db/locks.ts), is journaled, and snapshots its targets in
- *    one set-based pass (see targets.ts) with the same query, so it executes the plan shown.
+ *    one set-based pass (see targets.ts) with the same query, so it executes the plan shown,
+ *    into a temporary table of one session that the run then works on.
  * 3. The real run works through the targets in keyset batches, one statement (and so one
  *    transaction) per batch, journaling what each batch actually changed.
  * 4. Interrupted between batches (signal), it stops after the current batch and records the run
  *    as interrupted; a rerun finishes the job. A rerun after success changes nothing.
  */
+import { sql } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
-import type { Database } from '../db/database.js';
+import type { Database, Session } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { withRunLock, type RunLock } from '../db/locks.js';
+import { withRunLock, withSession, type RunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.js';
 import { ConnectionError, InterruptedError, UsageError } from '../errors.js';
@@ -24,7 +26,7 @@ import { applyTargets, emptyProgress, type BatchEvent } from './apply.js';
 import { batchStatement } from './batches.js';
 import { inspectCaseConstraints, type CaseConstraints } from './constraints.js';
 import {
-  ambiguousOwners, deleteStaleTargets, deleteTargets, isQuarantineKind, previewTargets, sampleTargets, snapshotTargets, TARGET_KINDS,
+  ambiguousOwners, dropTargets, isQuarantineKind, previewTargets, sampleTargets, snapshotTargets, TARGET_KINDS,
   type DuplicatePolicy, type TargetKind, type TargetSample,
 } from './targets.js';
 
@@ -143,13 +145,27 @@ export async function recover(database: Database, shape: DatabaseShape, options:
   // The application's rules that would stop the run are reported before any lock or journal row.
   const { blockers } = await inspectCaseConstraints(database.db, options.caseValues ?? {});
   if (blockers.length > 0) throw new UsageError(`recover cannot run as asked; nothing was changed: ${blockers.join('; ')}`);
+  await assertCanCreateTemporaryTable(database);
   return withRunLock(database, { what: 'caseguard recover', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
     await ensureJournalSchema(database.pool);
-    return run(database, shape, options, lock);
+    return withSession(database.pool, (session) => run(database, session, shape, options, lock));
   });
 }
 
-async function run(database: Database, shape: DatabaseShape, options: RecoverOptions, lock: RunLock): Promise<RecoverResult> {
+/** A run keeps its targets in a temporary table: without the privilege it refuses before anything is written. */
+async function assertCanCreateTemporaryTable(database: Database): Promise<void> {
+  const result = await database.db.execute<{ ok: boolean; db: string }>(
+    sql`SELECT has_database_privilege(current_database(), 'TEMPORARY') AS ok, current_database() AS db`,
+  );
+  const row = result.rows[0]!;
+  if (!row.ok) {
+    throw new ConnectionError(
+      `the database user lacks a privilege this command needs: TEMPORARY on database ${row.db} (a recover run keeps its targets in a temporary table); grant it, or run as a role that has it; nothing was changed`,
+    );
+  }
+}
+
+async function run(database: Database, session: Session, shape: DatabaseShape, options: RecoverOptions, lock: RunLock): Promise<RecoverResult> {
   const { db } = database;
   const started = performance.now();
   const duplicates = options.duplicates ?? 'keep-latest';
@@ -164,14 +180,13 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
   const finish = async (status: 'completed' | 'partial' | 'interrupted' | 'failed' | 'refused', error?: string) => {
     const counts = { ...progress.applied, targets: plan?.total ?? 0, batches: progress.batches, rejected: progress.rejected };
     await finishRun(db, runId, { status, counts, error }).catch((e: unknown) => log.error({ event: 'recover.journal_failed', err: safeMessage(e) }));
-    await deleteTargets(db, runId).catch(() => undefined);
+    // Gone with the session anyway; dropped now so the connection goes back to the pool clean.
+    await dropTargets(session).catch(() => undefined);
   };
   let plan: RecoveryPlan | undefined;
   try {
-    // Targets a dead run left behind: this run holds the run lock, so no other run is using them.
-    await deleteStaleTargets(db, runId);
-    const counts = await snapshotTargets(db, runId, shape, duplicates);
-    plan = await buildPlan(database, shape, runId, counts, options);
+    const counts = await snapshotTargets(session, shape, duplicates);
+    plan = await buildPlan(database, session, shape, runId, counts, options);
     const result = (status: RecoverStatus): RecoverResult => ({
       runId,
       status,
@@ -193,7 +208,7 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
     }
     await applyTargets(
       {
-        db, runId, counts: plan.counts, total: plan.total, quarantine: options.quarantine, batchSize: options.batchSize,
+        db: session, runId, counts: plan.counts, total: plan.total, quarantine: options.quarantine, batchSize: options.batchSize,
         settings: { shapeIsUuid: shape.shape === 'uuid', caseValues: options.caseValues ?? {} },
         lock, log, signal: options.signal, onBatch: options.onBatch,
       },
@@ -221,13 +236,14 @@ async function run(database: Database, shape: DatabaseShape, options: RecoverOpt
 
 async function buildPlan(
   database: Database,
+  session: Session,
   shape: DatabaseShape,
   runId: number,
   counts: Record<TargetKind, number>,
   options: RecoverOptions,
 ): Promise<RecoveryPlan> {
-  const samples = await sampleTargets(database.db, runId, options.sampleLimit);
-  const ambiguous = await ambiguousOwners(database.db, runId, options.sampleLimit);
+  const samples = await sampleTargets(session, options.sampleLimit);
+  const ambiguous = await ambiguousOwners(session, options.sampleLimit);
   const constraints = await inspectCaseConstraints(database.db, options.caseValues ?? {});
   return planFrom(shape, runId, counts, options, samples, ambiguous, constraints);
 }

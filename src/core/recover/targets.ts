@@ -1,7 +1,9 @@
 /**
  * The snapshot a recover run works from: one set-based pass (the same candidate anti-joins as
- * scan) that writes every target into caseguard.run_targets, numbered per kind for keyset
- * batches. Kinds:
+ * scan) that writes every target into a temporary table of the run's own session
+ * (pg_temp.caseguard_targets), numbered per kind for keyset batches. Temporary, so it goes with
+ * the session however the run ends (a crash included), and written by CREATE TABLE AS, which,
+ * unlike INSERT ... SELECT, may run its query in parallel. Kinds:
  *   create_case          a missing uuid referenced from progress, memory or a pointer
  *   normalise_progress   a non-canonical spelling in progress (not part of a duplicate group)
  *   normalise_memory     ... in memory
@@ -64,39 +66,51 @@ function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
         FROM (${sql.join(sources, sql` UNION ALL `)}) s
        WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = s.case_id)
     ),
-    prog AS (SELECT user_id, case_id, created_at, id FROM cand WHERE src = 'p'),
-    mem AS (SELECT memory_id, user_id, case_id, created_at, id FROM cand WHERE src = 'm'),
-    ptr AS (SELECT user_id, case_id, id FROM cand WHERE src = 'b'),
-    -- a progress row is in a duplicate group when its user names its uuid in another spelling too
+    prog AS NOT MATERIALIZED (SELECT user_id, case_id, created_at, id FROM cand WHERE src = 'p'),
+    mem AS NOT MATERIALIZED (SELECT memory_id, user_id, case_id, created_at, id FROM cand WHERE src = 'm'),
+    ptr AS NOT MATERIALIZED (SELECT user_id, case_id, id FROM cand WHERE src = 'b'),
+    -- A progress row is in a duplicate group when its user names its uuid in another spelling
+    -- too. Two rows of one user never share a spelling (the key), so every group has a row in
+    -- a spelling that is not canonical: only those rows need the look at their user's rows.
     twins AS MATERIALIZED (
-      SELECT p.user_id, p.id FROM prog p WHERE p.id IS NOT NULL GROUP BY p.user_id, p.id HAVING count(*) > 1
-      UNION
-      SELECT p.user_id, p.id FROM prog p
+      SELECT DISTINCT p.user_id, p.id FROM prog p
        WHERE p.id IS NOT NULL AND p.case_id <> p.id::text
-         AND EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = p.user_id AND q.case_id::text = p.id::text)
+         AND EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q
+                      WHERE q.user_id = p.user_id AND q.case_id::text <> p.case_id AND ${asUuid(sql`q.case_id::text`)} = p.id)
     ),
-    refs AS MATERIALIZED (
-      SELECT id, user_id, 1 AS source, created_at, 'orphaned_progress' AS check_id, case_id = id::text AS canonical FROM prog WHERE id IS NOT NULL
-      UNION ALL SELECT id, user_id, 2, created_at, 'orphaned_memory', case_id = id::text FROM mem WHERE id IS NOT NULL
-      UNION ALL SELECT id, user_id, 3, NULL, 'dangling_active_case', case_id = id::text FROM ptr WHERE id IS NOT NULL
-    ),
-    -- Every reference here failed the text anti-join: one in canonical spelling names a case that
-    -- does not exist; only other spellings need the lookup by uuid.
+    -- Every reference to a missing case. Each failed the text anti-join: one in canonical
+    -- spelling names a case that does not exist; only other spellings need the lookup by uuid.
     missing AS (
-      SELECT r.* FROM refs r WHERE r.canonical
+      SELECT r.id, r.user_id, r.source, r.created_at FROM (
+        SELECT id, user_id, 1 AS source, created_at, case_id FROM prog WHERE id IS NOT NULL
+        UNION ALL SELECT id, user_id, 2, created_at, case_id FROM mem WHERE id IS NOT NULL
+        UNION ALL SELECT id, user_id, 3, NULL, case_id FROM ptr WHERE id IS NOT NULL
+      ) r
+      WHERE r.case_id = r.id::text OR NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
+    ),
+    -- Per missing uuid: its users (one, nearly always) and the first source naming it.
+    grouped AS (
+      SELECT id, min(user_id) AS first_user, max(user_id) AS last_user, min(source) AS source FROM missing GROUP BY id
+    ),
+    -- The references to a uuid several users name: its owner is the user of the first source's
+    -- earliest reference.
+    shared AS (
+      SELECT m.* FROM missing m JOIN grouped g ON g.id = m.id AND g.first_user <> g.last_user
+    ),
+    created AS (
+      SELECT g.id, g.first_user AS user_id, g.source, 1 AS owners, ARRAY[g.first_user] AS owner_list
+        FROM grouped g WHERE g.first_user = g.last_user
       UNION ALL
-      SELECT r.* FROM refs r WHERE NOT r.canonical AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
-    ),
-    owners AS (
-      SELECT id, count(DISTINCT user_id)::int AS n, array_agg(DISTINCT user_id ORDER BY user_id) AS list FROM missing GROUP BY id
-    ),
-    chosen AS (
-      SELECT DISTINCT ON (m.id) m.id, m.user_id, m.check_id FROM missing m ORDER BY m.id, m.source, m.created_at NULLS LAST, m.user_id
+      SELECT ch.id, ch.user_id, ch.source, o.n, o.list
+        FROM (SELECT DISTINCT ON (id) id, user_id, source FROM shared ORDER BY id, source, created_at NULLS LAST, user_id) ch
+        JOIN (SELECT id, count(DISTINCT user_id)::int AS n, array_agg(DISTINCT user_id ORDER BY user_id) AS list FROM shared GROUP BY id) o
+          ON o.id = ch.id
     ),
     all_targets AS (
-      SELECT 'create_case' AS kind, ch.check_id, ch.user_id, NULL::text AS case_id, ch.id AS canonical_id,
-             NULL::bigint AS memory_id, o.n AS owners, o.list AS owner_list
-        FROM chosen ch JOIN owners o ON o.id = ch.id
+      SELECT 'create_case' AS kind,
+             CASE c.source WHEN 1 THEN 'orphaned_progress' WHEN 2 THEN 'orphaned_memory' ELSE 'dangling_active_case' END AS check_id,
+             c.user_id, NULL::text AS case_id, c.id AS canonical_id, NULL::bigint AS memory_id, c.owners, c.owner_list
+        FROM created c
       UNION ALL
       SELECT 'normalise_progress', 'noncanonical_case_id', p.user_id, p.case_id, p.id, NULL, NULL, NULL
         FROM prog p WHERE p.id IS NOT NULL AND p.case_id <> p.id::text
@@ -130,28 +144,31 @@ function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
 
 const TARGET_ORDER = sql`ORDER BY canonical_id, user_id, case_id, memory_id`;
 
-/** Writes the run's targets into caseguard.run_targets; returns how many of each kind. */
+/** The run's targets: a temporary table, so every statement that reads it runs on the run's session. */
+export const TARGETS = sql`pg_temp.caseguard_targets`;
+
+/** Writes the run's targets into its session's temporary table; returns how many of each kind. */
 export async function snapshotTargets(
-  db: Executor,
-  runId: number,
+  session: Executor,
   shape: DatabaseShape,
   duplicates: DuplicatePolicy,
 ): Promise<Record<TargetKind, number>> {
-  const result = await db.execute<{ kind: TargetKind; n: string }>(sql`
-    ${targetsCte(shape, duplicates)},
-    inserted AS (
-      INSERT INTO caseguard.run_targets (run_id, kind, seq, check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list)
-      SELECT ${runId}, kind, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}),
-             check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list
-        FROM all_targets
-      RETURNING kind
-    )
-    SELECT kind, count(*) AS n FROM inserted GROUP BY kind`);
+  await dropTargets(session);
+  await session.execute(sql`
+    CREATE TEMP TABLE caseguard_targets AS
+    ${targetsCte(shape, duplicates)}
+    SELECT kind, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}) AS seq,
+           check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list
+      FROM all_targets`);
+  await session.execute(sql`CREATE INDEX ON ${TARGETS} (kind, seq)`);
+  const result = await session.execute<{ kind: TargetKind; n: string }>(sql`SELECT kind, count(*) AS n FROM ${TARGETS} GROUP BY kind`);
   const counts = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
   for (const row of result.rows) counts[row.kind] = Number(row.n);
-  // Fresh statistics, so each batch's page of targets is planned as the few rows it is.
-  await db.execute(sql`ANALYZE caseguard.run_targets`);
   return counts;
+}
+
+export async function dropTargets(session: Executor): Promise<void> {
+  await session.execute(sql`DROP TABLE IF EXISTS ${TARGETS}`);
 }
 
 export interface TargetSample {
@@ -210,28 +227,19 @@ export async function previewTargets(
 }
 
 /** The first `limit` targets of each kind, for the plan. */
-export async function sampleTargets(db: Executor, runId: number, limit: number): Promise<TargetSample[]> {
-  const result = await db.execute<TargetSample & Record<string, unknown>>(sql`
+export async function sampleTargets(session: Executor, limit: number): Promise<TargetSample[]> {
+  const result = await session.execute<TargetSample & Record<string, unknown>>(sql`
     SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list
-      FROM caseguard.run_targets WHERE run_id = ${runId} AND seq <= ${limit} ORDER BY kind, seq`);
+      FROM ${TARGETS} WHERE seq <= ${limit} ORDER BY kind, seq`);
   return result.rows.map((r) => ({ ...r, memory_id: r.memory_id === null ? null : Number(r.memory_id) }));
 }
 
 /** Missing uuids referenced by more than one user: the owner chosen, and the others. */
-export async function ambiguousOwners(db: Executor, runId: number, limit: number): Promise<{ count: number; samples: TargetSample[] }> {
-  const count = await db.execute<{ n: string }>(sql`
-    SELECT count(*) AS n FROM caseguard.run_targets WHERE run_id = ${runId} AND kind = 'create_case' AND owners > 1`);
-  const rows = await db.execute<TargetSample & Record<string, unknown>>(sql`
+export async function ambiguousOwners(session: Executor, limit: number): Promise<{ count: number; samples: TargetSample[] }> {
+  const count = await session.execute<{ n: string }>(sql`
+    SELECT count(*) AS n FROM ${TARGETS} WHERE kind = 'create_case' AND owners > 1`);
+  const rows = await session.execute<TargetSample & Record<string, unknown>>(sql`
     SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list
-      FROM caseguard.run_targets WHERE run_id = ${runId} AND kind = 'create_case' AND owners > 1 ORDER BY seq LIMIT ${limit}`);
+      FROM ${TARGETS} WHERE kind = 'create_case' AND owners > 1 ORDER BY seq LIMIT ${limit}`);
   return { count: Number(count.rows[0]?.n ?? 0), samples: rows.rows };
-}
-
-export async function deleteTargets(db: Executor, runId: number): Promise<void> {
-  await db.execute(sql`DELETE FROM caseguard.run_targets WHERE run_id = ${runId}`);
-}
-
-/** Targets of runs other than this one: left by a run that died (the caller holds the run lock). */
-export async function deleteStaleTargets(db: Executor, runId: number): Promise<void> {
-  await db.execute(sql`DELETE FROM caseguard.run_targets WHERE run_id <> ${runId}`);
 }

@@ -4,7 +4,7 @@
  * nothing has touched those cases since, no cascading foreign key would delete data with them,
  * and every changed value is still what the run left. Otherwise it refuses and says why.
  */
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
 import { withRunLock } from '../db/locks.js';
@@ -24,6 +24,20 @@ export interface UndoResult {
   casesDeleted: number;
   spellingsRestored: number;
   rowsRestored: number;
+}
+
+/**
+ * The cases a run created, from its journal: one item per batch (case_ids, and the xmin the
+ * batch wrote them with) or, journaled before migration 0004, one item per case with its row.
+ */
+function createdCases(runId: number): SQL {
+  return sql`
+    SELECT (i.row_key->>'case_id')::uuid AS case_id, i.after, NULL::text AS xmin
+      FROM caseguard.run_items i WHERE i.run_id = ${runId} AND i.action = 'case_created' AND i.case_ids IS NULL
+    UNION ALL
+    SELECT id, NULL::jsonb, i.after->>'xmin'
+      FROM caseguard.run_items i CROSS JOIN LATERAL unnest(i.case_ids) AS id
+     WHERE i.run_id = ${runId} AND i.action = 'case_created' AND i.case_ids IS NOT NULL`;
 }
 
 /**
@@ -48,7 +62,7 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
     OR ${shape.pointerUuid ? sql`EXISTS (SELECT 1 FROM mega_agent.bot_user_context b WHERE ${pointerOf})` : sql`false`}`;
   const cases = await tx.execute<{ case_id: string; gone: boolean; changed: boolean; touched: boolean; refs: string; fk_refs: boolean }>(sql`
     WITH created AS (
-      SELECT row_key->>'case_id' AS case_id, after FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'case_created'
+      SELECT c.case_id::text AS case_id, c.after, c.xmin FROM (${createdCases(runId)}) c
     ),
     refs AS (
       SELECT p.case_id::text AS case_id, count(*) AS n, bool_or(p.updated_at > ${startedAt}::timestamptz) AS since
@@ -57,7 +71,8 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
     ),
     checked AS (
       SELECT cr.case_id, c.case_id IS NULL AS gone,
-             c.case_id IS NOT NULL AND to_jsonb(c) IS DISTINCT FROM cr.after AS changed,
+             -- any write makes a new row version with a new xmin; old journals kept the whole row
+             c.case_id IS NOT NULL AND CASE WHEN cr.xmin IS NOT NULL THEN c.xmin::text <> cr.xmin ELSE to_jsonb(c) IS DISTINCT FROM cr.after END AS changed,
              coalesce(r.since, false) OR ${memorySince} OR ${pointerSince} AS touched,
              coalesce(r.n, 0) AS refs,
              ${throughForeignKeys} AS fk_refs
@@ -206,8 +221,8 @@ async function deleteCreatedCases(tx: Tx, undoneRun: number, runId: number, coun
   const deleted = await tx.execute(sql`
     WITH del AS (
       DELETE FROM mega_agent.cases c
-       USING caseguard.run_items i
-       WHERE i.run_id = ${undoneRun} AND i.action = 'case_created' AND c.case_id = (i.row_key->>'case_id')::uuid
+       USING (${createdCases(undoneRun)}) cr
+       WHERE c.case_id = cr.case_id
       RETURNING c.case_id, to_jsonb(c) AS row_data
     )
     INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)

@@ -1,10 +1,11 @@
 /**
  * caseguard's own bookkeeping, in schema caseguard: the run journal, the per-run record of
- * every row a run created, changed or moved aside, and the quarantine. Created idempotently
+ * every row a run created, changed or moved aside, and the quarantine. (A recover run's targets
+ * live in a temporary table of its own session: see recover/targets.ts.) Created idempotently
  * when first needed (see db/migrate.ts); drizzle-kit generates drizzle/caseguard/ from this file.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgSchema, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 export const caseguardSchema = pgSchema('caseguard');
 
@@ -26,7 +27,14 @@ export const runs = caseguardSchema.table('runs', {
   finishedAt: timestamp('finished_at', { withTimezone: true }),
 });
 
-/** What a run did to one row: created it, changed it (before/after), or quarantined it. */
+/**
+ * What a run did: to one row (created, changed before/after, quarantined, rejected), or, for
+ * the cases one recover batch created, to all of them in one item: their ids in case_ids,
+ * row_count of them, and after = {"xmin": the batch transaction's id}. A case whose xmin is
+ * still that id has not been written since (any update makes a new row version), which is
+ * what undo checks before it deletes it. Runs before migration 0004 journaled one item per
+ * created case with its whole row in after; undo reads both.
+ */
 export const runItems = caseguardSchema.table(
   'run_items',
   {
@@ -40,6 +48,9 @@ export const runItems = caseguardSchema.table(
     rowKey: jsonb('row_key').notNull(),
     before: jsonb('before'),
     after: jsonb('after'),
+    /** How many rows the item stands for: 1, or the cases of a batch (case_ids). */
+    rowCount: integer('row_count').notNull().default(1),
+    caseIds: uuid('case_ids').array(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [index('run_items_run_id_idx').on(t.runId, t.itemId)],
@@ -63,27 +74,4 @@ export const quarantine = caseguardSchema.table(
     restoredByRun: bigint('restored_by_run', { mode: 'number' }).references(() => runs.runId),
   },
   (t) => [index('quarantine_run_id_idx').on(t.runId)],
-);
-
-/**
- * What a recover run is going to do, snapshotted once at its start (one set-based pass over the
- * tables) and then worked through in keyset batches by seq. Deleted when the run ends: run_items
- * is the lasting record of what was done. Transient, so UNLOGGED and without a foreign key to
- * runs (migration 0003: drizzle-kit has no word for UNLOGGED).
- */
-export const runTargets = caseguardSchema.table(
-  'run_targets',
-  {
-    runId: bigint('run_id', { mode: 'number' }).notNull(),
-    kind: text('kind').notNull(),
-    seq: bigint('seq', { mode: 'number' }).notNull(),
-    checkId: text('check_id').notNull(),
-    userId: text('user_id'),
-    caseId: text('case_id'),
-    canonicalId: uuid('canonical_id'),
-    memoryId: bigint('memory_id', { mode: 'number' }),
-    owners: integer('owners'),
-    ownerList: text('owner_list').array(),
-  },
-  (t) => [primaryKey({ columns: [t.runId, t.kind, t.seq] })],
 );
