@@ -11,6 +11,9 @@ const SINGLE = `INSERT INTO mega_agent.cases (case_id, user_id, title, status)
    WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = cip.case_id)
   ON CONFLICT (case_id) DO NOTHING`;
 
+const ROUNDS = 3;
+const middle = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
 async function reset(pool) {
   await pool.query("DELETE FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)'");
   await pool.query('TRUNCATE caseguard.run_items');
@@ -34,15 +37,24 @@ export const recoverSection = {
 
     await timeIt(() => pool.query(SINGLE)); // warm-up
     await reset(pool);
-    const single = await timeIt(() => pool.query(SINGLE));
-    if (single.value.rowCount !== built.orphans) throw new Error(`single statement created ${single.value.rowCount}`);
-    await reset(pool);
-
-    const ours = await timeIt(() =>
-      recover(database, shape, { dryRun: false, quarantine: false, batchSize: 5000, sampleLimit: 10, log: silentLogger }),
-    );
-    if (ours.value.applied.create_case !== built.orphans) throw new Error(`recover created ${ours.value.applied.create_case}`);
-    await reset(pool);
+    // Rounds of the single statement then recover, each from the same state right after a
+    // checkpoint; the medians are compared (one pair alone swings by a third on a noisy machine).
+    const singles = [];
+    const runs = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const single = await timeIt(() => pool.query(SINGLE));
+      if (single.value.rowCount !== built.orphans) throw new Error(`single statement created ${single.value.rowCount}`);
+      singles.push(single.ms);
+      await reset(pool);
+      const ours = await timeIt(() =>
+        recover(database, shape, { dryRun: false, quarantine: false, batchSize: 5000, sampleLimit: 10, log: silentLogger }),
+      );
+      if (ours.value.applied.create_case !== built.orphans) throw new Error(`recover created ${ours.value.applied.create_case}`);
+      runs.push({ ms: ours.ms, batches: ours.value.batches, longestBatchMs: ours.value.longestBatchMs });
+      await reset(pool);
+    }
+    const single = { ms: middle(singles) };
+    const ours = { ms: middle(runs.map((r) => r.ms)), value: { batches: runs[0].batches, longestBatchMs: Math.max(...runs.map((r) => r.longestBatchMs)) } };
 
     const sample = Math.min(2000, built.orphans);
     const ids = (await pool.query(`SELECT user_id, case_id FROM mega_agent.case_intake_progress WHERE user_id LIKE 'orphan-user-%' LIMIT $1`, [sample])).rows;
@@ -63,8 +75,8 @@ export const recoverSection = {
     const vsSingle = ours.ms / single.ms;
     const vsPerOrphan = perOrphanTotal / ours.ms;
     const lines = [
-      `one INSERT ... SELECT: ${fmt(single.ms)}`,
-      `caseguard recover (journaled, batches of 5000): ${fmt(ours.ms)}; ${ours.value.batches} batches, longest ${fmt(ours.value.longestBatchMs)}`,
+      `one INSERT ... SELECT: ${fmt(single.ms)} (median of ${ROUNDS}: ${singles.map(fmt).join(', ')})`,
+      `caseguard recover (journaled, batches of 5000): ${fmt(ours.ms)} (median of ${ROUNDS}: ${runs.map((r) => fmt(r.ms)).join(', ')}); ${ours.value.batches} batches, longest ${fmt(ours.value.longestBatchMs)}`,
       `one transaction per orphan: ${fmt(perOrphan.ms)} for ${sample}, so ${fmt(perOrphanTotal)} for ${built.orphans} (extrapolated)`,
       `recover / single statement: ${vsSingle.toFixed(2)}x (goal <= 1.5x) ${vsSingle <= 1.5 ? 'met' : 'MISSED'}`,
       `per-orphan / recover: ${vsPerOrphan.toFixed(1)}x faster (goal >= 20x) ${vsPerOrphan >= 20 ? 'met' : 'MISSED'}`,
@@ -72,28 +84,24 @@ export const recoverSection = {
     return {
       lines,
       markdown: [
-        `${built.orphans.toLocaleString('en')} orphans among ${rows.toLocaleString('en')} progress rows.`,
+        `${built.orphans.toLocaleString('en')} orphans among ${rows.toLocaleString('en')} progress rows; the single statement and recover ` +
+          `alternate ${ROUNDS} times, each right after a checkpoint from the same state, and their medians are compared.`,
         '',
         '| measure | time |',
         '|---|---|',
-        `| one INSERT ... SELECT ... ON CONFLICT DO NOTHING | ${fmt(single.ms)} |`,
-        `| caseguard recover (snapshot, journal, ${ours.value.batches} batches of 5000) | ${fmt(ours.ms)} |`,
+        `| one INSERT ... SELECT ... ON CONFLICT DO NOTHING | ${fmt(single.ms)} (${singles.map(fmt).join(', ')}) |`,
+        `| caseguard recover (snapshot, journal, ${ours.value.batches} batches of 5000) | ${fmt(ours.ms)} (${runs.map((r) => fmt(r.ms)).join(', ')}) |`,
         `| longest batch transaction | ${fmt(ours.value.longestBatchMs)} |`,
         `| one transaction per orphan (${sample} timed, extrapolated) | ${fmt(perOrphanTotal)} |`,
         `| recover / single statement | **${vsSingle.toFixed(2)}x** (goal <= 1.5x: ${vsSingle <= 1.5 ? 'met' : 'missed'}) |`,
         `| speed-up over per-orphan | **${vsPerOrphan.toFixed(1)}x** (goal >= 20x: ${vsPerOrphan >= 20 ? 'met' : 'missed'}) |`,
-        ...(vsSingle <= 1.5 && vsPerOrphan >= 20
-          ? []
-          : [
-              '',
-              'Why goals are missed: recover does two things the single statement does not. It snapshots its targets first ' +
-                '(one scan-like pass with uuid classification, owner choice and duplicate detection, written to the UNLOGGED ' +
-                'caseguard.run_targets: about as long as the whole single statement), so that the real run executes the plan ' +
-                'the dry run showed and a rerun resumes; and it journals every row it creates (the case and a run_items row ' +
-                'with the whole row as JSON, in the same statement), which doubles the writes of the batches. The per-orphan ' +
-                'baseline runs on loopback, three statements per transaction at about 0.7 ms each; against a server across a ' +
-                'network each round trip costs more and the gap widens.',
-            ]),
+        '',
+        'How recover stays near the single statement while doing more: its snapshot is one CREATE TABLE AS into a temporary ' +
+          'table of its session (PostgreSQL may run that query in parallel; it never does for INSERT ... SELECT, so the single ' +
+          'statement runs on one core), the classification after the anti-join reads only the candidates, each batch journals ' +
+          'the cases it created as one item (their ids and the transaction that wrote them), and batch commits do not wait for ' +
+          'their WAL flush (the run\'s final journal write does). The per-orphan baseline runs on loopback; against a server ' +
+          'across a network each round trip costs more and the gap widens.',
       ],
     };
   },

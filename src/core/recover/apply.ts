@@ -13,7 +13,7 @@ import { describePgError, sqlStateOf } from '../db/sqlstate.js';
 import { InterruptedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { batchStatement, type BatchSettings } from './batches.js';
-import { isQuarantineKind, TARGET_KINDS, TARGETS, type TargetKind } from './targets.js';
+import { isQuarantineKind, TARGET_KINDS, targetPosition, TARGETS, type TargetKind } from './targets.js';
 
 export interface BatchEvent {
   runId: number;
@@ -126,7 +126,7 @@ async function journalRejected(ctx: ApplyContext, kind: TargetKind, seq: number,
     SELECT ${ctx.runId}, 'rejected', t.check_id, ${TABLE_OF[kind]},
            jsonb_strip_nulls(jsonb_build_object('kind', t.kind, 'user_id', t.user_id, 'case_id', coalesce(t.canonical_id::text, t.case_id), 'memory_id', t.memory_id)),
            NULL, jsonb_build_object('sqlstate', ${sqlstate}::text, 'reason', ${reason}::text)
-      FROM ${TARGETS} t WHERE t.kind = ${kind} AND t.seq = ${seq}`);
+      FROM ${TARGETS} t WHERE t.pos = ${targetPosition(kind, seq)}::bigint`);
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { sql, type SQL } from 'drizzle-orm';
 import type { QuarantineTable } from './quarantine.js';
-import { TARGETS, type TargetKind } from './targets.js';
+import { targetPosition, TARGETS, type TargetKind } from './targets.js';
 
 import { RECOVERED_TITLE } from '../intake/store.js';
 
@@ -15,7 +15,7 @@ export { RECOVERED_TITLE };
 export const RECOVERED_STATUS = 'intake';
 
 function page(kind: TargetKind, afterSeq: number, size: number): SQL {
-  return sql`SELECT * FROM ${TARGETS} WHERE kind = ${kind} AND seq > ${afterSeq}::bigint AND seq <= ${afterSeq + size}::bigint ORDER BY seq`;
+  return sql`SELECT * FROM ${TARGETS} WHERE pos > ${targetPosition(kind, afterSeq)}::bigint AND pos <= ${targetPosition(kind, afterSeq + size)}::bigint ORDER BY pos`;
 }
 
 /** The checks a created case comes from (see targets.ts, chosen). */
@@ -33,7 +33,7 @@ export interface BatchSettings {
 }
 
 /**
- * The batch statement for a kind; it returns (last_seq, taken, applied, vanished). vanished
+ * The batch statement for a kind; it returns (last_pos, taken, applied, vanished). vanished
  * (create_case only): ids neither inserted nor present when the statement began: a case the
  * live bot created meanwhile, or one a BEFORE INSERT trigger suppressed; the caller tells them
  * apart with a fresh look.
@@ -41,7 +41,7 @@ export interface BatchSettings {
 export function batchStatement(kind: TargetKind, runId: number, afterSeq: number, size: number, settings: BatchSettings): SQL {
   const b = page(kind, afterSeq, size);
   const tail = (applied: SQL, vanished: SQL = sql`NULL::text[]`) => sql`
-    SELECT (SELECT max(seq) FROM b) AS last_seq, (SELECT count(*) FROM b) AS taken, (${applied}) AS applied, (${vanished}) AS vanished`;
+    SELECT (SELECT max(pos) FROM b) AS last_pos, (SELECT count(*) FROM b) AS taken, (${applied}) AS applied, (${vanished}) AS vanished`;
   const shapeIsUuid = settings.shapeIsUuid;
   const extraColumns = Object.keys(settings.caseValues);
   const extraNames = extraColumns.map((c) => sql`, ${sql.identifier(c)}`);
@@ -77,9 +77,11 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
         )
         ${tail(
           sql`SELECT coalesce(sum(row_count), 0) FROM items`,
-          sql`SELECT array_agg(b.canonical_id::text) FROM b
-               WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.case_id = b.canonical_id)
-                 AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = b.canonical_id)`,
+          // looked for only when the batch inserted fewer cases than it took
+          sql`SELECT CASE WHEN (SELECT count(*) FROM ins) < (SELECT count(*) FROM b) THEN (
+                SELECT array_agg(b.canonical_id::text) FROM b
+                 WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.case_id = b.canonical_id)
+                   AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = b.canonical_id)) END`,
         )}`;
     }
     case 'normalise_progress':

@@ -182,11 +182,12 @@ async function run(database: Database, session: Session, shape: DatabaseShape, o
     await finishRun(db, runId, { status, counts, error }).catch((e: unknown) => log.error({ event: 'recover.journal_failed', err: safeMessage(e) }));
     // Gone with the session anyway; dropped now so the connection goes back to the pool clean.
     await dropTargets(session).catch(() => undefined);
+    await session.execute(sql`RESET synchronous_commit`).catch(() => undefined);
   };
   let plan: RecoveryPlan | undefined;
   try {
-    const counts = await snapshotTargets(session, shape, duplicates);
-    plan = await buildPlan(database, session, shape, runId, counts, options);
+    const { counts, shared } = await snapshotTargets(session, shape, duplicates);
+    plan = await buildPlan(database, session, shape, runId, counts, shared, options);
     const result = (status: RecoverStatus): RecoverResult => ({
       runId,
       status,
@@ -206,6 +207,11 @@ async function run(database: Database, session: Session, shape: DatabaseShape, o
       await finish('refused', 'declined at the confirmation prompt');
       return result('declined');
     }
+    // A batch's commit does not wait for its WAL to reach disk: the run's final journal entry
+    // is a synchronous commit (on the pool), which makes every batch before it durable. A server
+    // crash before that loses at most the last batches together with their journal items (one
+    // transaction each), and the run is then abandoned with the counts that survived.
+    await session.execute(sql`SET synchronous_commit = off`);
     await applyTargets(
       {
         db: session, runId, counts: plan.counts, total: plan.total, quarantine: options.quarantine, batchSize: options.batchSize,
@@ -240,10 +246,11 @@ async function buildPlan(
   shape: DatabaseShape,
   runId: number,
   counts: Record<TargetKind, number>,
+  shared: number,
   options: RecoverOptions,
 ): Promise<RecoveryPlan> {
   const samples = await sampleTargets(session, options.sampleLimit);
-  const ambiguous = await ambiguousOwners(session, options.sampleLimit);
+  const ambiguous = await ambiguousOwners(session, shared, options.sampleLimit);
   const constraints = await inspectCaseConstraints(database.db, options.caseValues ?? {});
   return planFrom(shape, runId, counts, options, samples, ambiguous, constraints);
 }

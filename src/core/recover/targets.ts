@@ -62,57 +62,55 @@ function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
   }
   return sql`
     WITH cand AS MATERIALIZED (
-      SELECT s.*, ${asUuid(sql`s.case_id`)} AS id
-        FROM (${sql.join(sources, sql` UNION ALL `)}) s
-       WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = s.case_id)
+      SELECT v.*, v.case_id = v.id::text AS canonical FROM (
+        SELECT s.*, ${asUuid(sql`s.case_id`)} AS id
+          FROM (${sql.join(sources, sql` UNION ALL `)}) s
+         WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = s.case_id)
+      ) v
     ),
-    prog AS NOT MATERIALIZED (SELECT user_id, case_id, created_at, id FROM cand WHERE src = 'p'),
-    mem AS NOT MATERIALIZED (SELECT memory_id, user_id, case_id, created_at, id FROM cand WHERE src = 'm'),
-    ptr AS NOT MATERIALIZED (SELECT user_id, case_id, id FROM cand WHERE src = 'b'),
+    -- The few candidates not in canonical spelling (or no uuid at all): every kind but
+    -- create_case comes from these alone, so only this one pass looks at all candidates for them.
+    odd AS MATERIALIZED (SELECT * FROM cand WHERE canonical IS NOT TRUE),
+    prog AS (SELECT user_id, case_id, created_at, id FROM odd WHERE src = 'p'),
+    mem AS (SELECT memory_id, user_id, case_id, created_at, id FROM odd WHERE src = 'm'),
+    ptr AS (SELECT user_id, case_id, id FROM odd WHERE src = 'b'),
     -- A progress row is in a duplicate group when its user names its uuid in another spelling
     -- too. Two rows of one user never share a spelling (the key), so every group has a row in
     -- a spelling that is not canonical: only those rows need the look at their user's rows.
     twins AS MATERIALIZED (
       SELECT DISTINCT p.user_id, p.id FROM prog p
-       WHERE p.id IS NOT NULL AND p.case_id <> p.id::text
+       WHERE p.id IS NOT NULL
          AND EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q
                       WHERE q.user_id = p.user_id AND q.case_id::text <> p.case_id AND ${asUuid(sql`q.case_id::text`)} = p.id)
     ),
     -- Every reference to a missing case. Each failed the text anti-join: one in canonical
     -- spelling names a case that does not exist; only other spellings need the lookup by uuid.
     missing AS (
-      SELECT r.id, r.user_id, r.source, r.created_at FROM (
-        SELECT id, user_id, 1 AS source, created_at, case_id FROM prog WHERE id IS NOT NULL
-        UNION ALL SELECT id, user_id, 2, created_at, case_id FROM mem WHERE id IS NOT NULL
-        UNION ALL SELECT id, user_id, 3, NULL, case_id FROM ptr WHERE id IS NOT NULL
-      ) r
-      WHERE r.case_id = r.id::text OR NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
-    ),
-    -- Per missing uuid: its users (one, nearly always) and the first source naming it.
-    grouped AS (
-      SELECT id, min(user_id) AS first_user, max(user_id) AS last_user, min(source) AS source FROM missing GROUP BY id
-    ),
-    -- The references to a uuid several users name: its owner is the user of the first source's
-    -- earliest reference.
-    shared AS (
-      SELECT m.* FROM missing m JOIN grouped g ON g.id = m.id AND g.first_user <> g.last_user
-    ),
-    created AS (
-      SELECT g.id, g.first_user AS user_id, g.source, 1 AS owners, ARRAY[g.first_user] AS owner_list
-        FROM grouped g WHERE g.first_user = g.last_user
+      SELECT r.id, r.user_id, CASE r.src WHEN 'p' THEN 1 WHEN 'm' THEN 2 ELSE 3 END AS source, r.created_at
+        FROM cand r WHERE r.canonical
       UNION ALL
-      SELECT ch.id, ch.user_id, ch.source, o.n, o.list
-        FROM (SELECT DISTINCT ON (id) id, user_id, source FROM shared ORDER BY id, source, created_at NULLS LAST, user_id) ch
-        JOIN (SELECT id, count(DISTINCT user_id)::int AS n, array_agg(DISTINCT user_id ORDER BY user_id) AS list FROM shared GROUP BY id) o
-          ON o.id = ch.id
+      SELECT r.id, r.user_id, CASE r.src WHEN 'p' THEN 1 WHEN 'm' THEN 2 ELSE 3 END, r.created_at
+        FROM odd r WHERE r.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
     ),
-    all_targets AS (
-      SELECT 'create_case' AS kind,
-             CASE c.source WHEN 1 THEN 'orphaned_progress' WHEN 2 THEN 'orphaned_memory' ELSE 'dangling_active_case' END AS check_id,
-             c.user_id, NULL::text AS case_id, c.id AS canonical_id, NULL::bigint AS memory_id, c.owners, c.owner_list
-        FROM created c
-      UNION ALL
-      SELECT 'normalise_progress', 'noncanonical_case_id', p.user_id, p.case_id, p.id, NULL, NULL, NULL
+    -- Per missing uuid, in one sort: the reference that picks its owner (the first source's
+    -- earliest), and whether several users name it.
+    ranked AS (
+      SELECT m.id, m.user_id, m.source,
+             row_number() OVER (PARTITION BY m.id ORDER BY m.source, m.created_at NULLS LAST, m.user_id) AS pick,
+             min(m.user_id) OVER (PARTITION BY m.id) <> max(m.user_id) OVER (PARTITION BY m.id) AS shared
+        FROM missing m
+    ),
+    -- One case per missing uuid, numbered in uuid order (the order the sort above left them in).
+    chosen AS MATERIALIZED (
+      SELECT id, user_id, source, shared, row_number() OVER (ORDER BY id) AS seq FROM ranked WHERE pick = 1
+    ),
+    owners AS (
+      SELECT m.id, count(DISTINCT m.user_id)::int AS n, array_agg(DISTINCT m.user_id ORDER BY m.user_id) AS list
+        FROM missing m WHERE m.id IN (SELECT id FROM chosen WHERE shared) GROUP BY m.id
+    ),
+    others AS (
+      SELECT 'normalise_progress' AS kind, 'noncanonical_case_id' AS check_id, p.user_id, p.case_id, p.id AS canonical_id,
+             NULL::bigint AS memory_id, NULL::int AS owners, NULL::text[] AS owner_list
         FROM prog p WHERE p.id IS NOT NULL AND p.case_id <> p.id::text
          AND NOT EXISTS (SELECT 1 FROM twins t WHERE t.user_id = p.user_id AND t.id = p.id)
       UNION ALL
@@ -139,32 +137,62 @@ function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
       UNION ALL
       SELECT 'quarantine_pointer', 'dangling_active_case', b.user_id, b.case_id, NULL, NULL, NULL, NULL
         FROM ptr b WHERE b.id IS NULL
+    ),
+    -- every target, numbered per kind for keyset batches
+    all_targets AS (
+      SELECT 'create_case' AS kind, c.seq,
+             CASE c.source WHEN 1 THEN 'orphaned_progress' WHEN 2 THEN 'orphaned_memory' ELSE 'dangling_active_case' END AS check_id,
+             c.user_id, NULL::text AS case_id, c.id AS canonical_id, NULL::bigint AS memory_id, coalesce(o.n, 1) AS owners, o.list AS owner_list
+        FROM chosen c LEFT JOIN owners o ON o.id = c.id
+      UNION ALL
+      SELECT kind, row_number() OVER (PARTITION BY kind ORDER BY canonical_id, user_id, case_id, memory_id), check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list
+        FROM others
     )`;
 }
-
-const TARGET_ORDER = sql`ORDER BY canonical_id, user_id, case_id, memory_id`;
 
 /** The run's targets: a temporary table, so every statement that reads it runs on the run's session. */
 export const TARGETS = sql`pg_temp.caseguard_targets`;
 
-/** Writes the run's targets into its session's temporary table; returns how many of each kind. */
+/**
+ * A target's place in the table: its kind's rank in TARGET_KINDS times 2^40, plus its number
+ * within the kind (from 1). One bigint key, so one small index serves every kind's batches.
+ */
+const KIND_STRIDE = 2 ** 40;
+export function targetPosition(kind: TargetKind, seq: number): number {
+  return TARGET_KINDS.indexOf(kind) * KIND_STRIDE + seq;
+}
+const KIND_ARRAY = sql`ARRAY[${sql.join(TARGET_KINDS.map((k) => sql`${k}`), sql`, `)}]::text[]`;
+const positionSql = sql`array_position(${KIND_ARRAY}, kind) - 1`;
+
+/**
+ * Writes the run's targets into its session's temporary table; returns how many of each kind,
+ * and how many missing uuids several users name.
+ */
 export async function snapshotTargets(
   session: Executor,
   shape: DatabaseShape,
   duplicates: DuplicatePolicy,
-): Promise<Record<TargetKind, number>> {
+): Promise<{ counts: Record<TargetKind, number>; shared: number }> {
   await dropTargets(session);
   await session.execute(sql`
     CREATE TEMP TABLE caseguard_targets AS
     ${targetsCte(shape, duplicates)}
-    SELECT kind, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}) AS seq,
-           check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list
+    SELECT (${positionSql})::bigint * ${KIND_STRIDE}::bigint + seq AS pos,
+           kind, check_id, user_id, case_id, canonical_id, memory_id, owners, owner_list
       FROM all_targets`);
-  await session.execute(sql`CREATE INDEX ON ${TARGETS} (kind, seq)`);
-  const result = await session.execute<{ kind: TargetKind; n: string }>(sql`SELECT kind, count(*) AS n FROM ${TARGETS} GROUP BY kind`);
+  await session.execute(sql`CREATE INDEX ON ${TARGETS} (pos)`);
+  // each kind's count is its last number (through the index); shared owners need the one scan
+  const result = await session.execute<{ kind: TargetKind; n: string | null; shared: string }>(sql`
+    SELECT k.kind, (SELECT max(t.pos) - k.base FROM ${TARGETS} t WHERE t.pos > k.base AND t.pos < k.base + ${KIND_STRIDE}::bigint) AS n,
+           CASE WHEN k.kind = 'create_case' THEN (SELECT count(*) FROM ${TARGETS} t WHERE t.owners > 1) ELSE 0 END AS shared
+      FROM unnest(${KIND_ARRAY}, ARRAY[${sql.join(TARGET_KINDS.map((k) => sql`${targetPosition(k, 0)}`), sql`, `)}]::bigint[]) AS k(kind, base)`);
   const counts = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
-  for (const row of result.rows) counts[row.kind] = Number(row.n);
-  return counts;
+  let shared = 0;
+  for (const row of result.rows) {
+    counts[row.kind] = Number(row.n ?? 0);
+    shared += Number(row.shared);
+  }
+  return { counts, shared };
 }
 
 export async function dropTargets(session: Executor): Promise<void> {
@@ -196,9 +224,7 @@ export async function previewTargets(
   const result = await db.execute<TargetSample & { seq: string; amb_seq: string; kind_n: string; amb_n: string } & Record<string, unknown>>(sql`
     ${targetsCte(shape, duplicates)},
     numbered AS (
-      SELECT t.*, row_number() OVER (PARTITION BY kind ${TARGET_ORDER}) AS seq,
-             row_number() OVER (PARTITION BY kind, owners > 1 ${TARGET_ORDER}) AS amb_seq
-        FROM all_targets t
+      SELECT t.*, row_number() OVER (PARTITION BY kind, owners > 1 ORDER BY seq) AS amb_seq FROM all_targets t
     ),
     counted AS (
       SELECT n.*, count(*) OVER (PARTITION BY kind) AS kind_n,
@@ -228,18 +254,19 @@ export async function previewTargets(
 
 /** The first `limit` targets of each kind, for the plan. */
 export async function sampleTargets(session: Executor, limit: number): Promise<TargetSample[]> {
+  // each kind's first positions, through the index
+  const ranges = TARGET_KINDS.map((k) => sql`(t.pos > ${targetPosition(k, 0)}::bigint AND t.pos <= ${targetPosition(k, limit)}::bigint)`);
   const result = await session.execute<TargetSample & Record<string, unknown>>(sql`
     SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list
-      FROM ${TARGETS} WHERE seq <= ${limit} ORDER BY kind, seq`);
+      FROM ${TARGETS} t WHERE ${sql.join(ranges, sql` OR `)} ORDER BY t.pos`);
   return result.rows.map((r) => ({ ...r, memory_id: r.memory_id === null ? null : Number(r.memory_id) }));
 }
 
-/** Missing uuids referenced by more than one user: the owner chosen, and the others. */
-export async function ambiguousOwners(session: Executor, limit: number): Promise<{ count: number; samples: TargetSample[] }> {
-  const count = await session.execute<{ n: string }>(sql`
-    SELECT count(*) AS n FROM ${TARGETS} WHERE kind = 'create_case' AND owners > 1`);
+/** Missing uuids referenced by more than one user (count from the snapshot): the owner chosen, and the others. */
+export async function ambiguousOwners(session: Executor, count: number, limit: number): Promise<{ count: number; samples: TargetSample[] }> {
+  if (count === 0) return { count, samples: [] };
   const rows = await session.execute<TargetSample & Record<string, unknown>>(sql`
     SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list
-      FROM ${TARGETS} WHERE kind = 'create_case' AND owners > 1 ORDER BY seq LIMIT ${limit}`);
-  return { count: Number(count.rows[0]?.n ?? 0), samples: rows.rows };
+      FROM ${TARGETS} WHERE kind = 'create_case' AND owners > 1 ORDER BY pos LIMIT ${limit}`);
+  return { count, samples: rows.rows };
 }
