@@ -9,11 +9,11 @@
  * holder, polling so that SIGINT is honoured, and hands the command a RunLock whose
  * assertHeld() is called before every write: a run whose lock session died stops there.
  */
+import { drizzle } from 'drizzle-orm/node-postgres';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { BusyError, ConnectionError, InterruptedError, InternalError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { drizzle } from 'drizzle-orm/node-postgres';
 import { assertWritable, type Database, type Session } from './database.js';
 import { safeMessage } from './sqlstate.js';
 
