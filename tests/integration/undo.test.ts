@@ -163,3 +163,31 @@ describe('undo on the uuid shape', () => {
     }
   });
 });
+
+describe('recover and undo on a partitioned cases table', () => {
+  it('creates, journals and undoes exactly as on a plain table', async () => {
+    const t = await createTestDatabase();
+    try {
+      await t.pool.query(`
+        ALTER TABLE mega_agent.cases RENAME TO cases_plain;
+        CREATE TABLE mega_agent.cases (LIKE mega_agent.cases_plain INCLUDING ALL) PARTITION BY HASH (case_id);
+        CREATE TABLE mega_agent.cases_p0 PARTITION OF mega_agent.cases FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+        CREATE TABLE mega_agent.cases_p1 PARTITION OF mega_agent.cases FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+        DROP TABLE mega_agent.cases_plain`);
+      await seedDamage(t.pool);
+      const before = await snapshot(t);
+      const run = await runRecover(t, { quarantine: true, batchSize: 2 });
+      expect(run.applied.create_case).toBe(5);
+      const written = await t.pool.query(`
+        SELECT bool_and(c.xmin::text = i.after->>'xmin') AS same, count(*)::int AS n
+          FROM caseguard.run_items i CROSS JOIN LATERAL unnest(i.case_ids) AS created(id) JOIN mega_agent.cases c ON c.case_id = created.id
+         WHERE i.run_id = $1 AND i.action = 'case_created'`, [run.runId]);
+      expect(written.rows[0]).toEqual({ same: true, n: 5 });
+      const undo = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false });
+      expect(undo.casesDeleted).toBe(5);
+      expect(await snapshot(t)).toEqual(before);
+    } finally {
+      await t.drop();
+    }
+  });
+});

@@ -67,12 +67,15 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
           SELECT b.canonical_id, b.user_id, ${RECOVERED_TITLE}, ${RECOVERED_STATUS}, ${metadata}${sql.join(extraValues)}
             FROM b
           ON CONFLICT (case_id) DO NOTHING
-          RETURNING case_id, metadata->>'check' AS check_id, xmin::text AS xmin
+          RETURNING case_id, metadata->>'check' AS check_id
         ),
+        -- The rows' xmin is this statement's transaction id, modulo 2^32. Asked of the
+        -- transaction, not RETURNING xmin: a partitioned cases table cannot return system columns.
         items AS (
           INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after, row_count, case_ids)
-          SELECT ${runId}, 'case_created', ins.check_id, 'cases', '{}', NULL, jsonb_build_object('xmin', ins.xmin), count(*), array_agg(ins.case_id)
-            FROM ins GROUP BY ins.check_id, ins.xmin
+          SELECT ${runId}, 'case_created', ins.check_id, 'cases', '{}', NULL,
+                 jsonb_build_object('xmin', (pg_current_xact_id()::text::bigint % 4294967296)::text), count(*), array_agg(ins.case_id)
+            FROM ins GROUP BY ins.check_id
           RETURNING row_count
         )
         ${tail(
