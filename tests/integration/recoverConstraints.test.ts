@@ -98,3 +98,20 @@ describe('recover and the application constraints on cases', () => {
     expect(row.rows[0]).toMatchObject({ status: 'abandoned', finished: true, counts: { case_created: 4 } });
   });
 });
+
+describe('recover and its connections', () => {
+  it('refuses a pool too small to hold the run lock, the run and the journal at once, before anything is written', async () => {
+    const t = await createTestDatabase({ poolSize: 2 });
+    try {
+      await seedOrphans(t.pool, 5, 'orphan');
+      const error = await runRecover(t).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UsageError);
+      expect((error as Error).message).toMatch(/at least 3 connections.*nothing was changed/);
+      expect((await recoveredCaseCount(t.pool)).cases).toBe(0);
+      const runs = await t.pool.query("SELECT count(*)::int AS n FROM caseguard.runs WHERE command = 'recover'").catch(() => ({ rows: [{ n: 0 }] }));
+      expect(runs.rows[0].n).toBe(0);
+    } finally {
+      await t.drop();
+    }
+  });
+});

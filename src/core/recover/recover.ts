@@ -146,6 +146,8 @@ export async function recover(database: Database, shape: DatabaseShape, options:
   const { blockers } = await inspectCaseConstraints(database.db, options.caseValues ?? {});
   if (blockers.length > 0) throw new UsageError(`recover cannot run as asked; nothing was changed: ${blockers.join('; ')}`);
   await assertCanCreateTemporaryTable(database);
+  // held at once: the run lock's session, the run's own session, and one for the journal
+  if ((database.pool.options.max ?? 10) < 3) throw new UsageError('recover needs a pool of at least 3 connections (poolSize); nothing was changed');
   return withRunLock(database, { what: 'caseguard recover', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
     await ensureJournalSchema(database.pool);
     return withSession(database.pool, (session) => run(database, session, shape, options, lock));
