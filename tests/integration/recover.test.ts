@@ -1,6 +1,13 @@
 /** recover on a real server: each repair, controls untouched, dry run, idempotence, journal. */
+import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Session } from '../../src/core/db/database.js';
+import { inspectDatabase } from '../../src/core/db/inspect.js';
+import { withSession } from '../../src/core/db/locks.js';
 import { getRun } from '../../src/core/journal/journal.js';
+import { snapshotTargets } from '../../src/core/recover/targets.js';
 import { createTestDatabase, toUuidShape, type TestDatabase } from '../helpers/db.js';
 import { F, id, seedControls, seedDamage } from '../helpers/fixtures.js';
 import { checksums, runRecover, runScan } from '../helpers/recover.js';
@@ -141,6 +148,31 @@ describe('recover', () => {
     // The run's targets were a temporary table of its session, dropped when it ended.
     const targets = await t.pool.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'");
     expect(targets.rows[0].n).toBe(0);
+  });
+
+  it('keeps its targets in session memory where it can, and snapshots on a session whose temporary buffers are fixed already', async () => {
+    const shape = await inspectDatabase(t.database.db);
+    const buffers = async (session: Session) =>
+      (await session.execute<{ temp_buffers: string }>(sql`SHOW temp_buffers`)).rows[0]!.temp_buffers;
+    const fresh = await withSession(t.pool, async (session) => {
+      const snapshot = await snapshotTargets(session, shape, 'keep-latest');
+      expect(await buffers(session)).toBe('64MB');
+      return snapshot;
+    });
+    expect(fresh.counts.create_case).toBe(5);
+    // a connection of its own on which the application used a temporary table first: the setting is fixed
+    const client = new pg.Client({ connectionString: t.url });
+    await client.connect();
+    try {
+      const session = drizzle({ client }) as unknown as Session;
+      await session.execute(sql`CREATE TEMP TABLE app_scratch AS SELECT 1 AS a`);
+      const before = await buffers(session);
+      expect(before).not.toBe('64MB');
+      expect(await snapshotTargets(session, shape, 'keep-latest')).toEqual(fresh);
+      expect(await buffers(session)).toBe(before);
+    } finally {
+      await client.end();
+    }
   });
 
   it('declining the confirmation writes nothing', async () => {

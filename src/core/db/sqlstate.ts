@@ -30,6 +30,7 @@ export const SqlState = {
   featureNotSupported: '0A000',
   readOnlySqlTransaction: '25006',
   protocolViolation: '08P01',
+  invalidParameterValue: '22023',
 } as const;
 
 export type PgError = pg.DatabaseError & { code: string };

@@ -20,6 +20,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { uuidOrNull } from '../uuid.js';
 
 export const TARGET_KINDS = [
@@ -174,6 +175,7 @@ export async function snapshotTargets(
   duplicates: DuplicatePolicy,
 ): Promise<{ counts: Record<TargetKind, number>; shared: number }> {
   await dropTargets(session);
+  await allowTargetsInMemory(session);
   await session.execute(sql`
     CREATE TEMP TABLE caseguard_targets AS
     ${targetsCte(shape, duplicates)}
@@ -193,6 +195,19 @@ export async function snapshotTargets(
     shared += Number(row.shared);
   }
   return { counts, shared };
+}
+
+/**
+ * Room for the targets in the session's own buffers (temp_buffers, 8 MB by default: about 80k
+ * targets) rather than in files: a cap, taken only as used. PostgreSQL takes the setting only
+ * before the session's first temporary table; a session that had one keeps what it has.
+ */
+async function allowTargetsInMemory(session: Executor): Promise<void> {
+  try {
+    await session.execute(sql`SET temp_buffers = '64MB'`);
+  } catch (error) {
+    if (sqlStateOf(error) !== SqlState.invalidParameterValue) throw error;
+  }
 }
 
 export async function dropTargets(session: Executor): Promise<void> {
