@@ -87,11 +87,11 @@ function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
     -- Every reference to a missing case. Each failed the text anti-join: one in canonical
     -- spelling names a case that does not exist; only other spellings need the lookup by uuid.
     missing AS (
-      SELECT r.id, r.user_id, CASE r.src WHEN 'p' THEN 1 WHEN 'm' THEN 2 ELSE 3 END AS source, r.created_at
-        FROM cand r WHERE r.canonical
-      UNION ALL
-      SELECT r.id, r.user_id, CASE r.src WHEN 'p' THEN 1 WHEN 'm' THEN 2 ELSE 3 END, r.created_at
-        FROM odd r WHERE r.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = r.id)
+      SELECT r.id, r.user_id, CASE r.src WHEN 'p' THEN 1 WHEN 'm' THEN 2 ELSE 3 END AS source, r.created_at FROM (
+        SELECT * FROM cand WHERE canonical
+        UNION ALL
+        SELECT * FROM odd WHERE id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = odd.id)
+      ) r
     ),
     -- Per missing uuid, in one sort: the reference that picks its owner (the first source's
     -- earliest), and whether several users name it.
