@@ -21,7 +21,11 @@ const HELP = `Commands: ${COMMANDS}. Ctrl-D to leave.`;
 
 export async function runConsole(options: ConsoleOptions): Promise<void> {
   const { handlers, userId, output, log } = options;
-  const rl = readline.createInterface({ input: options.input, output: options.interactive ? output : undefined, terminal: options.interactive });
+  const rl = readline.createInterface({
+    input: options.input,
+    output: options.interactive ? output : undefined,
+    terminal: options.interactive,
+  });
   let buttons: Reply['buttons'] = [];
   const say = (text: string) => output.write(`${text}\n`);
   const show = (reply: Reply) => {

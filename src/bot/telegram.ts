@@ -54,7 +54,14 @@ export function createTelegramBot(options: TelegramOptions): TelegramBot {
       try {
         await work(userId);
       } catch (error) {
-        log.error({ event: 'bot.update_failed', transport: 'telegram', handler: name, user_id: userId, update_id: ctx.update.update_id, err: describe(error, token) });
+        log.error({
+          event: 'bot.update_failed',
+          transport: 'telegram',
+          handler: name,
+          user_id: userId,
+          update_id: ctx.update.update_id,
+          err: describe(error, token),
+        });
         await ctx.reply(APOLOGY).catch((e: unknown) => log.warn({ event: 'bot.apology_failed', err: describe(e, token) }));
       }
     });

@@ -138,7 +138,8 @@ export async function withDatabase<T>(
     cwd: process.cwd(),
   });
   if (target.kind === 'embedded' && !openFor.createsDatabase && !hasEmbeddedDatabase(target.dataDir)) {
-    const where = (opts.dataDir ?? process.env.CASEGUARD_DATA_DIR) !== undefined ? target.dataDir : `.caseguard in ${process.cwd()} or its parents`;
+    const where =
+      (opts.dataDir ?? process.env.CASEGUARD_DATA_DIR) !== undefined ? target.dataDir : `.caseguard in ${process.cwd()} or its parents`;
     throw new SchemaError(
       `no embedded database found (looked for ${where}); run caseguard migrate (or simulate, or bot) to create one, or point caseguard at a server with --database-url`,
     );
@@ -146,7 +147,13 @@ export async function withDatabase<T>(
   const opened: { database?: Database } = {};
   const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
   const stopWatchingStdout = onClosedStdout(Boolean(openFor.readsOnly), async () => opened.database?.abandon());
-  const database = await openDatabase(target, { log, poolSize: openFor.poolSize, idleTimeoutMs: openFor.idleTimeoutMs, pipeline: openFor.pipeline, applicationName: `caseguard ${commandPath(command)}` });
+  const database = await openDatabase(target, {
+    log,
+    poolSize: openFor.poolSize,
+    idleTimeoutMs: openFor.idleTimeoutMs,
+    pipeline: openFor.pipeline,
+    applicationName: `caseguard ${commandPath(command)}`,
+  });
   opened.database = database;
   try {
     log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);

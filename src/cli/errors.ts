@@ -29,5 +29,8 @@ export function reportError(thrown: unknown, stderr: NodeJS.WritableStream = pro
 function fileSystemError(thrown: unknown): CaseguardError | undefined {
   const e = thrown as { code?: unknown; path?: unknown; syscall?: unknown };
   if (typeof e?.code !== 'string' || typeof e.path !== 'string' || typeof e.syscall !== 'string') return undefined;
-  return new UsageError(`cannot ${e.syscall === 'open' || e.syscall === 'rename' || e.syscall === 'write' ? 'write' : e.syscall} ${e.path}: ${e.code}`, { cause: thrown });
+  return new UsageError(
+    `cannot ${e.syscall === 'open' || e.syscall === 'rename' || e.syscall === 'write' ? 'write' : e.syscall} ${e.path}: ${e.code}`,
+    { cause: thrown },
+  );
 }

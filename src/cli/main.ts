@@ -26,7 +26,10 @@ export function buildProgram(): Command {
     .description('Data-integrity toolkit for the intake bot database: scan, recover, add the foreign key, simulate, run the bot.')
     .version(version, '-V, --version')
     .option('--database-url <url>', 'PostgreSQL URL (else DATABASE_URL, else PG* variables, else the embedded database)')
-    .option('--data-dir <dir>', 'folder of the embedded database (default: CASEGUARD_DATA_DIR, else the nearest .caseguard here or in a parent folder, else ./.caseguard)')
+    .option(
+      '--data-dir <dir>',
+      'folder of the embedded database (default: CASEGUARD_DATA_DIR, else the nearest .caseguard here or in a parent folder, else ./.caseguard)',
+    )
     .option('--embedded', 'use the embedded database (required with CI=true when no database is given)')
     .addOption(
       new Option('--log-level <level>', 'log level on stderr')
@@ -35,7 +38,9 @@ export function buildProgram(): Command {
     )
     .option('--no-color', 'no colour in output (also: NO_COLOR, or no terminal)')
     .addOption(
-      new Option('--lock-wait <duration>', 'how long a command that changes data waits for the run lock (then exit 5)').argParser(waitMs).default(5000, '5s'),
+      new Option('--lock-wait <duration>', 'how long a command that changes data waits for the run lock (then exit 5)')
+        .argParser(waitMs)
+        .default(5000, '5s'),
     )
     .showHelpAfterError('(run with --help for usage)')
     // every subcommand's help lists the global options (--database-url and the rest) too

@@ -41,6 +41,7 @@ export function waitMs(value: string): number {
 
 /** A server-side timeout such as 500ms, 30s, 5min or 0 (none), kept in PostgreSQL's syntax for set_config. */
 export function pgDuration(value: string): string {
-  if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim())) throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 5min or 0 (none)');
+  if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim()))
+    throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 5min or 0 (none)');
   return value.trim();
 }

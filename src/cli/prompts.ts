@@ -14,7 +14,9 @@ export interface ConfirmOptions {
 /** Fails before anything is read or written when confirmation will be impossible. */
 export function assertCanConfirm(options: ConfirmOptions): void {
   if (!options.yes && !options.isTerminal) {
-    throw new UsageError(`refusing to ${options.what} without confirmation: no terminal to ask on; pass --yes to proceed (or --dry-run to see the plan)`);
+    throw new UsageError(
+      `refusing to ${options.what} without confirmation: no terminal to ask on; pass --yes to proceed (or --dry-run to see the plan)`,
+    );
   }
 }
 
@@ -26,7 +28,8 @@ export async function confirmWrite(message: string, options: ConfirmOptions): Pr
     return await confirm({ message, default: false });
   } catch (error) {
     // Ctrl-C at the prompt: the user stopped before anything was written.
-    if ((error as Error).name === 'ExitPromptError') throw new InterruptedError('interrupted at the prompt; nothing was changed', { cause: error });
+    if ((error as Error).name === 'ExitPromptError')
+      throw new InterruptedError('interrupted at the prompt; nothing was changed', { cause: error });
     throw error;
   }
 }

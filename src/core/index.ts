@@ -17,9 +17,31 @@ export { CHECKS, type CheckId, type Severity } from './scan/checks.js';
 
 export { planRecovery, applyRecovery, type RecoveryPlan, type RecoverResult, type RecoverOptions } from './recover/recover.js';
 
-export { fkStatus, fkPlan, fkAdd, fkAbort, fkDrop, DEFAULT_TIMING, type FkStatus, type FkPlan, type FkAddResult, type FkTiming, type ReferenceId, type Strategy } from './fk/fk.js';
+export {
+  fkStatus,
+  fkPlan,
+  fkAdd,
+  fkAbort,
+  fkDrop,
+  DEFAULT_TIMING,
+  type FkStatus,
+  type FkPlan,
+  type FkAddResult,
+  type FkTiming,
+  type ReferenceId,
+  type Strategy,
+} from './fk/fk.js';
 
-export { createIntakeHandlers, COMMANDS, type IntakeHandlers, type IntakeOptions, type Reply, type Button, type Outcome, type HandlerName } from './intake/handlers.js';
+export {
+  createIntakeHandlers,
+  COMMANDS,
+  type IntakeHandlers,
+  type IntakeOptions,
+  type Reply,
+  type Button,
+  type Outcome,
+  type HandlerName,
+} from './intake/handlers.js';
 export { ensureCase, type Guarded, type GuardedRow } from './intake/ensureCase.js';
 export { keepsPreparedStatements } from './intake/session.js';
 

@@ -42,14 +42,32 @@ export function createMetrics(): ExporterMetrics {
   const findings = gauge('caseguard_findings', 'Findings of one check (the numbers caseguard scan reports)', ['check', 'severity']);
   const skipped = gauge('caseguard_check_skipped', '1 when a check was skipped (its optional table is absent)', ['check']);
   const missingCases = gauge('caseguard_missing_cases', 'Distinct case ids referenced by progress, memory or pointers without a case');
-  const recovered = gauge('caseguard_recovered_cases', 'Cases re-created, by source: ensure_case (the intake guard) or recover (caseguard recover)', ['source']);
-  const recoveredByDay = gauge('caseguard_recovered_cases_by_day', 'Cases re-created on one day (UTC), by source, over the last --days', ['source', 'day']);
+  const recovered = gauge(
+    'caseguard_recovered_cases',
+    'Cases re-created, by source: ensure_case (the intake guard) or recover (caseguard recover)',
+    ['source'],
+  );
+  const recoveredByDay = gauge('caseguard_recovered_cases_by_day', 'Cases re-created on one day (UTC), by source, over the last --days', [
+    'source',
+    'day',
+  ]);
   const recoverRuns = gauge('caseguard_recover_runs', 'caseguard recover runs (not dry runs) in the journal, by status', ['status']);
-  const intakes = gauge('caseguard_intakes', 'Intakes started on one day (UTC) over the last --days, by stage: started, completed, cancelled, abandoned, in_progress', ['stage', 'day']);
+  const intakes = gauge(
+    'caseguard_intakes',
+    'Intakes started on one day (UTC) over the last --days, by stage: started, completed, cancelled, abandoned, in_progress',
+    ['stage', 'day'],
+  );
   const intakesWindow = gauge('caseguard_intakes_window', 'Intakes started over the last --days, by stage', ['stage']);
-  const completionRatio = gauge('caseguard_intake_completion_ratio', 'Completed over ended (completed, cancelled, abandoned) intakes started in the last --days; NaN when none ended');
+  const completionRatio = gauge(
+    'caseguard_intake_completion_ratio',
+    'Completed over ended (completed, cancelled, abandoned) intakes started in the last --days; NaN when none ended',
+  );
   // "percentile", not "quantile": that label belongs to summaries, and these are gauges read from the database.
-  const completionSeconds = gauge('caseguard_intake_completion_seconds', 'Time from start to completion of the intakes completed in the last --days, by percentile (50, 95)', ['percentile']);
+  const completionSeconds = gauge(
+    'caseguard_intake_completion_seconds',
+    'Time from start to completion of the intakes completed in the last --days, by percentile (50, 95)',
+    ['percentile'],
+  );
 
   return {
     registry,

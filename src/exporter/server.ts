@@ -46,7 +46,11 @@ export async function startExporter(options: ExporterOptions): Promise<Exporter>
     } catch (error) {
       const errorClass = errorClassOf(error);
       // A class and a message without query parameters: the exporter keeps serving the last values.
-      if (lastError !== errorClass) log.warn({ event: 'exporter.refresh_failed', error: errorClass, err: safeMessage(error) }, 'refresh failed; serving the last values');
+      if (lastError !== errorClass)
+        log.warn(
+          { event: 'exporter.refresh_failed', error: errorClass, err: safeMessage(error) },
+          'refresh failed; serving the last values',
+        );
       lastError = errorClass;
       metrics.failed(errorClass);
     } finally {
@@ -75,7 +79,8 @@ export async function startExporter(options: ExporterOptions): Promise<Exporter>
       void (options.refresh === 'scrape' ? refresh() : Promise.resolve())
         .then(() => metrics.registry.metrics())
         .then(
-          (body) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(request.method === 'HEAD' ? undefined : body),
+          (body) =>
+            response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(request.method === 'HEAD' ? undefined : body),
           (error: unknown) => {
             log.error({ event: 'exporter.metrics_failed', err: safeMessage(error) });
             response.writeHead(500).end();
@@ -85,12 +90,20 @@ export async function startExporter(options: ExporterOptions): Promise<Exporter>
     }
     if (path === '/healthz') {
       // The exporter is alive and answering; whether the database is, is caseguard_up.
-      const body = JSON.stringify({ status: lastError ? 'degraded' : 'ok', error: lastError ?? null, lastRefresh: lastSuccess?.toISOString() ?? null });
+      const body = JSON.stringify({
+        status: lastError ? 'degraded' : 'ok',
+        error: lastError ?? null,
+        lastRefresh: lastSuccess?.toISOString() ?? null,
+      });
       response.writeHead(200, { 'content-type': 'application/json' }).end(`${body}\n`);
       return;
     }
     if (path === '/') {
-      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<html><body><h1>caseguard exporter</h1><p><a href="/metrics">/metrics</a> <a href="/healthz">/healthz</a></p></body></html>\n');
+      response
+        .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+        .end(
+          '<html><body><h1>caseguard exporter</h1><p><a href="/metrics">/metrics</a> <a href="/healthz">/healthz</a></p></body></html>\n',
+        );
       return;
     }
     response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /metrics and /healthz are served\n');
@@ -99,8 +112,15 @@ export async function startExporter(options: ExporterOptions): Promise<Exporter>
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
-      const why = { EADDRINUSE: 'the address is in use', EACCES: 'not permitted', EADDRNOTAVAIL: 'no such local address' }[error.code ?? ''];
-      reject(new UsageError(`cannot listen on ${options.host}:${options.port}: ${why ?? error.message}; choose another with --listen HOST:PORT`, { cause: error }));
+      const why = { EADDRINUSE: 'the address is in use', EACCES: 'not permitted', EADDRNOTAVAIL: 'no such local address' }[
+        error.code ?? ''
+      ];
+      reject(
+        new UsageError(
+          `cannot listen on ${options.host}:${options.port}: ${why ?? error.message}; choose another with --listen HOST:PORT`,
+          { cause: error },
+        ),
+      );
     });
     server.listen(options.port, options.host, resolve);
   });

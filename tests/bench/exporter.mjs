@@ -29,7 +29,9 @@ export const exporterSection = {
     log(`dataset: ${rows} cases, ${rows} progress rows over 60 days, ${built.orphans} orphans`);
     const shape = await inspectDatabase(database.db);
     const options = { databaseName: 'bench', days: 14, abandonedAfterMs: 86_400_000, statementTimeout: '0' };
-    const scanMs = await median(3, () => scan(database.db, shape, { databaseName: 'bench', limit: 0, gate: { failOn: 'error', maxFindings: 0 } }));
+    const scanMs = await median(3, () =>
+      scan(database.db, shape, { databaseName: 'bench', limit: 0, gate: { failOn: 'error', maxFindings: 0 } }),
+    );
     let snapshot;
     const snapshotMs = await median(3, async () => (snapshot = await readSnapshot(database.db, options)));
     const orphans = snapshot.scan.checks.find((c) => c.id === 'orphaned_progress').count;
@@ -53,7 +55,7 @@ export const exporterSection = {
       markdown: [
         `${rows.toLocaleString('en')} cases, ${rows.toLocaleString('en')} progress rows started over 60 days, 1% of cases recovered; median of 3.`,
         '',
-        '| read | without indexes | with the README\'s indexes |',
+        "| read | without indexes | with the README's indexes |",
         '|---|---|---|',
         `| scan (the seven checks) | ${fmt(scanMs)} | |`,
         `| one exporter refresh (checks, funnel, recoveries in one snapshot) | ${fmt(snapshotMs)} (**${ratio.toFixed(2)}x** scan) | |`,

@@ -10,10 +10,16 @@ async function build(pool, rows) {
     `INSERT INTO mega_agent.cases (case_id, user_id, title) SELECT gen_random_uuid(), 'user-' || g, 'Intake Session' FROM generate_series(1, $1) g`,
     [rows],
   );
-  await pool.query(`INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) SELECT user_id, case_id::text, 'contact' FROM mega_agent.cases`);
+  await pool.query(
+    `INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) SELECT user_id, case_id::text, 'contact' FROM mega_agent.cases`,
+  );
   // one memory row per case, and an active-case pointer for half the users: all three references
-  await pool.query(`INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) SELECT case_id::text, user_id, 'intake_answer', '{}' FROM mega_agent.cases`);
-  await pool.query(`INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE random() < 0.5`);
+  await pool.query(
+    `INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) SELECT case_id::text, user_id, 'intake_answer', '{}' FROM mega_agent.cases`,
+  );
+  await pool.query(
+    `INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE random() < 0.5`,
+  );
   await pool.query('VACUUM ANALYZE mega_agent.cases, mega_agent.case_intake_progress, mega_agent.case_memory, mega_agent.bot_user_context');
 }
 
@@ -30,15 +36,24 @@ function startWriters(pool, count, rows) {
       const client = await pool.connect();
       try {
         await client.query('BEGIN');
-        const c = await client.query("INSERT INTO mega_agent.cases (user_id, title) VALUES ($1, 'Intake Session') RETURNING case_id::text", [`writer-${w}-${i}`]);
-        await client.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) VALUES ($1, $2, 'contact')", [`writer-${w}-${i}`, c.rows[0].case_id]);
-        await client.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, $2, 'intake_answer', '{}')", [c.rows[0].case_id, `writer-${w}-${i}`]);
+        const c = await client.query(
+          "INSERT INTO mega_agent.cases (user_id, title) VALUES ($1, 'Intake Session') RETURNING case_id::text",
+          [`writer-${w}-${i}`],
+        );
+        await client.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) VALUES ($1, $2, 'contact')", [
+          `writer-${w}-${i}`,
+          c.rows[0].case_id,
+        ]);
+        await client.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, $2, 'intake_answer', '{}')", [
+          c.rows[0].case_id,
+          `writer-${w}-${i}`,
+        ]);
         await client.query(
           'INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET active_case_id = EXCLUDED.active_case_id',
           [`writer-${w}-${i}`, c.rows[0].case_id],
         );
         await client.query(
-          "UPDATE mega_agent.case_intake_progress SET answers = answers || '{\"seen\": \"yes\"}', updated_at = now() WHERE user_id = $1",
+          'UPDATE mega_agent.case_intake_progress SET answers = answers || \'{"seen": "yes"}\', updated_at = now() WHERE user_id = $1',
           [`user-${1 + (i % rows)}`],
         );
         await client.query('COMMIT');
@@ -86,7 +101,9 @@ export const fkSection = {
         w = await writers.stop();
       }
       results.push({ strategy, ms: run.ms, ...w });
-      log(`${strategy}: ${fmt(run.ms)}; writers: ${w.count} transactions, ${w.errors} errors, p99 ${fmt(w.p99)}, longest stall ${fmt(w.max)}`);
+      log(
+        `${strategy}: ${fmt(run.ms)}; writers: ${w.count} transactions, ${w.errors} errors, p99 ${fmt(w.p99)}, longest stall ${fmt(w.max)}`,
+      );
       // back to text, without the FKs and their indexes, for the next strategy
       await fkDrop(database, { revertType: true, timing, log: silentLogger });
       await database.pool.query(`DROP INDEX IF EXISTS mega_agent.case_intake_progress_case_id_idx, mega_agent.case_memory_case_id_idx,
@@ -98,7 +115,7 @@ export const fkSection = {
       lines,
       markdown: [
         `${rows.toLocaleString('en')} progress rows, as many memory rows, pointers for half the users: all three foreign keys; ` +
-          '4 writers (a case, its progress, memory and pointer, and an answer to an existing row, per transaction); the CLI\'s lock retry defaults.',
+          "4 writers (a case, its progress, memory and pointer, and an answer to an existing row, per transaction); the CLI's lock retry defaults.",
         '',
         '| strategy | total | writer transactions | writer errors | writer p99 | longest writer stall |',
         '|---|---|---|---|---|---|',

@@ -74,7 +74,13 @@ function pgbenchScript(sqls, users) {
 async function pgbenchPath() {
   for (const dir of (process.env.PATH ?? '').split(':')) {
     const candidate = path.join(dir, 'pgbench');
-    if (await fs.access(candidate, fs.constants.X_OK).then(() => true, () => false)) return candidate;
+    if (
+      await fs.access(candidate, fs.constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return candidate;
   }
   return undefined;
 }

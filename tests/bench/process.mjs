@@ -62,7 +62,9 @@ export const rssSection = {
     if (r.code !== 1) throw new Error(`scan --all exited ${r.code}`);
     const mb = r.peak / 2 ** 20;
     return {
-      lines: [`${rows} findings, ${(r.bytes / 2 ** 20).toFixed(0)} MB of JSON: peak RSS ${mb.toFixed(0)} MB (goal <= 200 MB) ${mb <= 200 ? 'met' : 'MISSED'}`],
+      lines: [
+        `${rows} findings, ${(r.bytes / 2 ** 20).toFixed(0)} MB of JSON: peak RSS ${mb.toFixed(0)} MB (goal <= 200 MB) ${mb <= 200 ? 'met' : 'MISSED'}`,
+      ],
       markdown: [
         '| findings | JSON written | peak RSS |',
         '|---|---|---|',

@@ -54,17 +54,25 @@ export const recoverSection = {
       await reset(pool);
     }
     const single = { ms: middle(singles) };
-    const ours = { ms: middle(runs.map((r) => r.ms)), value: { batches: runs[0].batches, longestBatchMs: Math.max(...runs.map((r) => r.longestBatchMs)) } };
+    const ours = {
+      ms: middle(runs.map((r) => r.ms)),
+      value: { batches: runs[0].batches, longestBatchMs: Math.max(...runs.map((r) => r.longestBatchMs)) },
+    };
 
     const sample = Math.min(2000, built.orphans);
-    const ids = (await pool.query(`SELECT user_id, case_id FROM mega_agent.case_intake_progress WHERE user_id LIKE 'orphan-user-%' LIMIT $1`, [sample])).rows;
+    const ids = (
+      await pool.query(`SELECT user_id, case_id FROM mega_agent.case_intake_progress WHERE user_id LIKE 'orphan-user-%' LIMIT $1`, [sample])
+    ).rows;
     const client = await pool.connect();
     const perOrphan = await timeIt(async () => {
       for (const o of ids) {
         await client.query('BEGIN');
         const exists = await client.query('SELECT 1 FROM mega_agent.cases WHERE case_id = $1::uuid', [o.case_id]);
         if (exists.rowCount === 0) {
-          await client.query("INSERT INTO mega_agent.cases (case_id, user_id, title, status) VALUES ($1::uuid, $2, 'Intake Session (Recovered)', 'intake')", [o.case_id, o.user_id]);
+          await client.query(
+            "INSERT INTO mega_agent.cases (case_id, user_id, title, status) VALUES ($1::uuid, $2, 'Intake Session (Recovered)', 'intake')",
+            [o.case_id, o.user_id],
+          );
         }
         await client.query('COMMIT');
       }
@@ -100,7 +108,7 @@ export const recoverSection = {
           'table of its session (PostgreSQL may run that query in parallel; it never does for INSERT ... SELECT, so the single ' +
           'statement runs on one core), the classification after the anti-join reads only the candidates, each batch journals ' +
           'the cases it created as one item (their ids and the transaction that wrote them), and batch commits do not wait for ' +
-          'their WAL flush (the run\'s final journal write does). The per-orphan baseline runs on loopback; against a server ' +
+          "their WAL flush (the run's final journal write does). The per-orphan baseline runs on loopback; against a server " +
           'across a network each round trip costs more and the gap widens.',
       ],
     };

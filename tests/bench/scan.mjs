@@ -20,7 +20,8 @@ async function compare(database, shape, scan, expected) {
     scanned = await scan(database.db, shape, { databaseName: 'bench', limit: 20, gate: { failOn: 'error', maxFindings: 0 } });
   });
   const orphans = scanned.checks.find((c) => c.id === 'orphaned_progress').count;
-  if (found !== expected || orphans !== expected) throw new Error(`bench: expected ${expected} orphans, bare found ${found}, scan ${orphans}`);
+  if (found !== expected || orphans !== expected)
+    throw new Error(`bench: expected ${expected} orphans, bare found ${found}, scan ${orphans}`);
   return { bare, full, ratio: full / bare };
 }
 
@@ -56,7 +57,7 @@ export const scanSection = {
       markdown: [
         `${rows.toLocaleString('en')} cases, ${rows.toLocaleString('en')} progress rows, ${built.orphans.toLocaleString('en')} orphans; median of 3.`,
         '',
-        '| settings | seed\'s bare anti-join | caseguard scan, all 7 checks | ratio |',
+        "| settings | seed's bare anti-join | caseguard scan, all 7 checks | ratio |",
         '|---|---|---|---|',
         `| server defaults | ${fmt(dflt.bare)} | ${fmt(dflt.full)} | **${dflt.ratio.toFixed(2)}x** (goal <= 1.10x: ${verdict(dflt.ratio)}) |`,
         `| max_parallel_workers_per_gather = 0 | ${fmt(serial.bare)} | ${fmt(serial.full)} | ${serial.ratio.toFixed(2)}x |`,

@@ -19,12 +19,21 @@ export const simulateSection = {
     const { openDatabase } = await import(dist('core/db/database.js'));
     const { serverTarget } = await import(dist('core/db/connection.js'));
     const { UUID_SPELLING_SQL } = await import(dist('core/uuid.js'));
-    await database.pool.query('TRUNCATE mega_agent.cases, mega_agent.case_intake_progress, mega_agent.case_memory, mega_agent.bot_user_context');
+    await database.pool.query(
+      'TRUNCATE mega_agent.cases, mega_agent.case_intake_progress, mega_agent.case_memory, mega_agent.bot_user_context',
+    );
     const users = Math.min(3000, Math.max(200, Math.floor(rows / 300)));
 
     // The baselines run before and after simulate (the machine's load drifts); their mean counts.
     await seedBaselineUsers(database.pool, users);
-    const baseline = { url, users, concurrency: CONCURRENCY, seconds: BASELINE_SECONDS / 2, lockNamespace: INTAKE_USER_LOCK, uuidPattern: UUID_SPELLING_SQL };
+    const baseline = {
+      url,
+      users,
+      concurrency: CONCURRENCY,
+      seconds: BASELINE_SECONDS / 2,
+      lockNamespace: INTAKE_USER_LOCK,
+      uuidPattern: UUID_SPELLING_SQL,
+    };
     const measureBaselines = async () => ({ pgbench: await pgbenchTps(baseline), bare: await barePoolTps(baseline) });
     const before = await measureBaselines();
 

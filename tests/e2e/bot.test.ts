@@ -17,8 +17,21 @@ describe('caseguard bot --console', () => {
   afterEach(() => t?.drop());
 
   it('a whole intake through stdin and stdout; numbered buttons; ends cleanly at end of input', async () => {
-    const lines = ['/intake_start', 'Ada Lovelace', 'not-an-email', 'ada@example.com', '+44 20 7946 0000', '3', '1', '2024-03-15',
-      'I was dismissed after reporting a safety issue.', 'Acme Ltd', '2', '2', '/intake_status'];
+    const lines = [
+      '/intake_start',
+      'Ada Lovelace',
+      'not-an-email',
+      'ada@example.com',
+      '+44 20 7946 0000',
+      '3',
+      '1',
+      '2024-03-15',
+      'I was dismissed after reporting a safety issue.',
+      'Acme Ltd',
+      '2',
+      '2',
+      '/intake_status',
+    ];
     const r = await runCli(['bot', '--console', '--user', 'console-ada', '--database-url', t.url], { input: `${lines.join('\n')}\n` });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/\(1\/10\) What is your full name\?/);
@@ -46,7 +59,9 @@ describe('caseguard bot --console at its edges', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Unknown command \/intake_stauts\. Commands: \/intake_start/);
     expect(r.stdout).toMatch(/Your intake is in progress: question 2 of \d+[^\n]*\n\(2\/\d+\) What email address can we reach you at\?/);
-    expect(r.stdout).toMatch(/You have answered 1 question\(s\); cancelling closes this intake and its case\. Cancel it\?\n {2}1\) Yes, cancel it\n {2}2\) No, keep going/);
+    expect(r.stdout).toMatch(
+      /You have answered 1 question\(s\); cancelling closes this intake and its case\. Cancel it\?\n {2}1\) Yes, cancel it\n {2}2\) No, keep going/,
+    );
     expect(r.stdout).toMatch(/Good, let us go on\./);
     expect(r.stdout).toMatch(/Your intake has been cancelled/);
     const p = await t.pool.query("SELECT status, answers FROM mega_agent.case_intake_progress WHERE user_id = 'console-edge'");
@@ -109,7 +124,11 @@ describe('caseguard bot (Telegram, against a fake Bot API)', () => {
     const conversation = api.conversation(userId);
     expect(conversation.at(-1)!.text).toMatch(/your intake is complete/);
     expect(conversation.some((m: Sent) => m.method === 'editMessageText')).toBe(true);
-    expect(conversation.find((m) => m.text?.includes('How do you prefer to be contacted'))!.buttons.map((b) => b.text)).toEqual(['Email', 'Phone', 'This chat']);
+    expect(conversation.find((m) => m.text?.includes('How do you prefer to be contacted'))!.buttons.map((b) => b.text)).toEqual([
+      'Email',
+      'Phone',
+      'This chat',
+    ]);
     expect(api.sent.filter((s) => s.method === 'answerCallbackQuery').length).toBe(4);
 
     const db = await t.pool.query(`
@@ -119,7 +138,9 @@ describe('caseguard bot (Telegram, against a fake Bot API)', () => {
        WHERE p.user_id = 'tg:7001'`);
     expect(db.rows).toHaveLength(1);
     expect(db.rows[0]).toMatchObject({ status: 'completed', case_status: 'intake_complete', memory: 11 });
-    const orphans = await t.pool.query('SELECT count(*)::int AS n FROM mega_agent.case_intake_progress p WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = p.case_id)');
+    const orphans = await t.pool.query(
+      'SELECT count(*)::int AS n FROM mega_agent.case_intake_progress p WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = p.case_id)',
+    );
     expect(orphans.rows[0].n).toBe(0);
 
     expect(await stopBot()).toBe(0);
@@ -172,7 +193,9 @@ describe('caseguard bot (Telegram, against a fake Bot API)', () => {
     const code = await stopBot();
     expect(code).toBe(0);
     expect(api.confirmedOffset).toBe(users.length * 3 + 1);
-    const progress = await t.pool.query("SELECT count(*)::int AS n FROM mega_agent.case_intake_progress WHERE current_step = 2 AND user_id LIKE 'tg:800%'");
+    const progress = await t.pool.query(
+      "SELECT count(*)::int AS n FROM mega_agent.case_intake_progress WHERE current_step = 2 AND user_id LIKE 'tg:800%'",
+    );
     expect(progress.rows[0].n).toBe(4);
   });
 });

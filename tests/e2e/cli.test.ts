@@ -84,12 +84,28 @@ describe('caseguard binary', () => {
     expect(report.orphans.total).toBe(0);
     expect(report.errors).toBe(0);
     expect(report.cases).toBe(12);
-    const stderrLines = r.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    const stderrLines = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(stderrLines.find((l) => l.event === 'db.target').database).toContain(t.name);
   });
 
   it('simulate --check fails only on orphans the legacy path did not create', async () => {
-    const r = await runCli(['simulate', '--users', '40', '--legacy-rate', '0.3', '--crash-rate', '0.2', '--check', '--database-url', t.url, '--format', 'json']);
+    const r = await runCli([
+      'simulate',
+      '--users',
+      '40',
+      '--legacy-rate',
+      '0.3',
+      '--crash-rate',
+      '0.2',
+      '--check',
+      '--database-url',
+      t.url,
+      '--format',
+      'json',
+    ]);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.orphans.total).toBeGreaterThan(0);
@@ -98,7 +114,8 @@ describe('caseguard binary', () => {
   });
 
   it('the same seed gives the same outcome counts', async () => {
-    const run = async () => JSON.parse((await runCli(['simulate', '--users', '30', '--seed', '7', '--database-url', t.url, '--format', 'json'])).stdout);
+    const run = async () =>
+      JSON.parse((await runCli(['simulate', '--users', '30', '--seed', '7', '--database-url', t.url, '--format', 'json'])).stdout);
     const [a, b] = [await run(), await run()];
     expect(a.outcomes).toEqual(b.outcomes);
     expect(a.reprompts).toBe(b.reprompts);
@@ -142,7 +159,19 @@ describe('small edges', () => {
   afterAll(() => t?.drop());
 
   it('simulate summarises the guard warnings the user asked for (--legacy-rate) in one line', async () => {
-    const r = await runCli(['simulate', '--users', '60', '--legacy-rate', '0.5', '--seed', '7', '--format', 'json', '--database-url', t.url]);
+    const r = await runCli([
+      'simulate',
+      '--users',
+      '60',
+      '--legacy-rate',
+      '0.5',
+      '--seed',
+      '7',
+      '--format',
+      'json',
+      '--database-url',
+      t.url,
+    ]);
     expect(r.code).toBe(0);
     const recoveries = JSON.parse(r.stdout).recoveries as number;
     expect(recoveries).toBeGreaterThan(0);
@@ -173,7 +202,9 @@ describe('small edges', () => {
       const table = await runCli(['fk', 'status', '--database-url', fresh.url]);
       expect(table.stdout).toMatch(/unknown: never analysed/);
       await fresh.pool.query('ANALYZE mega_agent.case_intake_progress');
-      expect(JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', fresh.url])).stdout).references[0].state.rows).toBe(1007);
+      expect(
+        JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', fresh.url])).stdout).references[0].state.rows,
+      ).toBe(1007);
     } finally {
       await fresh.drop();
     }
@@ -182,8 +213,21 @@ describe('small edges', () => {
 
 describe('help', () => {
   const commands = [
-    ['migrate'], ['scan'], ['recover'], ['runs'], ['runs', 'show'], ['quarantine'], ['quarantine', 'list'], ['quarantine', 'restore'],
-    ['fk'], ['fk', 'status'], ['fk', 'plan'], ['fk', 'add'], ['fk', 'drop'], ['simulate'], ['bot'],
+    ['migrate'],
+    ['scan'],
+    ['recover'],
+    ['runs'],
+    ['runs', 'show'],
+    ['quarantine'],
+    ['quarantine', 'list'],
+    ['quarantine', 'restore'],
+    ['fk'],
+    ['fk', 'status'],
+    ['fk', 'plan'],
+    ['fk', 'add'],
+    ['fk', 'drop'],
+    ['simulate'],
+    ['bot'],
   ];
 
   it.each(commands)('%s %s --help shows the global options and examples after a blank line', async (...words) => {

@@ -48,13 +48,18 @@ describe('the embedded database', () => {
     for (const args of [['scan'], ['runs'], ['quarantine', 'list'], ['fk', 'status'], ['recover', '--dry-run']]) {
       const r = await runCli(args, { cwd: elsewhere });
       expect(r.code, args.join(' ')).toBe(4);
-      expect(r.stderr).toMatch(/no embedded database found \(looked for \.caseguard in .*elsewhere or its parents\); run caseguard migrate/);
+      expect(r.stderr).toMatch(
+        /no embedded database found \(looked for \.caseguard in .*elsewhere or its parents\); run caseguard migrate/,
+      );
     }
     expect(await fs.readdir(elsewhere)).toEqual([]);
   });
 
   it('with CI=true, --embedded opts in explicitly', async () => {
-    const r = await runCli(['simulate', '--users', '2', '--embedded', '--data-dir', path.join(dir, 'ci'), '--format', 'json'], { env: { CI: 'true' }, cwd: dir });
+    const r = await runCli(['simulate', '--users', '2', '--embedded', '--data-dir', path.join(dir, 'ci'), '--format', 'json'], {
+      env: { CI: 'true' },
+      cwd: dir,
+    });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).users).toBe(2);
   });

@@ -53,7 +53,10 @@ describe('caseguard exporter', () => {
     expect(lint.status).toBe(0);
     const samples = parseMetrics(r.body);
     const scan = await runCli(['scan', '--format', 'json', '--database-url', t.url, '--log-level', 'silent']);
-    const report = JSON.parse(scan.stdout) as { checks: Array<{ id: keyof typeof expected; severity: string; count: number }>; summary: { missingCases: number } };
+    const report = JSON.parse(scan.stdout) as {
+      checks: Array<{ id: keyof typeof expected; severity: string; count: number }>;
+      summary: { missingCases: number };
+    };
     for (const check of report.checks) {
       expect(sample(samples, 'caseguard_findings', { check: check.id, severity: check.severity })).toBe(check.count);
       expect(check.count).toBe(expected[check.id]);
@@ -69,7 +72,9 @@ describe('caseguard exporter', () => {
     expect(sample(samples, 'caseguard_recovered_cases', { source: 'ensure_case' })).toBe(FUNNEL.recovered.ensure_case.total);
     expect(sample(samples, 'caseguard_recovered_cases', { source: 'recover' })).toBe(FUNNEL.recovered.recover.total);
     const today = new Date().toISOString().slice(0, 10);
-    expect(sample(samples, 'caseguard_recovered_cases_by_day', { source: 'ensure_case', day: today })).toBe(FUNNEL.recovered.ensure_case.today);
+    expect(sample(samples, 'caseguard_recovered_cases_by_day', { source: 'ensure_case', day: today })).toBe(
+      FUNNEL.recovered.ensure_case.today,
+    );
     expect(sample(samples, 'caseguard_recover_runs', { status: 'completed' })).toBe(1);
     expect(sample(samples, 'caseguard_recover_runs', { status: 'failed' })).toBe(1);
     expect(sample(samples, 'caseguard_recover_runs', { status: 'abandoned' })).toBe(1);
@@ -97,7 +102,9 @@ describe('caseguard exporter', () => {
     await get(`${exporter.url}/metrics`);
     let held = -1;
     for (let i = 0; i < 100 && held !== 0; i++) {
-      const r = await t.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'caseguard exporter %' AND datname = current_database()");
+      const r = await t.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'caseguard exporter %' AND datname = current_database()",
+      );
       held = r.rows[0].n;
       if (held !== 0) await sleep(50);
     }
@@ -108,9 +115,20 @@ describe('caseguard exporter', () => {
     const r = await runCli(['funnel', '--days', '3', '--database-url', t.url, '--log-level', 'warn']);
     expect(r.code).toBe(0);
     const total = r.stdout.split('\n').find((line) => line.includes('total'))!;
-    const cells = total.split('│').map((c) => c.trim()).filter(Boolean);
+    const cells = total
+      .split('│')
+      .map((c) => c.trim())
+      .filter(Boolean);
     const f = FUNNEL.totals;
-    expect(cells).toEqual(['total', String(f.started + damageProgress), String(f.completed), String(f.cancelled), String(f.abandoned), String(f.inProgress + damageProgress), `${(100 * FUNNEL.ratio).toFixed(1)}%`]);
+    expect(cells).toEqual([
+      'total',
+      String(f.started + damageProgress),
+      String(f.completed),
+      String(f.cancelled),
+      String(f.abandoned),
+      String(f.inProgress + damageProgress),
+      `${(100 * FUNNEL.ratio).toFixed(1)}%`,
+    ]);
     expect(r.stdout).toMatch(/Completion ratio: 42\.9%\. Time to complete: p50 2m 0s, p95 54m 12s\./);
   });
 
@@ -200,11 +218,15 @@ describe('a real Prometheus scraping the exporter', () => {
         `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: caseguard\n    static_configs:\n      - targets: ['${target}']\n`,
       );
       const port = await freePort();
-      prometheus = spawn('prometheus', [
-        `--config.file=${path.join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${path.join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ], { stdio: 'ignore' });
+      prometheus = spawn(
+        'prometheus',
+        [
+          `--config.file=${path.join(dir, 'prometheus.yml')}`,
+          `--storage.tsdb.path=${path.join(dir, 'data')}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+        ],
+        { stdio: 'ignore' },
+      );
       let spawnError: Error | undefined;
       prometheus.on('error', (error) => (spawnError = error));
       // Wait for a scrape that saw the damage (the first one may predate the fixture).
@@ -212,7 +234,9 @@ describe('a real Prometheus scraping the exporter', () => {
       let results: Result[] = [];
       for (let i = 0; i < 600; i++) {
         if (spawnError) throw new Error(`prometheus is needed (Debian package prometheus; .ci/run installs it): ${spawnError.message}`);
-        const r = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent('caseguard_findings{job="caseguard"}')}`).catch(() => undefined);
+        const r = await fetch(
+          `http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent('caseguard_findings{job="caseguard"}')}`,
+        ).catch(() => undefined);
         const body = r?.ok ? ((await r.json()) as { data: { result: Result[] } }) : undefined;
         results = body?.data.result ?? [];
         if (results.length === 7 && results.every((s) => Number(s.value[1]) === expected[s.metric.check as keyof typeof expected])) break;
@@ -227,7 +251,9 @@ describe('a real Prometheus scraping the exporter', () => {
         dangling_active_case: expected.dangling_active_case,
         owner_mismatch: expected.owner_mismatch,
       });
-      const up = (await (await fetch(`http://127.0.0.1:${port}/api/v1/query?query=up{job="caseguard"}`)).json()) as { data: { result: Array<{ value: [number, string] }> } };
+      const up = (await (await fetch(`http://127.0.0.1:${port}/api/v1/query?query=up{job="caseguard"}`)).json()) as {
+        data: { result: Array<{ value: [number, string] }> };
+      };
       expect(up.data.result[0]?.value[1]).toBe('1');
     } finally {
       if (prometheus && prometheus.exitCode === null) {

@@ -29,7 +29,12 @@ async function squawk(sql: string): Promise<{ code: number; out: string }> {
 }
 
 /** Runs a program with input on stdin; onStderr sees the stderr so far as it grows. */
-function run(program: string, args: string[], input: string, onStderr?: (stderr: string) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  program: string,
+  args: string[],
+  input: string,
+  onStderr?: (stderr: string) => void,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -79,35 +84,43 @@ describe('caseguard fk', () => {
     expect(lintStatements.out).toMatch(/Found 0 issues/);
   });
 
-  it.each(['online', 'rewrite'])('fk plan --strategy %s | psql -v ON_ERROR_STOP=1 reaches the same end state as fk add', async (strategy) => {
-    const copy = await createTestDatabase();
-    try {
-      for (const db of [t, copy]) {
-        await seedControls(db.pool);
-        await db.pool.query(
-          `INSERT INTO mega_agent.cases (case_id, user_id, title) SELECT ('abcdef00-0000-4000-b000-' || lpad(g::text, 12, '0'))::uuid, 'bulk-' || g, 'x' FROM generate_series(1, 2500) g;
+  it.each(['online', 'rewrite'])(
+    'fk plan --strategy %s | psql -v ON_ERROR_STOP=1 reaches the same end state as fk add',
+    async (strategy) => {
+      const copy = await createTestDatabase();
+      try {
+        for (const db of [t, copy]) {
+          await seedControls(db.pool);
+          await db.pool.query(
+            `INSERT INTO mega_agent.cases (case_id, user_id, title) SELECT ('abcdef00-0000-4000-b000-' || lpad(g::text, 12, '0'))::uuid, 'bulk-' || g, 'x' FROM generate_series(1, 2500) g;
            INSERT INTO mega_agent.case_intake_progress (user_id, case_id) SELECT user_id, case_id::text FROM mega_agent.cases WHERE user_id LIKE 'bulk-%';
            CREATE INDEX "App memory by case" ON mega_agent.case_memory (case_id, kind)`,
-        );
+          );
+        }
+        expect((await cli('fk', 'add', '--yes', '--strategy', strategy)).code).toBe(0);
+        const plan = await runCli(['fk', 'plan', '--strategy', strategy, '--batch-size', '700', '--database-url', copy.url]);
+        const psql = await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', copy.url], plan.stdout);
+        expect(psql.stderr).not.toMatch(/ERROR/);
+        expect(psql.code).toBe(0);
+        expect(await tableShape(copy.pool)).toBe(await tableShape(t.pool));
+        // the same rows, each with its uuid (the fixtures' timestamps differ between the two databases)
+        const ids = async (db: TestDatabase) =>
+          (
+            await db.pool.query(
+              "SELECT md5(string_agg(user_id || '/' || case_id::text, ',' ORDER BY user_id, case_id)) AS sum FROM mega_agent.case_intake_progress",
+            )
+          ).rows[0].sum;
+        expect(await ids(copy)).toBe(await ids(t));
+        const status = JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', copy.url])).stdout);
+        expect(status.complete).toBe(true);
+        expect(status.references.map((r: { phase: string }) => r.phase)).toEqual(['complete', 'complete', 'complete']);
+        for (const table of ['mega_agent.case_memory', 'mega_agent.bot_user_context'])
+          expect(await tableShape(copy.pool, table)).toBe(await tableShape(t.pool, table));
+      } finally {
+        await copy.drop();
       }
-      expect((await cli('fk', 'add', '--yes', '--strategy', strategy)).code).toBe(0);
-      const plan = await runCli(['fk', 'plan', '--strategy', strategy, '--batch-size', '700', '--database-url', copy.url]);
-      const psql = await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', copy.url], plan.stdout);
-      expect(psql.stderr).not.toMatch(/ERROR/);
-      expect(psql.code).toBe(0);
-      expect(await tableShape(copy.pool)).toBe(await tableShape(t.pool));
-      // the same rows, each with its uuid (the fixtures' timestamps differ between the two databases)
-      const ids = async (db: TestDatabase) =>
-        (await db.pool.query("SELECT md5(string_agg(user_id || '/' || case_id::text, ',' ORDER BY user_id, case_id)) AS sum FROM mega_agent.case_intake_progress")).rows[0].sum;
-      expect(await ids(copy)).toBe(await ids(t));
-      const status = JSON.parse((await runCli(['fk', 'status', '--format', 'json', '--database-url', copy.url])).stdout);
-      expect(status.complete).toBe(true);
-      expect(status.references.map((r: { phase: string }) => r.phase)).toEqual(['complete', 'complete', 'complete']);
-      for (const table of ['mega_agent.case_memory', 'mega_agent.bot_user_context']) expect(await tableShape(copy.pool, table)).toBe(await tableShape(t.pool, table));
-    } finally {
-      await copy.drop();
-    }
-  });
+    },
+  );
 
   it('the psql script retries a lock the application holds, then goes on', async () => {
     await seedControls(t.pool);
@@ -137,7 +150,10 @@ describe('caseguard fk', () => {
       CREATE TABLE mega_agent.case_intake_progress (LIKE mega_agent.progress_old INCLUDING DEFAULTS, PRIMARY KEY (user_id, case_id)) PARTITION BY HASH (user_id);
       CREATE TABLE mega_agent.progress_p0 PARTITION OF mega_agent.case_intake_progress FOR VALUES WITH (MODULUS 1, REMAINDER 0);
       DROP TABLE mega_agent.progress_old`);
-    for (const args of [['fk', 'plan'], ['fk', 'add', '--yes']]) {
+    for (const args of [
+      ['fk', 'plan'],
+      ['fk', 'add', '--yes'],
+    ]) {
       const r = await cli(...args);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/is partitioned.*nothing was changed/);
@@ -161,7 +177,13 @@ describe('caseguard fk', () => {
   it('status names the blockers; add refuses with exit 1 naming recover; after recover it adds; drop rolls back', async () => {
     await seedDamage(t.pool);
     const status = JSON.parse((await cli('fk', 'status', '--format', 'json')).stdout);
-    expect(status.blockers).toEqual({ orphaned_progress: 3, invalid_case_id: 4, duplicate_progress: 2, orphaned_memory: 2, dangling_active_case: 2 });
+    expect(status.blockers).toEqual({
+      orphaned_progress: 3,
+      invalid_case_id: 4,
+      duplicate_progress: 2,
+      orphaned_memory: 2,
+      dangling_active_case: 2,
+    });
     const refused = await cli('fk', 'add', '--yes');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/caseguard recover/);
@@ -177,7 +199,9 @@ describe('caseguard fk', () => {
     expect((await cli('scan')).code).toBe(0);
     const dropped = await cli('fk', 'drop', '--yes', '--revert-type');
     expect(dropped.code).toBe(0);
-    expect(dropped.stdout).toMatch(/Dropped fk_case_intake_progress_case, fk_case_memory_case, fk_bot_user_context_active_case; text again: progress, memory, active_case/);
+    expect(dropped.stdout).toMatch(
+      /Dropped fk_case_intake_progress_case, fk_case_memory_case, fk_bot_user_context_active_case; text again: progress, memory, active_case/,
+    );
   });
 
   it('add without a terminal and without --yes refuses with exit 2', async () => {

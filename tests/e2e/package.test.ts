@@ -60,7 +60,13 @@ describe('the packed package', () => {
     await seedDamage(t.pool);
     project = await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-consumer-'));
     // what npm publishes (dist is built before the e2e tests run)
-    const tarball = execFileSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', project], { cwd: root, encoding: 'utf8' }).trim().split('\n').at(-1)!;
+    const tarball = execFileSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', project], {
+      cwd: root,
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n')
+      .at(-1)!;
     const installed = path.join(project, 'node_modules', 'caseguard');
     await fs.mkdir(installed, { recursive: true });
     execFileSync('tar', ['-xzf', path.join(project, tarball), '-C', installed, '--strip-components=1']);
@@ -79,21 +85,45 @@ describe('the packed package', () => {
     await fs.writeFile(path.join(project, 'consumer.mjs'), CONSUMER);
     const args = ['consumer.mjs', t.url, F.orphanCanonical.user, F.orphanCanonical.caseId];
     const out = JSON.parse(execFileSync(process.execPath, args, { cwd: project, encoding: 'utf8' }));
-    expect(out).toMatchObject({ orphans: expected.orphaned_progress, started: 'started', status: 'shown', guarded: true, preparedStatements: true, typed: 2 });
+    expect(out).toMatchObject({
+      orphans: expected.orphaned_progress,
+      started: 'started',
+      status: 'shown',
+      guarded: true,
+      preparedStatements: true,
+      typed: 2,
+    });
     const recovered = await t.pool.query('SELECT title, metadata FROM mega_agent.cases WHERE case_id = $1', [F.orphanCanonical.caseId]);
-    expect(recovered.rows[0]).toEqual({ title: 'Intake Session (Recovered)', metadata: { recovered_by: 'ensure_case_exists', handler: 'app_resume' } });
+    expect(recovered.rows[0]).toEqual({
+      title: 'Intake Session (Recovered)',
+      metadata: { recovered_by: 'ensure_case_exists', handler: 'app_resume' },
+    });
     const stored = await t.pool.query("SELECT case_id FROM mega_agent.case_intake_progress WHERE user_id = 'package-user'");
     expect(stored.rows[0].case_id).toBe(out.caseId);
   });
 
   it('ships only the public entry point: internals are not importable by path', async () => {
     await fs.writeFile(path.join(project, 'internal.mjs'), "await import('caseguard/dist/core/scan/scan.js');");
-    expect(() => execFileSync(process.execPath, ['internal.mjs'], { cwd: project, stdio: 'pipe' })).toThrow(/ERR_PACKAGE_PATH_NOT_EXPORTED/);
+    expect(() => execFileSync(process.execPath, ['internal.mjs'], { cwd: project, stdio: 'pipe' })).toThrow(
+      /ERR_PACKAGE_PATH_NOT_EXPORTED/,
+    );
   });
 
   it('its types check in a TypeScript consumer, and catch a wrong check id', async () => {
     const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
-    const options = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--skipLibCheck', '--types', 'node'];
+    const options = [
+      '--noEmit',
+      '--strict',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--skipLibCheck',
+      '--types',
+      'node',
+    ];
     await fs.writeFile(path.join(project, 'typed.ts'), TYPED_CONSUMER);
     try {
       execFileSync(tsc, [...options, 'typed.ts'], { cwd: project, stdio: 'pipe', encoding: 'utf8' });

@@ -12,21 +12,32 @@ import { seedDamage } from '../helpers/fixtures.js';
 import { startPgBouncer, type PgBouncer } from '../helpers/pgbouncer.js';
 
 /** Every server connection of the pooler's pool, each pinned by an open transaction. */
-async function serverSessions(url: string, n: number): Promise<Array<{ lock_timeout: string; statement_timeout: string; check_interval: string | null; advisory: number }>> {
+async function serverSessions(
+  url: string,
+  n: number,
+): Promise<Array<{ lock_timeout: string; statement_timeout: string; check_interval: string | null; advisory: number }>> {
   const clients = Array.from({ length: n }, () => new pg.Client({ connectionString: url }));
   try {
     await Promise.all(clients.map((c) => c.connect()));
     const rows = [];
     for (const c of clients) {
       await c.query('BEGIN');
-      const r = await c.query(`SELECT current_setting('lock_timeout') AS lock_timeout, current_setting('statement_timeout') AS statement_timeout,
+      const r =
+        await c.query(`SELECT current_setting('lock_timeout') AS lock_timeout, current_setting('statement_timeout') AS statement_timeout,
                                       current_setting('client_connection_check_interval', true) AS check_interval,
                                       (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory`);
       rows.push(r.rows[0]);
     }
     return rows;
   } finally {
-    await Promise.all(clients.map((c) => c.query('ROLLBACK').catch(() => undefined).then(() => c.end())));
+    await Promise.all(
+      clients.map((c) =>
+        c
+          .query('ROLLBACK')
+          .catch(() => undefined)
+          .then(() => c.end()),
+      ),
+    );
   }
 }
 
@@ -93,7 +104,14 @@ describe('through PgBouncer with pool_mode=transaction', () => {
     expect((await cli('runs')).code).toBe(0);
     expect((await cli('fk', 'plan')).code).toBe(0);
 
-    for (const args of [['recover', '--yes'], ['recover', '--undo', '1', '--yes'], ['quarantine', 'restore', '1', '--yes'], ['fk', 'add', '--yes'], ['fk', 'drop', '--yes'], ['migrate']]) {
+    for (const args of [
+      ['recover', '--yes'],
+      ['recover', '--undo', '1', '--yes'],
+      ['quarantine', 'restore', '1', '--yes'],
+      ['fk', 'add', '--yes'],
+      ['fk', 'drop', '--yes'],
+      ['migrate'],
+    ]) {
       const r = await cli(...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr, args.join(' ')).toMatch(/transaction pooler.*use a direct or session-pooled URL|there is no run 1/);

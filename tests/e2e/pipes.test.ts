@@ -23,11 +23,14 @@ describe('a reader that goes away', () => {
     expect(r.code).toBe(0);
   });
 
-  it.each(['junit', 'table', 'prometheus'])('scan --format %s | head -1: quiet; the gate decides unless the reader left mid-write', async (format) => {
-    const r = await runClosingStdout(['scan', '--format', format, '--limit', '2000', '--database-url', t.url, '--log-level', 'warn']);
-    expect(r.stderr).not.toMatch(/internal error|SQLSTATE|EPIPE|Unhandled/);
-    expect([0, 1]).toContain(r.code);
-  });
+  it.each(['junit', 'table', 'prometheus'])(
+    'scan --format %s | head -1: quiet; the gate decides unless the reader left mid-write',
+    async (format) => {
+      const r = await runClosingStdout(['scan', '--format', format, '--limit', '2000', '--database-url', t.url, '--log-level', 'warn']);
+      expect(r.stderr).not.toMatch(/internal error|SQLSTATE|EPIPE|Unhandled/);
+      expect([0, 1]).toContain(r.code);
+    },
+  );
 
   it.each(['--help', 'migrate --help', 'exporter --help'])('caseguard %s into a closed pipe: exit 0, no EPIPE stack', async (args) => {
     const r = await runClosingStdout(args.split(' '), 'start');
@@ -39,7 +42,9 @@ describe('a reader that goes away', () => {
     const r = await runClosingStdout(['recover', '--yes', '--batch-size', '1000', '--database-url', t.url, '--log-level', 'warn']);
     expect(r.stderr).not.toMatch(/internal error|SQLSTATE|EPIPE|Unhandled/);
     expect(r.code).toBe(0);
-    const runs = await t.pool.query("SELECT status, (counts->>'create_case')::int AS created FROM caseguard.runs WHERE command = 'recover'");
+    const runs = await t.pool.query(
+      "SELECT status, (counts->>'create_case')::int AS created FROM caseguard.runs WHERE command = 'recover'",
+    );
     expect(runs.rows).toEqual([{ status: 'completed', created: 20_005 }]);
   });
 });

@@ -9,7 +9,14 @@ import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
 import { seedDamage } from '../helpers/fixtures.js';
 
-const TABLES = ['mega_agent.cases', 'mega_agent.case_intake_progress', 'mega_agent.case_memory', 'mega_agent.bot_user_context', 'caseguard.runs', 'caseguard.quarantine'];
+const TABLES = [
+  'mega_agent.cases',
+  'mega_agent.case_intake_progress',
+  'mega_agent.case_memory',
+  'mega_agent.bot_user_context',
+  'caseguard.runs',
+  'caseguard.quarantine',
+];
 
 async function checksums(t: TestDatabase): Promise<string[]> {
   return Promise.all(TABLES.map((table) => tableChecksum(t.pool, table)));
@@ -51,7 +58,10 @@ describe('a read-only database (default_transaction_read_only = on)', () => {
     const before = await checksums(t);
     const r = await cli(...args);
     expect(r.code).toBe(2);
-    const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('caseguard:'));
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('caseguard:'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/read-only|there is no run 1/);
     expect(r.stderr).not.toMatch(/\n\s+at |SQLSTATE 25006/);

@@ -20,7 +20,9 @@ describe('caseguard recover', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/no terminal.*--yes/);
     expect(await tableChecksum(t.pool, 'mega_agent.cases')).toBe(before);
-    const runs = await t.pool.query("SELECT count(*)::int AS n FROM caseguard.runs WHERE command = 'recover'").catch(() => ({ rows: [{ n: 0 }] }));
+    const runs = await t.pool
+      .query("SELECT count(*)::int AS n FROM caseguard.runs WHERE command = 'recover'")
+      .catch(() => ({ rows: [{ n: 0 }] }));
     expect(runs.rows[0].n).toBe(0);
   });
 
@@ -90,7 +92,8 @@ describe('caseguard recover', () => {
       expect(granted.code).toBe(0);
       expect((await recoveredCaseCount(t.pool)).cases).toBe(5);
     } finally {
-      await t.pool.query(`REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent, caseguard FROM ${role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA mega_agent, caseguard FROM ${role};
+      await t.pool
+        .query(`REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent, caseguard FROM ${role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA mega_agent, caseguard FROM ${role};
         REVOKE ALL ON SCHEMA mega_agent, caseguard FROM ${role}; REVOKE ALL ON DATABASE ${t.name} FROM ${role}; DROP ROLE ${role}`);
     }
   });
@@ -137,13 +140,16 @@ describe('caseguard recover', () => {
     expect(killed.signalled).toBe(true);
     // The server ends the dead process's sessions as it notices their closed sockets.
     for (let i = 0; i < 200; i++) {
-      const left = await t.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'caseguard recover %'");
+      const left = await t.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'caseguard recover %'",
+      );
       if (left.rows[0].n === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     const listed = await cli('runs', '--format', 'json');
     expect(JSON.parse(listed.stdout)[0].status).toBe('abandoned');
-    const committed = (await t.pool.query("SELECT sum(row_count)::int AS n FROM caseguard.run_items WHERE action = 'case_created'")).rows[0].n;
+    const committed = (await t.pool.query("SELECT sum(row_count)::int AS n FROM caseguard.run_items WHERE action = 'case_created'")).rows[0]
+      .n;
     expect(committed).toBeGreaterThanOrEqual(30);
     // The run's targets were a temporary table of its session: gone with it, before any rerun.
     const targetsLeft = "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'";
@@ -151,7 +157,7 @@ describe('caseguard recover', () => {
     const rerun = await cli('recover', '--yes');
     expect(rerun.code).toBe(0);
     expect((await t.pool.query(targetsLeft)).rows[0].n).toBe(0);
-    const dead = await t.pool.query("SELECT status, counts FROM caseguard.runs ORDER BY run_id LIMIT 1");
+    const dead = await t.pool.query('SELECT status, counts FROM caseguard.runs ORDER BY run_id LIMIT 1');
     expect(dead.rows[0]).toMatchObject({ status: 'abandoned', counts: { case_created: committed } });
     expect((await recoveredCaseCount(t.pool)).cases).toBe(3000 + 5);
   });

@@ -6,7 +6,15 @@ import { parseCsv } from '../helpers/csv.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { expected, HOSTILE_USER, seedControls, seedDamage } from '../helpers/fixtures.js';
 
-const CHECK_IDS = ['orphaned_progress', 'invalid_case_id', 'noncanonical_case_id', 'duplicate_progress', 'orphaned_memory', 'dangling_active_case', 'owner_mismatch'];
+const CHECK_IDS = [
+  'orphaned_progress',
+  'invalid_case_id',
+  'noncanonical_case_id',
+  'duplicate_progress',
+  'orphaned_memory',
+  'dangling_active_case',
+  'owner_mismatch',
+];
 
 describe('caseguard scan', () => {
   let damaged: TestDatabase;
@@ -63,7 +71,9 @@ describe('caseguard scan', () => {
     const r = await scan(damaged, '--format', 'csv');
     const rows = parseCsv(r.stdout);
     expect(rows[0]).toEqual(['check', 'severity', 'table', 'user_id', 'case_id', 'canonical_id', 'owner', 'memory_id', 'detail']);
-    const total = Object.entries(expected).filter(([k]) => k !== 'missingCases').reduce((n, [, v]) => n + v, 0);
+    const total = Object.entries(expected)
+      .filter(([k]) => k !== 'missingCases')
+      .reduce((n, [, v]) => n + v, 0);
     expect(rows).toHaveLength(1 + total);
     expect(rows.filter((row) => row[3] === HOSTILE_USER)).toHaveLength(1);
     expect(new Set(rows.slice(1).map((row) => row.length))).toEqual(new Set([9]));
@@ -90,8 +100,12 @@ describe('caseguard scan', () => {
     // A database whose only findings are warnings: the spellings of existing cases.
     const warnOnly = await createTestDatabase();
     try {
-      await warnOnly.pool.query("INSERT INTO mega_agent.cases (case_id, user_id, title) VALUES ('abcdef00-0000-4000-a000-000000000001', 'w', 't')");
-      await warnOnly.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('w', 'ABCDEF00-0000-4000-A000-000000000001')");
+      await warnOnly.pool.query(
+        "INSERT INTO mega_agent.cases (case_id, user_id, title) VALUES ('abcdef00-0000-4000-a000-000000000001', 'w', 't')",
+      );
+      await warnOnly.pool.query(
+        "INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('w', 'ABCDEF00-0000-4000-A000-000000000001')",
+      );
       const passing = await runCli(['scan', '--format', 'junit', '--database-url', warnOnly.url]);
       expect(passing.code).toBe(0);
       expect(Number(parse(passing.stdout).failures)).toBe(0);
@@ -108,7 +122,9 @@ describe('caseguard scan', () => {
 
   it('csv writes every finding (streamed): as many rows as json --all counts', async () => {
     const csv = await scan(damaged, '--format', 'csv', '--limit', '1');
-    const json = JSON.parse((await scan(damaged, '--format', 'json', '--limit', '1')).stdout) as { checks: Array<{ count: number; omitted: number; samples: unknown[] }> };
+    const json = JSON.parse((await scan(damaged, '--format', 'json', '--limit', '1')).stdout) as {
+      checks: Array<{ count: number; omitted: number; samples: unknown[] }>;
+    };
     const total = json.checks.reduce((n, c) => n + c.count, 0);
     expect(parseCsv(csv.stdout).length - 1).toBe(total);
     for (const c of json.checks) expect(c.omitted).toBe(c.count - c.samples.length);
@@ -134,7 +150,9 @@ describe('caseguard scan', () => {
       const r = await scan(damaged, '--format', 'prometheus', '--output', file);
       expect(r.code).toBe(1);
       expect(r.stdout).toBe('');
-      expect(await fs.readFile(file, 'utf8')).toContain(`caseguard_findings{check="orphaned_progress",severity="error"} ${expected.orphaned_progress}`);
+      expect(await fs.readFile(file, 'utf8')).toContain(
+        `caseguard_findings{check="orphaned_progress",severity="error"} ${expected.orphaned_progress}`,
+      );
       const all = path.join(dir, 'all.json');
       expect((await scan(damaged, '--all', '--format', 'json', '-o', all)).code).toBe(1);
       expect(JSON.parse(await fs.readFile(all, 'utf8')).checks).toHaveLength(7);
@@ -148,7 +166,12 @@ describe('caseguard scan', () => {
   });
 
   it('--fail-on and --max-findings set the threshold', async () => {
-    const errors = expected.orphaned_progress + expected.invalid_case_id + expected.duplicate_progress + expected.orphaned_memory + expected.dangling_active_case;
+    const errors =
+      expected.orphaned_progress +
+      expected.invalid_case_id +
+      expected.duplicate_progress +
+      expected.orphaned_memory +
+      expected.dangling_active_case;
     expect((await scan(damaged, '--max-findings', String(errors))).code).toBe(0);
     expect((await scan(damaged, '--max-findings', String(errors), '--fail-on', 'warn')).code).toBe(1);
     expect((await scan(damaged, '--fail-on', 'fatal')).code).toBe(2);
@@ -184,7 +207,10 @@ describe('caseguard scan', () => {
     try {
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS EXCLUSIVE MODE');
-      const child = spawn(process.execPath, [BIN, 'scan', '--database-url', damaged.url], { env: { ...process.env, CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [BIN, 'scan', '--database-url', damaged.url], {
+        env: { ...process.env, CI: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
       // Ready when the scan's query waits on the lock: the server says so, no fixed sleep.

@@ -14,7 +14,10 @@ const PII = 'alice.personal@example.com';
 
 function expectOneLine(r: CliResult, code: number, pattern: RegExp): void {
   expect(r.code, r.stderr).toBe(code);
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('{'));
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(pattern);
   expect(r.stderr).not.toMatch(/\n\s+at |internal error/);
@@ -37,7 +40,11 @@ describe('server errors', () => {
   it('a required column of cases without a default: refused before anything (exit 2) until --case-value gives it', async () => {
     await t.pool.query('ALTER TABLE mega_agent.cases ADD COLUMN tenant_id text NOT NULL');
     const before = await tableChecksum(t.pool, 'mega_agent.cases');
-    expectOneLine(await cli('recover', '--yes'), 2, /nothing was changed: cases.tenant_id \(text\) is required and has no default: give it with --case-value tenant_id=VALUE/);
+    expectOneLine(
+      await cli('recover', '--yes'),
+      2,
+      /nothing was changed: cases.tenant_id \(text\) is required and has no default: give it with --case-value tenant_id=VALUE/,
+    );
     expect(await tableChecksum(t.pool, 'mega_agent.cases')).toBe(before);
     expect((await t.pool.query('SELECT count(*)::int AS n FROM caseguard.runs')).rows[0].n).toBe(0);
     const dry = await cli('recover', '--dry-run');
@@ -56,7 +63,9 @@ describe('server errors', () => {
     expect(r.stdout).toMatch(/Partly recovered/);
     expect(r.stdout).toMatch(/2 target\(s\) were rejected by the database/);
     expect(r.stderr).not.toContain(PII);
-    const rejected = await t.pool.query("SELECT after->>'sqlstate' AS sqlstate, after->>'reason' AS reason FROM caseguard.run_items WHERE action = 'rejected'");
+    const rejected = await t.pool.query(
+      "SELECT after->>'sqlstate' AS sqlstate, after->>'reason' AS reason FROM caseguard.run_items WHERE action = 'rejected'",
+    );
     expect(rejected.rows).toHaveLength(2);
     expect(rejected.rows[0]).toMatchObject({ sqlstate: '23505', reason: expect.stringMatching(/one_recovered_title/) });
     expect(JSON.stringify(rejected.rows)).not.toContain(PII);
@@ -67,8 +76,14 @@ describe('server errors', () => {
   it('a view on case_id, which would block the type change (0A000), is refused before any change: exit 2', async () => {
     await t.pool.query('DELETE FROM mega_agent.case_intake_progress');
     await t.pool.query('CREATE VIEW mega_agent.progress_cases AS SELECT case_id FROM mega_agent.case_intake_progress');
-    expectOneLine(await cli('fk', 'add', '--yes', '--strategy', 'rewrite'), 2, /rewrite strategy cannot carry .*view mega_agent\.progress_cases; nothing was changed/);
-    const type = await t.pool.query("SELECT data_type FROM information_schema.columns WHERE table_name = 'case_intake_progress' AND column_name = 'case_id'");
+    expectOneLine(
+      await cli('fk', 'add', '--yes', '--strategy', 'rewrite'),
+      2,
+      /rewrite strategy cannot carry .*view mega_agent\.progress_cases; nothing was changed/,
+    );
+    const type = await t.pool.query(
+      "SELECT data_type FROM information_schema.columns WHERE table_name = 'case_intake_progress' AND column_name = 'case_id'",
+    );
     expect(type.rows[0].data_type).toBe('text');
   });
 
@@ -92,7 +107,11 @@ describe('server errors', () => {
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
       // The driver may report the ended session (57P01) or the closed socket first: either way, exit 3.
-      expectOneLine(await running, 3, /terminating connection due to administrator command.*SQLSTATE 57P01|connection to the database was lost \(Connection terminated/);
+      expectOneLine(
+        await running,
+        3,
+        /terminating connection due to administrator command.*SQLSTATE 57P01|connection to the database was lost \(Connection terminated/,
+      );
     } finally {
       await blocker.query('ROLLBACK');
       blocker.release();

@@ -52,13 +52,16 @@ describe('a hot standby', () => {
     expect(dry.stdout).toMatch(/Recovery plan/);
   });
 
-  it.each([[['recover', '--yes']], [['fk', 'add', '--yes']], [['migrate']], [['quarantine', 'restore', '1', '--yes']], [['simulate', '--users', '1']]])(
-    '%s refuses with exit 2: a hot standby, use the primary',
-    async (args) => {
-      const r = await cli(...args);
-      expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/is a hot standby \(read-only\): caseguard \S+.* writes; run it against the primary/);
-      expect(r.stderr).not.toMatch(/\n\s+at /);
-    },
-  );
+  it.each([
+    [['recover', '--yes']],
+    [['fk', 'add', '--yes']],
+    [['migrate']],
+    [['quarantine', 'restore', '1', '--yes']],
+    [['simulate', '--users', '1']],
+  ])('%s refuses with exit 2: a hot standby, use the primary', async (args) => {
+    const r = await cli(...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/is a hot standby \(read-only\): caseguard \S+.* writes; run it against the primary/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
 });

@@ -21,7 +21,7 @@ describe('on a terminal', () => {
 
   it('an 80-column terminal and a 10 kB user id: no line of the report is wider than 80', async () => {
     const huge = `u-${'x'.repeat(10_000)}`;
-    await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ($1, gen_random_uuid()::text)", [huge]);
+    await t.pool.query('INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ($1, gen_random_uuid()::text)', [huge]);
     const session = runInPty(['scan', '--database-url', t.url], { columns: 80 });
     expect(await session.exit).toBe(1);
     const report = session.lines().filter((l) => !LOG_LINE.test(l));

@@ -17,7 +17,8 @@ export function runCli(
 ): Promise<CliResult> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   // Tests decide the connection explicitly; inherited settings must not leak in.
-  for (const key of ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'FORCE_COLOR', 'CI']) if (!(options.env && key in options.env)) delete env[key];
+  for (const key of ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'FORCE_COLOR', 'CI'])
+    if (!(options.env && key in options.env)) delete env[key];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -62,7 +63,10 @@ export function signalWhen(
  * Runs the binary with a reader that goes away after the first chunk of stdout (`| head -1`),
  * or before the first one (`at: 'start'`: every write meets a closed pipe).
  */
-export function runClosingStdout(args: string[], at: 'first-chunk' | 'start' = 'first-chunk'): Promise<{ code: number | null; stderr: string }> {
+export function runClosingStdout(
+  args: string[],
+  at: 'first-chunk' | 'start' = 'first-chunk',
+): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));

@@ -25,7 +25,9 @@ export function adminUrl(): string {
 }
 
 /** A new database: a clone of the migrated template, or empty with { empty: true }. */
-export async function createTestDatabase(options: { empty?: boolean; log?: Logger; poolSize?: number; pipeline?: boolean } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(
+  options: { empty?: boolean; log?: Logger; poolSize?: number; pipeline?: boolean } = {},
+): Promise<TestDatabase> {
   const name = `cg_test_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl() });
   await admin.connect();
@@ -36,7 +38,11 @@ export async function createTestDatabase(options: { empty?: boolean; log?: Logge
     await admin.end();
   }
   const url = withDatabase(adminUrl(), name);
-  const database = await openDatabase(serverTarget(url), { log: options.log ?? silentLogger, poolSize: options.poolSize ?? 8, pipeline: options.pipeline });
+  const database = await openDatabase(serverTarget(url), {
+    log: options.log ?? silentLogger,
+    poolSize: options.poolSize ?? 8,
+    pipeline: options.pipeline,
+  });
   const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'caseguard-tests' });
   // DROP DATABASE ... WITH (FORCE) at the end terminates whatever is still connected; an idle
   // client dying then is expected, not an unhandled error.
@@ -82,11 +88,16 @@ export async function tableChecksum(pool: pg.Pool, table: string, where = 'true'
  * A login role with only CONNECT, USAGE on mega_agent and SELECT on its tables: a least-privilege
  * reader. Returns its URL and a drop() that revokes and removes it (roles are cluster-wide).
  */
-export async function createReaderRole(t: TestDatabase, prefix = 'cg_reader'): Promise<{ role: string; url: string; drop(): Promise<void> }> {
+export async function createReaderRole(
+  t: TestDatabase,
+  prefix = 'cg_reader',
+): Promise<{ role: string; url: string; drop(): Promise<void> }> {
   const role = `${prefix}_${randomBytes(4).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
   await t.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
-  await t.pool.query(`GRANT CONNECT ON DATABASE ${t.name} TO ${role}; GRANT USAGE ON SCHEMA mega_agent TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA mega_agent TO ${role}`);
+  await t.pool.query(
+    `GRANT CONNECT ON DATABASE ${t.name} TO ${role}; GRANT USAGE ON SCHEMA mega_agent TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA mega_agent TO ${role}`,
+  );
   const url = new URL(t.url);
   url.username = role;
   url.password = password;
@@ -94,7 +105,11 @@ export async function createReaderRole(t: TestDatabase, prefix = 'cg_reader'): P
     role,
     url: url.toString(),
     drop: async () => {
-      await t.pool.query(`REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent FROM ${role}; REVOKE ALL ON SCHEMA mega_agent FROM ${role}; REVOKE ALL ON DATABASE ${t.name} FROM ${role}`).catch(() => undefined);
+      await t.pool
+        .query(
+          `REVOKE ALL ON ALL TABLES IN SCHEMA mega_agent FROM ${role}; REVOKE ALL ON SCHEMA mega_agent FROM ${role}; REVOKE ALL ON DATABASE ${t.name} FROM ${role}`,
+        )
+        .catch(() => undefined);
       const admin = new pg.Client({ connectionString: adminUrl() });
       await admin.connect();
       await admin.query(`DROP ROLE IF EXISTS ${role}`);

@@ -17,7 +17,10 @@ export interface RunningExporter {
 export async function startExporterProcess(args: string[]): Promise<RunningExporter> {
   const env: NodeJS.ProcessEnv = { ...process.env, CI: '' };
   for (const key of ['DATABASE_URL', 'PGHOST', 'PGDATABASE']) delete env[key];
-  const child = spawn(process.execPath, [BIN, 'exporter', '--listen', '127.0.0.1:0', ...args, '--log-level', 'info'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'exporter', '--listen', '127.0.0.1:0', ...args, '--log-level', 'info'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {

@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 
-export const id = (n: number) => `abcdef00-0000-4000-a000-${String(n).padStart(12, "0")}`;
+export const id = (n: number) => `abcdef00-0000-4000-a000-${String(n).padStart(12, '0')}`;
 const nohyphen = (u: string) => u.replace(/-/g, '');
 const every4 = (u: string) => nohyphen(u).match(/.{4}/g)!.join('-');
 
@@ -58,7 +58,10 @@ async function insertCase(pool: pg.Pool, caseId: string, user: string) {
   await pool.query("INSERT INTO mega_agent.cases (case_id, user_id, title) VALUES ($1, $2, 'Fixture')", [caseId, user]);
 }
 async function insertProgress(pool: pg.Pool, user: string, caseId: string) {
-  await pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) VALUES ($1, $2, 'contact')", [user, caseId]);
+  await pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) VALUES ($1, $2, 'contact')", [
+    user,
+    caseId,
+  ]);
 }
 async function insertMemory(pool: pg.Pool, user: string, caseId: string) {
   await pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, $2, 'note', '{}')", [caseId, user]);

@@ -33,4 +33,3 @@ export async function tableShape(pool: pg.Pool, table = 'mega_agent.case_intake_
   );
   return r.rows[0].shape;
 }
-

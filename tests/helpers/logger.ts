@@ -7,13 +7,14 @@ export interface RecordedEvent {
   msg?: string;
 }
 
-export function recordingLogger(events: RecordedEvent[] = [], bindings: Record<string, unknown> = {}): Logger & { events: RecordedEvent[] } {
-  const at =
-    (level: RecordedEvent['level']) =>
-    (objOrMsg: object | string, msg?: string) => {
-      if (typeof objOrMsg === 'string') events.push({ level, fields: { ...bindings }, msg: objOrMsg });
-      else events.push({ level, fields: { ...bindings, ...(objOrMsg as Record<string, unknown>) }, msg });
-    };
+export function recordingLogger(
+  events: RecordedEvent[] = [],
+  bindings: Record<string, unknown> = {},
+): Logger & { events: RecordedEvent[] } {
+  const at = (level: RecordedEvent['level']) => (objOrMsg: object | string, msg?: string) => {
+    if (typeof objOrMsg === 'string') events.push({ level, fields: { ...bindings }, msg: objOrMsg });
+    else events.push({ level, fields: { ...bindings, ...(objOrMsg as Record<string, unknown>) }, msg });
+  };
   return {
     events,
     debug: at('debug'),

@@ -5,7 +5,8 @@
 import type pg from 'pg';
 
 /** Day d (0 today, 1 yesterday…) at hh:00 UTC, as SQL. */
-const at = (d: number, hour = 1) => `(date_trunc('day', now() AT TIME ZONE 'UTC') - interval '${d} days' + interval '${hour} hours') AT TIME ZONE 'UTC'`;
+const at = (d: number, hour = 1) =>
+  `(date_trunc('day', now() AT TIME ZONE 'UTC') - interval '${d} days' + interval '${hour} hours') AT TIME ZONE 'UTC'`;
 
 /**
  * Intakes (window of 3 days, abandoned after 24 h):
@@ -60,7 +61,10 @@ export async function seedFunnel(pool: pg.Pool): Promise<void> {
     ['caseguard', 'now()'],
   ];
   for (const [by, created] of recovered) {
-    await pool.query(`INSERT INTO mega_agent.cases (user_id, title, metadata, created_at) VALUES ('r', 'Intake Session (Recovered)', jsonb_build_object('recovered_by', $1::text), ${created})`, [by]);
+    await pool.query(
+      `INSERT INTO mega_agent.cases (user_id, title, metadata, created_at) VALUES ('r', 'Intake Session (Recovered)', jsonb_build_object('recovered_by', $1::text), ${created})`,
+      [by],
+    );
   }
 }
 

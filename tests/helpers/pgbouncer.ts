@@ -40,10 +40,14 @@ export async function startPgBouncer(serverUrl: string, poolMode: 'session' | 't
   await fs.writeFile(path.join(dir, 'pgbouncer.ini'), `${ini}\n`);
   await fs.writeFile(path.join(dir, 'userlist.txt'), `"${user}" "${password}"\n`);
   const asRoot = process.getuid?.() === 0;
-  const child: ChildProcess = spawn('pgbouncer', [...(asRoot ? ['-u', 'postgres'] : []), path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore' });
+  const child: ChildProcess = spawn('pgbouncer', [...(asRoot ? ['-u', 'postgres'] : []), path.join(dir, 'pgbouncer.ini')], {
+    stdio: 'ignore',
+  });
   const urlFor = (database: string) => `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${database}`;
   await waitForServer(urlFor('postgres'), child).catch(async (error: unknown) => {
-    throw new Error(`pgbouncer did not start: ${(error as Error).message}; log: ${await fs.readFile(path.join(dir, 'pgbouncer.log'), 'utf8').catch(() => '')}`);
+    throw new Error(
+      `pgbouncer did not start: ${(error as Error).message}; log: ${await fs.readFile(path.join(dir, 'pgbouncer.log'), 'utf8').catch(() => '')}`,
+    );
   });
   return {
     urlFor,

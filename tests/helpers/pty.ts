@@ -30,7 +30,8 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function runInPty(args: string[], options: { env?: NodeJS.ProcessEnv; columns?: number } = {}): PtySession {
   const command = `stty cols ${options.columns ?? 100} rows 40; exec ${[process.execPath, BIN, ...args].map(quote).join(' ')}`;
   const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'xterm', ...options.env };
-  for (const key of ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'CI', 'NO_COLOR', 'FORCE_COLOR']) if (!(options.env && key in options.env)) delete env[key];
+  for (const key of ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'CI', 'NO_COLOR', 'FORCE_COLOR'])
+    if (!(options.env && key in options.env)) delete env[key];
   const child = spawn('script', ['-qfec', command, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let screen = '';
   const waiters: Array<() => void> = [];
@@ -83,11 +84,23 @@ export function emulate(raw: string): string[] {
       if (csi) {
         const n = Number(csi[1]!.replace('?', '') || 0);
         switch (csi[2]) {
-          case 'G': col = Math.max(0, (n || 1) - 1); break;
-          case 'A': row = Math.max(0, row - (n || 1)); break;
-          case 'B': row += n || 1; break;
-          case 'J': line().length = Math.min(line().length, col); lines.length = row + 1; break;
-          case 'K': if (n === 2) line().length = 0; else line().length = Math.min(line().length, col); break;
+          case 'G':
+            col = Math.max(0, (n || 1) - 1);
+            break;
+          case 'A':
+            row = Math.max(0, row - (n || 1));
+            break;
+          case 'B':
+            row += n || 1;
+            break;
+          case 'J':
+            line().length = Math.min(line().length, col);
+            lines.length = row + 1;
+            break;
+          case 'K':
+            if (n === 2) line().length = 0;
+            else line().length = Math.min(line().length, col);
+            break;
         }
         i += csi[0].length - 1;
       } else if (raw[i + 1] === '7') {

@@ -17,7 +17,11 @@ export async function runRecover(t: TestDatabase, options: Partial<RecoverOption
 }
 
 export async function runScan(t: TestDatabase): Promise<ScanReport> {
-  return scan(t.database.db, await inspectDatabase(t.database.db), { databaseName: t.name, limit: 100, gate: { failOn: 'error', maxFindings: 0 } });
+  return scan(t.database.db, await inspectDatabase(t.database.db), {
+    databaseName: t.name,
+    limit: 100,
+    gate: { failOn: 'error', maxFindings: 0 },
+  });
 }
 
 /** Checksums of every application row, for "nothing changed" and "controls untouched". */

@@ -33,7 +33,10 @@ export async function freePort(): Promise<number> {
 /** uid and gid to run the server as: the postgres user when we are root. */
 export function serverUser(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
-  return { uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()) };
+  return {
+    uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()),
+  };
 }
 
 /** The package's shared-library symlinks, which its install script would have made. */
@@ -70,15 +73,33 @@ export async function waitForServer(url: string, child?: ChildProcess): Promise<
 }
 
 /** Starts `postgres` from a binary folder on a free port; stop() ends it and removes its data. */
-export async function startServerFrom(binDir: string, options: { extraConf?: string[]; dataDir?: string; port?: number } = {}): Promise<TestServer & { port: number }> {
+export async function startServerFrom(
+  binDir: string,
+  options: { extraConf?: string[]; dataDir?: string; port?: number } = {},
+): Promise<TestServer & { port: number }> {
   const user = serverUser();
   const dataDir = options.dataDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-pg-')));
   if (user) await fs.chown(dataDir, user.uid, user.gid);
   if (!options.dataDir) {
-    execFileSync(path.join(binDir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync'], { ...user, stdio: 'ignore' });
+    execFileSync(path.join(binDir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync'], {
+      ...user,
+      stdio: 'ignore',
+    });
   }
   const port = options.port ?? (await freePort());
-  const args = ['-D', dataDir, '-p', String(port), '-k', dataDir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', ...(options.extraConf ?? []).flatMap((c) => ['-c', c])];
+  const args = [
+    '-D',
+    dataDir,
+    '-p',
+    String(port),
+    '-k',
+    dataDir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'fsync=off',
+    ...(options.extraConf ?? []).flatMap((c) => ['-c', c]),
+  ];
   const child = spawn(path.join(binDir, 'postgres'), args, { ...user, stdio: 'ignore', detached: false });
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   await waitForServer(url, child);
@@ -110,7 +131,8 @@ export function systemBinDir(): string {
   const root = '/usr/lib/postgresql';
   const majors = existsSync(root) ? readdirSync(root).filter((d) => existsSync(path.join(root, d, 'bin', 'pg_basebackup'))) : [];
   majors.sort((a, b) => Number(b) - Number(a));
-  if (!majors[0]) throw new Error('no PostgreSQL with pg_basebackup under /usr/lib/postgresql (Debian package postgresql): .ci/run installs it');
+  if (!majors[0])
+    throw new Error('no PostgreSQL with pg_basebackup under /usr/lib/postgresql (Debian package postgresql): .ci/run installs it');
   return path.join(root, majors[0], 'bin');
 }
 
@@ -118,7 +140,9 @@ export function systemBinDir(): string {
  * A primary and a real hot standby made from it with pg_basebackup -R. `prepare` runs on the
  * primary before the base backup, so the standby starts with its data.
  */
-export async function startPrimaryAndStandby(prepare: (primaryUrl: string) => Promise<void>): Promise<{ primary: TestServer; standby: TestServer }> {
+export async function startPrimaryAndStandby(
+  prepare: (primaryUrl: string) => Promise<void>,
+): Promise<{ primary: TestServer; standby: TestServer }> {
   const bin = systemBinDir();
   const primary = await startServerFrom(bin, { extraConf: ['wal_level=replica', 'max_wal_senders=4', 'hot_standby=on'] });
   try {
@@ -126,7 +150,11 @@ export async function startPrimaryAndStandby(prepare: (primaryUrl: string) => Pr
     const user = serverUser();
     const standbyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-standby-'));
     if (user) await fs.chown(standbyDir, user.uid, user.gid);
-    execFileSync(path.join(bin, 'pg_basebackup'), ['-D', standbyDir, '-R', '-X', 'stream', '--checkpoint=fast', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres'], { ...user, stdio: 'ignore' });
+    execFileSync(
+      path.join(bin, 'pg_basebackup'),
+      ['-D', standbyDir, '-R', '-X', 'stream', '--checkpoint=fast', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres'],
+      { ...user, stdio: 'ignore' },
+    );
     const standby = await startServerFrom(bin, { dataDir: standbyDir });
     return { primary, standby };
   } catch (error) {

@@ -68,7 +68,11 @@ describe('every form of connection string reaches the server', () => {
   it('a service from the service file, its password from .pgpass', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-conn-'));
     fs.writeFileSync(path.join(dir, 'services'), `[intake]\n${kv().replace(/ /g, '\n')}\n`);
-    fs.writeFileSync(path.join(dir, 'pgpass'), `${server.hostname}:${server.port || 5432}:*:${decodeURIComponent(server.username)}:${decodeURIComponent(server.password)}\n`, { mode: 0o600 });
+    fs.writeFileSync(
+      path.join(dir, 'pgpass'),
+      `${server.hostname}:${server.port || 5432}:*:${decodeURIComponent(server.username)}:${decodeURIComponent(server.password)}\n`,
+      { mode: 0o600 },
+    );
     const env = { PGSERVICEFILE: path.join(dir, 'services'), PGPASSFILE: path.join(dir, 'pgpass'), PGSSLMODE: 'disable' };
     const target = resolveConnection({ judgesData: true, cwd: dir, env: { ...env, PGSERVICE: 'intake' } });
     expect(target.kind).toBe('server');

@@ -64,13 +64,17 @@ describe('ensure-case guard (legacy shape)', () => {
   });
 
   it('refuses to guess when the case id is no uuid, logs intake.case_missing, and lets the user start afresh', async () => {
-    await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) VALUES ('u-garbage', 'not-a-uuid', 'contact')");
+    await t.pool.query(
+      "INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block) VALUES ('u-garbage', 'not-a-uuid', 'contact')",
+    );
     const status = await handlers.status('u-garbage');
     expect(status.outcome).toBe('damaged');
     expect(log.events.some((e) => e.fields.event === 'intake.case_missing' && e.fields.user_id === 'u-garbage')).toBe(true);
     const fresh = await handlers.start('u-garbage');
     expect(fresh.outcome).toBe('started');
-    const rows = await t.pool.query('SELECT case_id, status FROM mega_agent.case_intake_progress WHERE user_id = $1 ORDER BY created_at', ['u-garbage']);
+    const rows = await t.pool.query('SELECT case_id, status FROM mega_agent.case_intake_progress WHERE user_id = $1 ORDER BY created_at', [
+      'u-garbage',
+    ]);
     expect(rows.rows[0]).toEqual({ case_id: 'not-a-uuid', status: 'abandoned' });
   });
 });

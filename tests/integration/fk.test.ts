@@ -42,7 +42,9 @@ describe.each(['online', 'rewrite'] as const)('fk add --strategy %s', (strategy)
   afterEach(() => t?.drop());
 
   it('converts the column, indexes it, adds and validates the FK; controls and data survive', async () => {
-    const before = await t.pool.query("SELECT user_id, case_id::text, answers, created_at FROM mega_agent.case_intake_progress ORDER BY user_id");
+    const before = await t.pool.query(
+      'SELECT user_id, case_id::text, answers, created_at FROM mega_agent.case_intake_progress ORDER BY user_id',
+    );
     const result = await runFkAdd(t, { strategy });
     expect(result.steps.every((s) => s.status === 'done')).toBe(true);
     const state = (await readFkState(t.database.db))!;
@@ -52,7 +54,9 @@ describe.each(['online', 'rewrite'] as const)('fk add --strategy %s', (strategy)
     expect(state.primaryKey?.columns).toEqual(['user_id', 'case_id']);
     expect(state.hasShadow).toBe(false);
     expect(state.hasTrigger).toBe(false);
-    const after = await t.pool.query("SELECT user_id, case_id::text, answers, created_at FROM mega_agent.case_intake_progress ORDER BY user_id");
+    const after = await t.pool.query(
+      'SELECT user_id, case_id::text, answers, created_at FROM mega_agent.case_intake_progress ORDER BY user_id',
+    );
     expect(after.rows).toEqual(before.rows);
     const violation = await proveConstraint(t);
     expect(violation).toMatchObject({ code: '23503', constraint: 'fk_case_intake_progress_case' });
@@ -96,7 +100,13 @@ describe('fk add safety', () => {
     expect(await tableChecksum(t.pool, 'mega_agent.case_intake_progress')).toBe(before);
     await runRecover(t, { quarantine: true });
     const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
-    expect(status.blockers).toEqual({ orphaned_progress: 0, invalid_case_id: 0, duplicate_progress: 0, orphaned_memory: 0, dangling_active_case: 0 });
+    expect(status.blockers).toEqual({
+      orphaned_progress: 0,
+      invalid_case_id: 0,
+      duplicate_progress: 0,
+      orphaned_memory: 0,
+      dangling_active_case: 0,
+    });
     expect((await runFkAdd(t)).steps.length).toBeGreaterThan(5);
   });
 
@@ -111,7 +121,10 @@ describe('fk add safety', () => {
     const mid = (await readFkState(t.database.db))!;
     expect(mid).toMatchObject({ columnType: 'text', hasShadow: true, hasTrigger: true });
     const resumed = await runFkAdd(t);
-    expect(resumed.steps.filter((s) => s.status === 'skipped').map((s) => s.id)).toEqual(['progress.add_shadow_column', 'progress.sync_trigger']);
+    expect(resumed.steps.filter((s) => s.status === 'skipped').map((s) => s.id)).toEqual([
+      'progress.add_shadow_column',
+      'progress.sync_trigger',
+    ]);
     expect((await readFkState(t.database.db))!.foreignKey?.validated).toBe(true);
     const runs = await t.pool.query("SELECT status FROM caseguard.runs WHERE command = 'fk add' ORDER BY run_id");
     expect(runs.rows.map((r) => r.status)).toEqual(['failed', 'completed']);
@@ -126,12 +139,22 @@ describe('fk add safety', () => {
       const retries: Array<{ attempt: number; lock_timeout_ms: number }> = [];
       const error = await runFkAdd(t, {
         timing: { ...TIMING, lockTimeoutMs: 40, maxLockTimeoutMs: 80, maxAttempts: 4 },
-        log: { ...silentLogger, warn: (o: object) => void retries.push(o as (typeof retries)[number]), child() { return this; } } as never,
+        log: {
+          ...silentLogger,
+          warn: (o: object) => void retries.push(o as (typeof retries)[number]),
+          child() {
+            return this;
+          },
+        } as never,
       }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(BusyError);
       expect((error as BusyError).message).toMatch(/progress.add_shadow_column could not get its locks in 4 attempt\(s\)/);
       // short attempts, each lock_timeout half as long again as the last, up to the ceiling
-      expect(retries.map((r) => [r.attempt, r.lock_timeout_ms])).toEqual([[1, 40], [2, 60], [3, 80]]);
+      expect(retries.map((r) => [r.attempt, r.lock_timeout_ms])).toEqual([
+        [1, 40],
+        [2, 60],
+        [3, 80],
+      ]);
       const state = (await readFkState(t.database.db))!;
       expect(state).toMatchObject({ columnType: 'text', hasShadow: false });
     } finally {
@@ -141,13 +164,15 @@ describe('fk add safety', () => {
     expect((await runFkAdd(t)).steps[0]).toMatchObject({ id: 'progress.add_shadow_column', status: 'done' });
   });
 
-  it('the retries stop when the step\'s budget is spent, whatever the attempts left', async () => {
+  it("the retries stop when the step's budget is spent, whatever the attempts left", async () => {
     const holder = await t.pool.connect();
     try {
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE mega_agent.case_intake_progress IN ACCESS SHARE MODE');
       const t0 = performance.now();
-      const error = await runFkAdd(t, { timing: { ...TIMING, lockTimeoutMs: 50, maxLockTimeoutMs: 100, retryBudgetMs: 700, maxAttempts: 1000 } }).catch((e: unknown) => e);
+      const error = await runFkAdd(t, {
+        timing: { ...TIMING, lockTimeoutMs: 50, maxLockTimeoutMs: 100, retryBudgetMs: 700, maxAttempts: 1000 },
+      }).catch((e: unknown) => e);
       const elapsed = performance.now() - t0;
       expect(error).toBeInstanceOf(BusyError);
       expect(elapsed).toBeLessThan(5000);
@@ -162,7 +187,18 @@ describe('fk add safety', () => {
     const state = (await readFkState(t.database.db))!;
     const plan = fkPlan([state], 'online', TIMING, 1000);
     expect(plan.steps.map((s) => s.id)).toEqual([
-      ...['add_shadow_column', 'sync_trigger', 'backfill', 'not_null_check', 'validate_not_null', 'unique_index', 'swap', 'index', 'add_fk', 'validate_fk'].map((id) => `progress.${id}`),
+      ...[
+        'add_shadow_column',
+        'sync_trigger',
+        'backfill',
+        'not_null_check',
+        'validate_not_null',
+        'unique_index',
+        'swap',
+        'index',
+        'add_fk',
+        'validate_fk',
+      ].map((id) => `progress.${id}`),
     ]);
     // the retry schedule of TIMING, in the script's DO blocks
     expect(plan.script).toMatch(/least\(2000, round\(100 \* 1\.5 \^ cg_attempt\)\)/);
@@ -229,7 +265,9 @@ describe('the memory and active-case references', () => {
   });
 
   it('recover --undo refuses once the memory FK would cascade to the memory of the cases it created', async () => {
-    await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-mem', 'note', '{}')", [id(200)]);
+    await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-mem', 'note', '{}')", [
+      id(200),
+    ]);
     const run = await runRecover(t);
     await runFkAdd(t, { only: ['memory'] });
     const before = await tableChecksum(t.pool, 'mega_agent.case_memory');

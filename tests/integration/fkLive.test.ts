@@ -69,10 +69,15 @@ describe('online fk add with live writers', () => {
       // What add_fk does: cases, then progress, in SHARE ROW EXCLUSIVE.
       await ddl.query("BEGIN; SET LOCAL lock_timeout = '10s'; SET LOCAL deadlock_timeout = '100ms'");
       await ddl.query('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
-      const pending = action === 'cancel' ? handlers.choice(user, CANCEL_CONFIRM).catch((e: Error) => e) : answer(handlers, user, reply).catch((e: Error) => e);
+      const pending =
+        action === 'cancel'
+          ? handlers.choice(user, CANCEL_CONFIRM).catch((e: Error) => e)
+          : answer(handlers, user, reply).catch((e: Error) => e);
       // the handler now waits for cases
       for (let i = 0; i < 200; i++) {
-        const waiting = await t.pool.query("SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'mega_agent.cases'::regclass AND NOT granted");
+        const waiting = await t.pool.query(
+          "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'mega_agent.cases'::regclass AND NOT granted",
+        );
         if (waiting.rows[0].n > 0) break;
         await new Promise((resolve) => setTimeout(resolve, 25));
       }

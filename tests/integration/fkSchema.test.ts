@@ -41,7 +41,10 @@ describe('fk add and the application schema', () => {
       ALTER TABLE mega_agent.case_intake_progress ADD CONSTRAINT "case_id not nil" CHECK (case_id::uuid IS DISTINCT FROM '00000000-0000-0000-0000-000000000000');
       GRANT SELECT (case_id) ON mega_agent.case_intake_progress TO ${role};
       COMMENT ON COLUMN mega_agent.case_intake_progress.case_id IS 'the case, as the bot''s "start" wrote it'`);
-    if (options.view) await t.pool.query('CREATE VIEW mega_agent.open_intakes AS SELECT user_id, case_id FROM mega_agent.case_intake_progress WHERE status = $$in_progress$$');
+    if (options.view)
+      await t.pool.query(
+        'CREATE VIEW mega_agent.open_intakes AS SELECT user_id, case_id FROM mega_agent.case_intake_progress WHERE status = $$in_progress$$',
+      );
   }
 
   it('status lists what depends on case_id and how each strategy carries it', async () => {
@@ -49,7 +52,14 @@ describe('fk add and the application schema', () => {
     const status = await fkStatus(t.database, await inspectDatabase(t.database.db));
     const byName = Object.fromEntries(status.references[0]!.state!.dependents.map((d) => [`${d.kind} ${d.name}`, d.carried]));
     expect(Object.keys(byName).sort()).toEqual(
-      ['comment comment on case_id', 'constraint case_id not nil', `grant ${role}`, 'index App Case Status', 'primary_key Progress PK', 'view mega_agent.open_intakes'].sort(),
+      [
+        'comment comment on case_id',
+        'constraint case_id not nil',
+        `grant ${role}`,
+        'index App Case Status',
+        'primary_key Progress PK',
+        'view mega_agent.open_intakes',
+      ].sort(),
     );
     expect(byName['primary_key Progress PK']).toEqual({ online: null, rewrite: expect.stringContaining('all its columns') });
     expect(byName[`grant ${role}`]!.online).toMatch(/re-issued/);
@@ -79,25 +89,35 @@ describe('fk add and the application schema', () => {
     const state = (await readFkState(t.database.db))!;
     expect(state).toMatchObject({ columnType: 'uuid', foreignKey: { validated: true }, columnPosition: positionBefore });
     expect(state.primaryKey?.columns).toEqual(['tenant_id', 'user_id', 'case_id']);
-    const shape = JSON.parse(await tableShape(t.pool)) as { indexes: string[]; constraints: string[]; columns: Array<{ name: string; acl: string | null; comment: string | null }> };
+    const shape = JSON.parse(await tableShape(t.pool)) as {
+      indexes: string[];
+      constraints: string[];
+      columns: Array<{ name: string; acl: string | null; comment: string | null }>;
+    };
     expect(shape.indexes.some((i) => i.includes('"App Case Status"') && i.includes('(case_id, status)'))).toBe(true);
     expect(shape.constraints.some((c) => c.startsWith('case_id not nil CHECK'))).toBe(true);
     // the CHECK still rejects
-    await t.pool.query("INSERT INTO mega_agent.cases (case_id, user_id, title) VALUES ('00000000-0000-0000-0000-000000000000', 'nil', 'x')");
-    await expect(t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('nil', '00000000-0000-0000-0000-000000000000')")).rejects.toThrow(/case_id not nil/);
+    await t.pool.query(
+      "INSERT INTO mega_agent.cases (case_id, user_id, title) VALUES ('00000000-0000-0000-0000-000000000000', 'nil', 'x')",
+    );
+    await expect(
+      t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('nil', '00000000-0000-0000-0000-000000000000')"),
+    ).rejects.toThrow(/case_id not nil/);
     const column = shape.columns.find((c) => c.name === 'case_id')!;
     expect(column.comment).toBe('the case, as the bot\'s "start" wrote it');
     expect(column.acl).toContain(role);
   });
 
-  it('online builds the application\'s plain indexes again on the uuid column under their names; an expression index is refused', async () => {
+  it("online builds the application's plain indexes again on the uuid column under their names; an expression index is refused", async () => {
     await t.pool.query(`
       CREATE INDEX "App Case Status" ON mega_agent.case_intake_progress (case_id, status);
       CREATE UNIQUE INDEX memory_case_kind ON mega_agent.case_memory (case_id, kind, memory_id);
       CREATE INDEX pointers_by_case ON mega_agent.bot_user_context USING hash (active_case_id)`);
     await runFkAdd(t, { strategy: 'online' });
-    const defs = (await t.pool.query(`SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index
-       WHERE indrelid IN ('mega_agent.case_intake_progress'::regclass, 'mega_agent.case_memory'::regclass, 'mega_agent.bot_user_context'::regclass)`)).rows;
+    const defs = (
+      await t.pool.query(`SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index
+       WHERE indrelid IN ('mega_agent.case_intake_progress'::regclass, 'mega_agent.case_memory'::regclass, 'mega_agent.bot_user_context'::regclass)`)
+    ).rows;
     const def = (name: string) => defs.find((d) => d.name === name)?.def;
     expect(def('mega_agent."App Case Status"')).toMatch(/USING btree \(case_id, status\)/);
     expect(def('mega_agent.memory_case_kind')).toMatch(/CREATE UNIQUE INDEX memory_case_kind .* USING btree \(case_id, kind, memory_id\)/);
@@ -148,40 +168,58 @@ describe('fk abort', () => {
 
   /** Each reference's table, and a write its sync trigger rejects (a value that is no uuid). */
   const TABLES = {
-    progress: { table: 'mega_agent.case_intake_progress', invalid: "INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', 'not-a-uuid')" },
-    memory: { table: 'mega_agent.case_memory', invalid: "INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ('not-a-uuid', 'u-x', 'note', '{}')" },
-    active_case: { table: 'mega_agent.bot_user_context', invalid: "INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) VALUES ('u-x', 'not-a-uuid')" },
+    progress: {
+      table: 'mega_agent.case_intake_progress',
+      invalid: "INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', 'not-a-uuid')",
+    },
+    memory: {
+      table: 'mega_agent.case_memory',
+      invalid: "INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ('not-a-uuid', 'u-x', 'note', '{}')",
+    },
+    active_case: {
+      table: 'mega_agent.bot_user_context',
+      invalid: "INSERT INTO mega_agent.bot_user_context (user_id, active_case_id) VALUES ('u-x', 'not-a-uuid')",
+    },
   } as const;
 
-  it.each(['progress.sync_trigger', 'progress.backfill', 'progress.validate_not_null', 'progress.unique_index', 'memory.backfill', 'active_case.sync_trigger'])(
-    'after a failure following %s: status says partial; abort restores the previous shape byte for byte',
-    async (failAfter) => {
-      const reference = failAfter.split('.')[0] as keyof typeof TABLES;
-      const { table, invalid } = TABLES[reference];
-      const before = [await tableShape(t.pool, table), await tableChecksum(t.pool, table)];
-      const error = await runFkAdd(t, {
-        afterStep: (step) => {
-          if (step === failAfter) throw new Error(`injected failure after ${failAfter}`);
-        },
-      }).catch((e: unknown) => e);
-      expect((error as Error).message).toMatch(/injected/);
-      const phase = async () => (await fkStatus(t.database, await inspectDatabase(t.database.db))).references.find((r) => r.reference === reference)!.phase;
-      expect(await phase()).toBe('partial');
-      // the sync trigger now rejects a value that is no uuid
-      await expect(t.pool.query(invalid)).rejects.toThrow(/invalid input syntax for type uuid/);
-      const result = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
-      expect(result.removed[0]).toMatch(/^trigger /);
-      expect([await tableShape(t.pool, table), await tableChecksum(t.pool, table)]).toEqual(before);
-      expect(await phase()).toBe('not_started');
-      // writers are no longer checked against a shadow column
-      await t.pool.query(invalid);
-      const again = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
-      expect(again.removed).toEqual([]);
-    },
-  );
+  it.each([
+    'progress.sync_trigger',
+    'progress.backfill',
+    'progress.validate_not_null',
+    'progress.unique_index',
+    'memory.backfill',
+    'active_case.sync_trigger',
+  ])('after a failure following %s: status says partial; abort restores the previous shape byte for byte', async (failAfter) => {
+    const reference = failAfter.split('.')[0] as keyof typeof TABLES;
+    const { table, invalid } = TABLES[reference];
+    const before = [await tableShape(t.pool, table), await tableChecksum(t.pool, table)];
+    const error = await runFkAdd(t, {
+      afterStep: (step) => {
+        if (step === failAfter) throw new Error(`injected failure after ${failAfter}`);
+      },
+    }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/injected/);
+    const phase = async () =>
+      (await fkStatus(t.database, await inspectDatabase(t.database.db))).references.find((r) => r.reference === reference)!.phase;
+    expect(await phase()).toBe('partial');
+    // the sync trigger now rejects a value that is no uuid
+    await expect(t.pool.query(invalid)).rejects.toThrow(/invalid input syntax for type uuid/);
+    const result = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+    expect(result.removed[0]).toMatch(/^trigger /);
+    expect([await tableShape(t.pool, table), await tableChecksum(t.pool, table)]).toEqual(before);
+    expect(await phase()).toBe('not_started');
+    // writers are no longer checked against a shadow column
+    await t.pool.query(invalid);
+    const again = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+    expect(again.removed).toEqual([]);
+  });
 
   it('refuses past the swap and points at fk add and fk drop', async () => {
-    await runFkAdd(t, { afterStep: (step) => { if (step === 'progress.swap') throw new Error('injected'); } }).catch(() => undefined);
+    await runFkAdd(t, {
+      afterStep: (step) => {
+        if (step === 'progress.swap') throw new Error('injected');
+      },
+    }).catch(() => undefined);
     const error = await fkAbort(t.database, { timing: TIMING, log: silentLogger }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(/past its swap.*fk add finishes it.*fk drop --revert-type/);
@@ -196,11 +234,13 @@ describe('partitioned progress', () => {
         ALTER TABLE mega_agent.case_intake_progress RENAME TO progress_old;
         CREATE TABLE mega_agent.case_intake_progress (LIKE mega_agent.progress_old INCLUDING DEFAULTS, PRIMARY KEY (user_id, case_id, created_at))
           PARTITION BY ${kind === 'hash' ? 'HASH (user_id)' : 'RANGE (created_at)'};
-        ${kind === 'hash'
-          ? `CREATE TABLE mega_agent.progress_p0 PARTITION OF mega_agent.case_intake_progress FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+        ${
+          kind === 'hash'
+            ? `CREATE TABLE mega_agent.progress_p0 PARTITION OF mega_agent.case_intake_progress FOR VALUES WITH (MODULUS 2, REMAINDER 0);
              CREATE TABLE mega_agent.progress_p1 PARTITION OF mega_agent.case_intake_progress FOR VALUES WITH (MODULUS 2, REMAINDER 1);`
-          : `CREATE TABLE mega_agent.progress_2026 PARTITION OF mega_agent.case_intake_progress FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-             CREATE TABLE mega_agent.progress_default PARTITION OF mega_agent.case_intake_progress DEFAULT;`}
+            : `CREATE TABLE mega_agent.progress_2026 PARTITION OF mega_agent.case_intake_progress FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             CREATE TABLE mega_agent.progress_default PARTITION OF mega_agent.case_intake_progress DEFAULT;`
+        }
         DROP TABLE mega_agent.progress_old`);
       await seedControls(t.pool);
       const before = [await tableShape(t.pool), await tableChecksum(t.pool, 'mega_agent.case_intake_progress')];

@@ -37,7 +37,10 @@ describe.each([
     expect(reply.question).toEqual({ key: QUESTIONNAIRE[0]!.questions[0]!.key, number: 1 });
     const c = await t.pool.query('SELECT user_id, title, status FROM mega_agent.cases WHERE case_id = $1', [reply.caseId]);
     expect(c.rows).toEqual([{ user_id: 'u-start', title: 'Intake Session', status: 'intake' }]);
-    const p = await t.pool.query('SELECT case_id::text, current_block, current_step, status FROM mega_agent.case_intake_progress WHERE user_id = $1', ['u-start']);
+    const p = await t.pool.query(
+      'SELECT case_id::text, current_block, current_step, status FROM mega_agent.case_intake_progress WHERE user_id = $1',
+      ['u-start'],
+    );
     expect(p.rows).toEqual([{ case_id: reply.caseId, current_block: 'contact', current_step: 0, status: 'in_progress' }]);
     const ctx = await t.pool.query('SELECT active_case_id FROM mega_agent.bot_user_context WHERE user_id = $1', ['u-start']);
     expect(ctx.rows[0].active_case_id).toBe(reply.caseId);
@@ -48,13 +51,19 @@ describe.each([
   it('a whole intake: every answer saved, a memory row each, the case completed', async () => {
     const done = await completeIntake(handlers, 'u-full');
     expect(done.outcome).toBe('completed');
-    const p = await t.pool.query('SELECT answers, completed_blocks, status, current_block FROM mega_agent.case_intake_progress WHERE user_id = $1', ['u-full']);
+    const p = await t.pool.query(
+      'SELECT answers, completed_blocks, status, current_block FROM mega_agent.case_intake_progress WHERE user_id = $1',
+      ['u-full'],
+    );
     expect(p.rows[0].status).toBe('completed');
     expect(p.rows[0].current_block).toBeNull();
     expect(p.rows[0].completed_blocks).toEqual(QUESTIONNAIRE.map((b) => b.id));
     expect(Object.keys(p.rows[0].answers).sort()).toEqual(Object.keys(VALID_ANSWERS).sort());
     expect(p.rows[0].answers.email).toBe('ada@example.com');
-    const m = await t.pool.query("SELECT kind, count(*)::int AS n FROM mega_agent.case_memory WHERE user_id = $1 GROUP BY kind ORDER BY kind", ['u-full']);
+    const m = await t.pool.query(
+      'SELECT kind, count(*)::int AS n FROM mega_agent.case_memory WHERE user_id = $1 GROUP BY kind ORDER BY kind',
+      ['u-full'],
+    );
     expect(m.rows).toEqual([
       { kind: 'intake_answer', n: TOTAL_QUESTIONS },
       { kind: 'intake_completed', n: 1 },
@@ -92,7 +101,7 @@ describe.each([
     expect(completions()).toBe(1);
   });
 
-  it('a connection killed while its call waits for the user\'s lock fails that call only; the next calls are served', async () => {
+  it("a connection killed while its call waits for the user's lock fails that call only; the next calls are served", async () => {
     const reply = await handlers.start('u-killed');
     const progressBefore = await tableChecksum(t.pool, 'mega_agent.case_intake_progress', "user_id = 'u-killed'");
     const holder = await t.pool.connect();
@@ -103,7 +112,7 @@ describe.each([
       waiting.catch(() => undefined);
       // the call's backend, once it waits for the lock
       let pid: number | undefined;
-      for (const deadline = Date.now() + 10_000; pid === undefined && Date.now() < deadline; ) {
+      for (const deadline = Date.now() + 10_000; pid === undefined && Date.now() < deadline;) {
         const r = await t.pool.query(
           "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
           [t.database.identity],
@@ -165,7 +174,9 @@ describe.each([
     expect(asked.buttons.map((b) => b.data)).toEqual([CANCEL_CONFIRM, CANCEL_KEEP]);
     const kept = await handlers.choice('u-cancel', CANCEL_KEEP);
     expect(kept.question?.key).toBe('email');
-    expect((await t.pool.query("SELECT status FROM mega_agent.case_intake_progress WHERE user_id = 'u-cancel'")).rows[0].status).toBe('in_progress');
+    expect((await t.pool.query("SELECT status FROM mega_agent.case_intake_progress WHERE user_id = 'u-cancel'")).rows[0].status).toBe(
+      'in_progress',
+    );
     await handlers.cancel('u-cancel');
     const cancelled = await handlers.choice('u-cancel', CANCEL_CONFIRM);
     expect(cancelled.outcome).toBe('cancelled');

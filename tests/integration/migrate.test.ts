@@ -54,13 +54,15 @@ describe('migrate on a database the application created', () => {
   });
   afterAll(() => t?.drop());
 
-  it('leaves the application tables as they are and adds only caseguard\'s schema', async () => {
+  it("leaves the application tables as they are and adds only caseguard's schema", async () => {
     const result = await migrate(t.database.pool);
     expect(result.contractPresent).toBe(true);
     expect(result.applied).toEqual({ contract: 0, journal: result.known.journal });
     const shape = await inspectDatabase(t.database.db);
     expect(shape).toMatchObject({ shape: 'legacy', hasMemory: false, hasUserContext: false, hasJournal: true });
-    const extra = await t.pool.query("SELECT count(*)::int AS n FROM information_schema.columns WHERE table_schema = 'mega_agent' AND column_name = 'tenant'");
+    const extra = await t.pool.query(
+      "SELECT count(*)::int AS n FROM information_schema.columns WHERE table_schema = 'mega_agent' AND column_name = 'tenant'",
+    );
     expect(extra.rows[0].n).toBe(1);
   });
 });

@@ -10,7 +10,12 @@ import { expected, seedDamage } from '../helpers/fixtures.js';
 import { FUNNEL, seedFunnel } from '../helpers/monitor.js';
 import { runScan } from '../helpers/recover.js';
 
-const snapshotOptions = (t: TestDatabase) => ({ databaseName: t.name, days: FUNNEL.days, abandonedAfterMs: FUNNEL.abandonedAfterMs, statementTimeout: '30s' });
+const snapshotOptions = (t: TestDatabase) => ({
+  databaseName: t.name,
+  days: FUNNEL.days,
+  abandonedAfterMs: FUNNEL.abandonedAfterMs,
+  statementTimeout: '30s',
+});
 
 describe('monitoring reads', () => {
   let t: TestDatabase;
@@ -82,7 +87,9 @@ describe('monitoring reads', () => {
       }
       expect(snapshot.scan.summary.missingCases).toBe(expected.missingCases);
       // the fixture's progress rows were all created now: today's started
-      expect(snapshot.funnel.days.at(-1)!.started).toBe(Number((await damaged.pool.query('SELECT count(*) FROM mega_agent.case_intake_progress')).rows[0].count));
+      expect(snapshot.funnel.days.at(-1)!.started).toBe(
+        Number((await damaged.pool.query('SELECT count(*) FROM mega_agent.case_intake_progress')).rows[0].count),
+      );
       expect(await tableChecksum(damaged.pool, 'mega_agent.case_intake_progress')).toBe(before);
     } finally {
       await damaged.drop();

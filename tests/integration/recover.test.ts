@@ -71,7 +71,7 @@ describe('recover', () => {
     expect(report.checks.find((c) => c.id === 'orphaned_progress')!.count).toBe(0);
   });
 
-  it('normalises spellings so the seed\'s text comparison agrees', async () => {
+  it("normalises spellings so the seed's text comparison agrees", async () => {
     await runRecover(t);
     const bare = await t.pool.query(`SELECT cip.user_id FROM mega_agent.case_intake_progress cip
       WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id::text = cip.case_id)`);
@@ -96,7 +96,10 @@ describe('recover', () => {
 
   it('a duplicate pair keeps the row the bot reads (the latest), canonicalised; the other is quarantined', async () => {
     // The bot last wrote the braced spelling: that is the row it would serve the user.
-    await t.pool.query("UPDATE mega_agent.case_intake_progress SET answers = '{\"kept\": \"yes\"}', updated_at = now() + interval '1 hour' WHERE user_id = $1 AND case_id = $2", [F.duplicate.user, F.duplicate.other]);
+    await t.pool.query(
+      'UPDATE mega_agent.case_intake_progress SET answers = \'{"kept": "yes"}\', updated_at = now() + interval \'1 hour\' WHERE user_id = $1 AND case_id = $2',
+      [F.duplicate.user, F.duplicate.other],
+    );
     const result = await runRecover(t, { quarantine: true });
     expect(result.applied.keep_duplicate).toBe(1);
     const live = await t.pool.query('SELECT case_id, answers FROM mega_agent.case_intake_progress WHERE user_id = $1', [F.duplicate.user]);
@@ -109,7 +112,9 @@ describe('recover', () => {
   it('--duplicates quarantine-all moves every row of a pair aside', async () => {
     const result = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
     expect(result.plan.counts.keep_duplicate).toBe(0);
-    const live = await t.pool.query('SELECT count(*)::int AS n FROM mega_agent.case_intake_progress WHERE user_id = $1', [F.duplicate.user]);
+    const live = await t.pool.query('SELECT count(*)::int AS n FROM mega_agent.case_intake_progress WHERE user_id = $1', [
+      F.duplicate.user,
+    ]);
     expect(live.rows[0].n).toBe(0);
     const q = await t.pool.query("SELECT count(*)::int AS n FROM caseguard.quarantine WHERE reason = 'duplicate_progress'");
     expect(q.rows[0].n).toBe(2);
@@ -132,12 +137,15 @@ describe('recover', () => {
     const created = run!.items.filter((i) => i.action === 'case_created').reduce((n, i) => n + i.count, 0);
     expect(created).toBe(5);
     // five spellings, and the kept row of the duplicate pair
-    expect(run!.items.find((i) => i.action === 'spelling_changed' && i.tableName === "case_intake_progress")?.count).toBe(6);
+    expect(run!.items.find((i) => i.action === 'spelling_changed' && i.tableName === 'case_intake_progress')?.count).toBe(6);
     // Created cases: one item per batch, naming them and the transaction that wrote them.
-    const batches = await t.pool.query(`
+    const batches = await t.pool.query(
+      `
       SELECT i.row_count, cardinality(i.case_ids) AS ids, i.after->>'xmin' AS xmin,
              (SELECT array_agg(DISTINCT c.xmin::text) FROM mega_agent.cases c WHERE c.case_id = ANY(i.case_ids)) AS written_by
-        FROM caseguard.run_items i WHERE i.run_id = $1 AND i.action = 'case_created' ORDER BY i.item_id`, [result.runId]);
+        FROM caseguard.run_items i WHERE i.run_id = $1 AND i.action = 'case_created' ORDER BY i.item_id`,
+      [result.runId],
+    );
     // batches of 2: at least three items (one per check a batch's cases come from)
     expect(batches.rows.length).toBeGreaterThanOrEqual(3);
     expect(batches.rows.reduce((n, r) => n + r.row_count, 0)).toBe(5);
@@ -196,7 +204,9 @@ describe('recover on the uuid shape', () => {
     try {
       await seedControls(t.pool);
       await toUuidShape(t.pool);
-      await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-m', 'note', '{}')", [id(900)]);
+      await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-m', 'note', '{}')", [
+        id(900),
+      ]);
       const result = await runRecover(t);
       expect(result.applied.create_case).toBe(1);
       expect((await runScan(t)).summary.errors).toBe(0);

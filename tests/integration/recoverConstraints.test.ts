@@ -21,7 +21,9 @@ describe('recover and the application constraints on cases', () => {
   afterEach(() => t?.drop());
 
   async function rejectedItems() {
-    const r = await t.pool.query("SELECT row_key->>'user_id' AS user_id, after->>'sqlstate' AS sqlstate, after->>'reason' AS reason FROM caseguard.run_items WHERE action = 'rejected' ORDER BY 1");
+    const r = await t.pool.query(
+      "SELECT row_key->>'user_id' AS user_id, after->>'sqlstate' AS sqlstate, after->>'reason' AS reason FROM caseguard.run_items WHERE action = 'rejected' ORDER BY 1",
+    );
     return r.rows as Array<{ user_id: string; sqlstate: string | null; reason: string }>;
   }
 
@@ -32,7 +34,9 @@ describe('recover and the application constraints on cases', () => {
       CREATE UNIQUE INDEX cases_user_title ON mega_agent.cases (user_id, title)`);
     const shape = await inspectDatabase(t.database.db);
     const plan = await planRecovery(t.database, shape, { quarantine: false, batchSize: 10, sampleLimit: 3 });
-    expect(plan.constraints.blockers).toEqual([expect.stringMatching(/cases.tenant_id \(integer\) is required.*--case-value tenant_id=VALUE/)]);
+    expect(plan.constraints.blockers).toEqual([
+      expect.stringMatching(/cases.tenant_id \(integer\) is required.*--case-value tenant_id=VALUE/),
+    ]);
     expect(plan.constraints.risks.join('\n')).toMatch(/check constraint short_title/);
     expect(plan.constraints.risks.join('\n')).toMatch(/unique index cases_user_title/);
     const before = await checksums(t, 'all');
@@ -42,7 +46,9 @@ describe('recover and the application constraints on cases', () => {
     expect(await checksums(t, 'all')).toEqual(before);
     const done = await runRecover(t, { caseValues: { tenant_id: '7' } });
     expect(done.status).toBe('completed');
-    const tenants = await t.pool.query("SELECT tenant_id, count(*)::int AS n FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)' GROUP BY 1");
+    const tenants = await t.pool.query(
+      "SELECT tenant_id, count(*)::int AS n FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)' GROUP BY 1",
+    );
     expect(tenants.rows).toEqual([{ tenant_id: 7, n: 40 }]);
   });
 
@@ -80,7 +86,8 @@ describe('recover and the application constraints on cases', () => {
   it('a run keeps no bookkeeping beyond the journal; a dead run is finalised as abandoned with its committed counts', async () => {
     const first = await runRecover(t, { batchSize: 10, dryRun: false, onBatch: async () => undefined });
     expect(first.status).toBe('completed');
-    const bookkeeping = "SELECT string_agg(relname, ',' ORDER BY relname) AS names FROM pg_class WHERE relnamespace = 'caseguard'::regnamespace AND relkind = 'r'";
+    const bookkeeping =
+      "SELECT string_agg(relname, ',' ORDER BY relname) AS names FROM pg_class WHERE relnamespace = 'caseguard'::regnamespace AND relkind = 'r'";
     expect((await t.pool.query(bookkeeping)).rows[0].names).toBe('migrations_contract,migrations_journal,quarantine,run_items,runs');
     expect((await t.pool.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'")).rows[0].n).toBe(0);
     // A run that died: journaled running, with one batch of 3 created cases and a per-case item
@@ -92,9 +99,14 @@ describe('recover and the application constraints on cases', () => {
        VALUES ($1, 'case_created', 'orphaned_progress', 'cases', '{}', 3, ARRAY[gen_random_uuid(), gen_random_uuid(), gen_random_uuid()])`,
       [dead],
     );
-    await t.pool.query(`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key) VALUES ($1, 'case_created', 'orphaned_progress', 'cases', '{"case_id": "x"}')`, [dead]);
+    await t.pool.query(
+      `INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key) VALUES ($1, 'case_created', 'orphaned_progress', 'cases', '{"case_id": "x"}')`,
+      [dead],
+    );
     await runRecover(t);
-    const row = await t.pool.query('SELECT status, counts, finished_at IS NOT NULL AS finished FROM caseguard.runs WHERE run_id = $1', [dead]);
+    const row = await t.pool.query('SELECT status, counts, finished_at IS NOT NULL AS finished FROM caseguard.runs WHERE run_id = $1', [
+      dead,
+    ]);
     expect(row.rows[0]).toMatchObject({ status: 'abandoned', finished: true, counts: { case_created: 4 } });
   });
 });
@@ -108,7 +120,9 @@ describe('recover and its connections', () => {
       expect(error).toBeInstanceOf(UsageError);
       expect((error as Error).message).toMatch(/at least 3 connections.*nothing was changed/);
       expect((await recoveredCaseCount(t.pool)).cases).toBe(0);
-      const runs = await t.pool.query("SELECT count(*)::int AS n FROM caseguard.runs WHERE command = 'recover'").catch(() => ({ rows: [{ n: 0 }] }));
+      const runs = await t.pool
+        .query("SELECT count(*)::int AS n FROM caseguard.runs WHERE command = 'recover'")
+        .catch(() => ({ rows: [{ n: 0 }] }));
       expect(runs.rows[0].n).toBe(0);
     } finally {
       await t.drop();

@@ -100,10 +100,14 @@ describe('recover safety', () => {
     const served = await bot;
     expect(served).toBeGreaterThan(0);
     expect(result.status).toBe('completed');
-    const all = await t.pool.query("SELECT count(*)::int AS n, count(DISTINCT case_id)::int AS d FROM mega_agent.cases WHERE user_id LIKE 'live-%'");
+    const all = await t.pool.query(
+      "SELECT count(*)::int AS n, count(DISTINCT case_id)::int AS d FROM mega_agent.cases WHERE user_id LIKE 'live-%'",
+    );
     expect(all.rows[0]).toEqual({ n: 400, d: 400 });
     expect(result.applied.create_case + result.skipped).toBe(result.plan.counts.create_case);
-    const fresh = await t.pool.query("SELECT count(*)::int AS n, count(DISTINCT user_id)::int AS d FROM mega_agent.cases WHERE user_id LIKE 'new-%'");
+    const fresh = await t.pool.query(
+      "SELECT count(*)::int AS n, count(DISTINCT user_id)::int AS d FROM mega_agent.cases WHERE user_id LIKE 'new-%'",
+    );
     expect(fresh.rows[0]).toEqual({ n: served, d: served });
     expect((await runScan(t)).summary.errors).toBe(0);
   });
@@ -114,7 +118,9 @@ describe('the journal', () => {
     const t = await createTestDatabase();
     try {
       const { listRuns } = await import('../../src/core/journal/journal.js');
-      await t.pool.query("INSERT INTO caseguard.runs (command, status, process) VALUES ('recover', 'running', 'caseguard recover deadbeef')");
+      await t.pool.query(
+        "INSERT INTO caseguard.runs (command, status, process) VALUES ('recover', 'running', 'caseguard recover deadbeef')",
+      );
       expect((await listRuns(t.database.db, 1))[0]!.status).toBe('abandoned');
       // Someone else holding the run lock says nothing about this run: only its own sessions do.
       const other = await t.pool.connect();
@@ -134,7 +140,10 @@ describe('the journal', () => {
       const next = await runRecover(t);
       expect(next.status).toBe('nothing_to_do');
       const rows = await t.pool.query('SELECT status, finished_at IS NOT NULL AS finished FROM caseguard.runs ORDER BY run_id');
-      expect(rows.rows).toEqual([{ status: 'abandoned', finished: true }, { status: 'completed', finished: true }]);
+      expect(rows.rows).toEqual([
+        { status: 'abandoned', finished: true },
+        { status: 'completed', finished: true },
+      ]);
     } finally {
       await t.drop();
     }

@@ -58,14 +58,20 @@ describe('scan on the legacy shape with every kind of damage', () => {
   it('a non-canonical spelling of an existing case is not an orphan, whatever the spelling', () => {
     const spelled = check(report, 'noncanonical_case_id').samples;
     for (const s of F.spellings) {
-      expect(spelled).toContainEqual(expect.objectContaining({ user_id: s.user, case_id: s.caseId, canonical_id: s.canonical, table: 'case_intake_progress' }));
+      expect(spelled).toContainEqual(
+        expect.objectContaining({ user_id: s.user, case_id: s.caseId, canonical_id: s.canonical, table: 'case_intake_progress' }),
+      );
     }
     expect(spelled).toContainEqual(expect.objectContaining({ table: 'case_memory', case_id: F.memorySpelling.caseId }));
     expect(spelled).toContainEqual(expect.objectContaining({ table: 'bot_user_context', case_id: F.pointerSpelling.caseId }));
   });
 
   it('text that is no uuid (whitespace, 33 digits, a non-hex letter) is invalid_case_id', () => {
-    expect(check(report, 'invalid_case_id').samples.map((s) => s.case_id).sort()).toEqual(F.invalid.map((i) => i.caseId).sort());
+    expect(
+      check(report, 'invalid_case_id')
+        .samples.map((s) => s.case_id)
+        .sort(),
+    ).toEqual(F.invalid.map((i) => i.caseId).sort());
   });
 
   it('two spellings of one uuid for one user are duplicate_progress', () => {
@@ -75,9 +81,17 @@ describe('scan on the legacy shape with every kind of damage', () => {
   });
 
   it('memory, pointers and owners', () => {
-    expect(check(report, 'orphaned_memory').samples.map((s) => s.case_id).sort()).toEqual([id(200), 'garbage'].sort());
+    expect(
+      check(report, 'orphaned_memory')
+        .samples.map((s) => s.case_id)
+        .sort(),
+    ).toEqual([id(200), 'garbage'].sort());
     expect(check(report, 'orphaned_memory').distinctCases).toBe(1);
-    expect(check(report, 'dangling_active_case').samples.map((s) => s.user_id).sort()).toEqual(['u-pointer', 'u-pointer-bad']);
+    expect(
+      check(report, 'dangling_active_case')
+        .samples.map((s) => s.user_id)
+        .sort(),
+    ).toEqual(['u-pointer', 'u-pointer-bad']);
     expect(check(report, 'owner_mismatch').samples).toEqual([
       expect.objectContaining({ user_id: F.mismatch.user, owner: F.mismatch.owner, case_id: F.mismatch.caseId }),
     ]);
@@ -95,7 +109,13 @@ describe('scan on the legacy shape with every kind of damage', () => {
 
   it('gate: warnings fail only when asked; --max-findings tolerates', async () => {
     const errors = report.summary.errors;
-    expect(errors).toBe(expected.orphaned_progress + expected.invalid_case_id + expected.duplicate_progress + expected.orphaned_memory + expected.dangling_active_case);
+    expect(errors).toBe(
+      expected.orphaned_progress +
+        expected.invalid_case_id +
+        expected.duplicate_progress +
+        expected.orphaned_memory +
+        expected.dangling_active_case,
+    );
     expect((await run(t, { gate: { failOn: 'error', maxFindings: errors } })).summary.exitCode).toBe(0);
     expect((await run(t, { gate: { failOn: 'warn', maxFindings: errors } })).summary.exitCode).toBe(1);
   });
@@ -115,13 +135,27 @@ describe('scan on the legacy shape with every kind of damage', () => {
     expect(check(one, 'orphaned_progress').count).toBe(1);
   });
 
-  it('the regex agrees with PostgreSQL\'s own uuid input on every spelling and near-miss', async () => {
+  it("the regex agrees with PostgreSQL's own uuid input on every spelling and near-miss", async () => {
     const spellings = [
-      id(7), id(7).toUpperCase(), `{${id(7)}}`, id(7).replace(/-/g, ''), F.spellings[3]!.caseId,
-      ` ${id(7)}`, `${id(7)} `, `${id(7).replace(/-/g, '')}0`, id(7).replace('4000', '4g00'), `{${id(7)}`, `${id(7)}-`, 'a0-eebc999c0b4ef8bb6d6bb9bd380a11', '',
+      id(7),
+      id(7).toUpperCase(),
+      `{${id(7)}}`,
+      id(7).replace(/-/g, ''),
+      F.spellings[3]!.caseId,
+      ` ${id(7)}`,
+      `${id(7)} `,
+      `${id(7).replace(/-/g, '')}0`,
+      id(7).replace('4000', '4g00'),
+      `{${id(7)}`,
+      `${id(7)}-`,
+      'a0-eebc999c0b4ef8bb6d6bb9bd380a11',
+      '',
     ];
     for (const s of spellings) {
-      const pgAccepts = await t.pool.query('SELECT $1::text::uuid AS u', [s]).then(() => true, () => false);
+      const pgAccepts = await t.pool.query('SELECT $1::text::uuid AS u', [s]).then(
+        () => true,
+        () => false,
+      );
       expect(isUuidSpelling(s), JSON.stringify(s)).toBe(pgAccepts);
     }
   });
@@ -151,7 +185,10 @@ describe('scan edge cases', () => {
       const clean = await run(t);
       expect(clean.checks.every((c) => c.status === 'pass')).toBe(true);
       await t.pool.query('ALTER TABLE mega_agent.case_intake_progress DROP CONSTRAINT fk_case_intake_progress_case');
-      await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', $1), ('u-y', $2)", [id(500), id(1)]);
+      await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id) VALUES ('u-x', $1), ('u-y', $2)", [
+        id(500),
+        id(1),
+      ]);
       const damaged = await run(t);
       expect(check(damaged, 'orphaned_progress').samples).toEqual([expect.objectContaining({ user_id: 'u-x', canonical_id: id(500) })]);
       expect(check(damaged, 'owner_mismatch').samples).toEqual([expect.objectContaining({ user_id: 'u-y', owner: 'control-1' })]);
@@ -171,7 +208,9 @@ describe('scan edge cases', () => {
         const report = await scan(reader.db, await inspectDatabase(reader.db), base);
         expect(check(report, 'orphaned_progress').count).toBe(expected.orphaned_progress);
         // and it really cannot write: the role is read-only
-        await expect(reader.pool.query("INSERT INTO mega_agent.cases (user_id, title) VALUES ('x', 'y')")).rejects.toThrow(/permission denied/);
+        await expect(reader.pool.query("INSERT INTO mega_agent.cases (user_id, title) VALUES ('x', 'y')")).rejects.toThrow(
+          /permission denied/,
+        );
       } finally {
         await reader.close();
       }

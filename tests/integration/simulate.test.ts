@@ -14,7 +14,8 @@ describe('simulate', () => {
     t = await createTestDatabase();
   });
   afterEach(() => t?.drop());
-  const run = async (o: Partial<SimulateOptions> = {}) => simulate(t.database.db, await inspectDatabase(t.database.db), silentLogger, { ...base, ...o });
+  const run = async (o: Partial<SimulateOptions> = {}) =>
+    simulate(t.database.db, await inspectDatabase(t.database.db), silentLogger, { ...base, ...o });
 
   it('runs every user through the fixed flow: one case and one progress row each, no orphan', async () => {
     const r = await run();
@@ -71,7 +72,9 @@ describe('simulate', () => {
         // a rogue writer deletes a case under a finished intake: damage no legacy start explains
         if (done === 10 && !deleted) {
           deleted = true;
-          void t.pool.query("DELETE FROM mega_agent.cases WHERE case_id = (SELECT case_id FROM mega_agent.cases WHERE user_id LIKE 'sim-%' ORDER BY created_at LIMIT 1)");
+          void t.pool.query(
+            "DELETE FROM mega_agent.cases WHERE case_id = (SELECT case_id FROM mega_agent.cases WHERE user_id LIKE 'sim-%' ORDER BY created_at LIMIT 1)",
+          );
         }
       },
     });

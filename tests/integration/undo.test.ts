@@ -64,7 +64,9 @@ describe('undo and restore (legacy shape)', () => {
     const shape = await inspectDatabase(t.database.db);
     // the old journal compares whole rows: a changed value refuses, the same value again does not
     await t.pool.query("UPDATE mega_agent.cases SET title = 'Renamed by staff' WHERE case_id = $1", [id(100)]);
-    await expect(undoRun(t.database, shape, run.runId!, { dryRun: false })).rejects.toThrow(new RegExp(`case ${id(100)} was changed since`));
+    await expect(undoRun(t.database, shape, run.runId!, { dryRun: false })).rejects.toThrow(
+      new RegExp(`case ${id(100)} was changed since`),
+    );
     await t.pool.query("UPDATE mega_agent.cases SET title = 'Intake Session (Recovered)' WHERE case_id = $1", [id(100)]);
     const undo = await undoRun(t.database, shape, run.runId!, { dryRun: false });
     expect(undo.casesDeleted).toBe(5);
@@ -73,8 +75,13 @@ describe('undo and restore (legacy shape)', () => {
 
   it('refuses when the bot wrote memory for a created case since', async () => {
     const run = await runRecover(t);
-    await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at) VALUES ($1, 'u-orphan', 'note', '{}', now() + interval '1 second')", [id(100)]);
-    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(/memory or an active-case pointer written since/);
+    await t.pool.query(
+      "INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at) VALUES ($1, 'u-orphan', 'note', '{}', now() + interval '1 second')",
+      [id(100)],
+    );
+    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(
+      /memory or an active-case pointer written since/,
+    );
   });
 
   it('refuses after a pointer-only touch (a user resumed a recovered case) and changes nothing', async () => {
@@ -139,7 +146,9 @@ describe('undo and restore (legacy shape)', () => {
 
   it('a quarantined row whose key is taken meanwhile is reported, not overwritten', async () => {
     const run = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
-    await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block, current_step) VALUES ('u-invalid-1', 'not-a-uuid', 'matter', 5)");
+    await t.pool.query(
+      "INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block, current_step) VALUES ('u-invalid-1', 'not-a-uuid', 'matter', 5)",
+    );
     const restored = await restoreRun(t.database, run.runId!, { dryRun: false });
     expect(restored.notRestored).toBe(1);
     expect(restored.outcomes.find((o) => !o.restored)?.reason).toMatch(/same key/);
@@ -154,10 +163,17 @@ describe('undo on the uuid shape', () => {
     try {
       await seedControls(t.pool);
       await toUuidShape(t.pool);
-      await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-m', 'note', '{}')", [id(700)]);
+      await t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'u-m', 'note', '{}')", [
+        id(700),
+      ]);
       const run = await runRecover(t);
-      await t.pool.query("INSERT INTO mega_agent.case_intake_progress (user_id, case_id, updated_at) VALUES ('u-m', $1, now() - interval '1 hour')", [id(700)]);
-      await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(/cascade to 1 progress row/);
+      await t.pool.query(
+        "INSERT INTO mega_agent.case_intake_progress (user_id, case_id, updated_at) VALUES ('u-m', $1, now() - interval '1 hour')",
+        [id(700)],
+      );
+      await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(
+        /cascade to 1 progress row/,
+      );
     } finally {
       await t.drop();
     }
@@ -178,10 +194,13 @@ describe('recover and undo on a partitioned cases table', () => {
       const before = await snapshot(t);
       const run = await runRecover(t, { quarantine: true, batchSize: 2 });
       expect(run.applied.create_case).toBe(5);
-      const written = await t.pool.query(`
+      const written = await t.pool.query(
+        `
         SELECT bool_and(c.xmin::text = i.after->>'xmin') AS same, count(*)::int AS n
           FROM caseguard.run_items i CROSS JOIN LATERAL unnest(i.case_ids) AS created(id) JOIN mega_agent.cases c ON c.case_id = created.id
-         WHERE i.run_id = $1 AND i.action = 'case_created'`, [run.runId]);
+         WHERE i.run_id = $1 AND i.action = 'case_created'`,
+        [run.runId],
+      );
       expect(written.rows[0]).toEqual({ same: true, n: 5 });
       const undo = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false });
       expect(undo.casesDeleted).toBe(5);

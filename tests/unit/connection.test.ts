@@ -16,17 +16,29 @@ describe('connection resolution', () => {
   });
 
   it('uses DATABASE_URL before the PG* variables', () => {
-    expect(resolveConnection({ ...base, env: { DATABASE_URL: 'postgres://c/d', PGHOST: 'h' } })).toMatchObject({ kind: 'server', params: { host: 'c', dbname: 'd' }, source: 'DATABASE_URL' });
+    expect(resolveConnection({ ...base, env: { DATABASE_URL: 'postgres://c/d', PGHOST: 'h' } })).toMatchObject({
+      kind: 'server',
+      params: { host: 'c', dbname: 'd' },
+      source: 'DATABASE_URL',
+    });
   });
 
   it('uses the PG* variables only where PGHOST, PGDATABASE or PGSERVICE is set', () => {
-    expect(resolveConnection({ ...base, env: { PGDATABASE: 'intake' } })).toMatchObject({ kind: 'server', source: 'PG* environment', params: { dbname: 'intake' } });
+    expect(resolveConnection({ ...base, env: { PGDATABASE: 'intake' } })).toMatchObject({
+      kind: 'server',
+      source: 'PG* environment',
+      params: { dbname: 'intake' },
+    });
     expect(resolveConnection({ ...base, env: { PGHOST: 'db' } }).kind).toBe('server');
     expect(resolveConnection({ ...base, env: { PGUSER: 'someone' } }).kind).toBe('embedded');
   });
 
   it('falls back to the embedded database in ./.caseguard, or --data-dir', () => {
-    expect(resolveConnection({ ...base, env: {} })).toEqual({ kind: 'embedded', dataDir: path.resolve('/work/app/.caseguard'), source: 'embedded' });
+    expect(resolveConnection({ ...base, env: {} })).toEqual({
+      kind: 'embedded',
+      dataDir: path.resolve('/work/app/.caseguard'),
+      source: 'embedded',
+    });
     expect(resolveConnection({ ...base, dataDir: '/tmp/x', env: {} })).toMatchObject({ kind: 'embedded', dataDir: '/tmp/x' });
   });
 
@@ -34,9 +46,16 @@ describe('connection resolution', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-find-'));
     fs.mkdirSync(path.join(root, '.caseguard'));
     fs.mkdirSync(path.join(root, 'a', 'b'), { recursive: true });
-    expect(resolveConnection({ ...base, cwd: path.join(root, 'a', 'b'), env: {} })).toMatchObject({ kind: 'embedded', dataDir: path.join(root, '.caseguard') });
-    expect(resolveConnection({ ...base, cwd: path.join(root, 'a'), dataDir: 'mine', env: {} })).toMatchObject({ dataDir: path.join(root, 'a', 'mine') });
-    expect(resolveConnection({ ...base, cwd: path.join(root, 'a'), env: { CASEGUARD_DATA_DIR: '/srv/cg' } })).toMatchObject({ dataDir: '/srv/cg' });
+    expect(resolveConnection({ ...base, cwd: path.join(root, 'a', 'b'), env: {} })).toMatchObject({
+      kind: 'embedded',
+      dataDir: path.join(root, '.caseguard'),
+    });
+    expect(resolveConnection({ ...base, cwd: path.join(root, 'a'), dataDir: 'mine', env: {} })).toMatchObject({
+      dataDir: path.join(root, 'a', 'mine'),
+    });
+    expect(resolveConnection({ ...base, cwd: path.join(root, 'a'), env: { CASEGUARD_DATA_DIR: '/srv/cg' } })).toMatchObject({
+      dataDir: '/srv/cg',
+    });
   });
 
   it('refuses to fall back silently with CI=true for a command that judges data', () => {
@@ -56,14 +75,25 @@ describe('connection resolution', () => {
 describe('connection strings', () => {
   it('reads URLs, with percent-encoding, query keywords and a socket folder', () => {
     expect(parseConnectionString('postgresql://ops:s3cr%40t@db.internal:6432/intake?sslmode=require&connect_timeout=5')).toEqual({
-      host: 'db.internal', port: '6432', dbname: 'intake', user: 'ops', password: 's3cr@t', sslmode: 'require', connect_timeout: '5',
+      host: 'db.internal',
+      port: '6432',
+      dbname: 'intake',
+      user: 'ops',
+      password: 's3cr@t',
+      sslmode: 'require',
+      connect_timeout: '5',
     });
     expect(parseConnectionString('postgres://%2Fvar%2Frun%2Fpostgresql/app')).toMatchObject({ host: '/var/run/postgresql', dbname: 'app' });
     expect(parseConnectionString('postgres:///app?host=/tmp')).toMatchObject({ host: '/tmp', dbname: 'app' });
   });
 
   it('reads libpq key/value strings, quoted values included', () => {
-    expect(parseConnectionString("host=127.0.0.1 dbname=app user=ops password='p w\\'x'")).toEqual({ host: '127.0.0.1', dbname: 'app', user: 'ops', password: "p w'x" });
+    expect(parseConnectionString("host=127.0.0.1 dbname=app user=ops password='p w\\'x'")).toEqual({
+      host: '127.0.0.1',
+      dbname: 'app',
+      user: 'ops',
+      password: "p w'x",
+    });
     expect(parseConnectionString('host = db  port=5433')).toEqual({ host: 'db', port: '5433' });
   });
 
@@ -78,12 +108,18 @@ describe('connection strings', () => {
 
   it('takes the string first, then its service, then the PG* variables', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-svc-'));
-    fs.writeFileSync(path.join(dir, 'pg_service.conf'), '# services\n[intake]\nhost=svc-host\nport=6543\ndbname=svc-db\n\n[other]\nhost=x\n');
+    fs.writeFileSync(
+      path.join(dir, 'pg_service.conf'),
+      '# services\n[intake]\nhost=svc-host\nport=6543\ndbname=svc-db\n\n[other]\nhost=x\n',
+    );
     const env = { PGSERVICEFILE: path.join(dir, 'pg_service.conf'), PGUSER: 'env-user', PGHOST: 'env-host' };
     expect(resolveParams('service=intake dbname=mine', env)).toEqual({ host: 'svc-host', port: '6543', dbname: 'mine', user: 'env-user' });
     expect(resolveParams(undefined, { ...env, PGSERVICE: 'intake' })).toMatchObject({ host: 'svc-host', dbname: 'svc-db' });
     expect(() => resolveParams('service=missing', env)).toThrow(/service "missing" is not defined/);
-    expect(resolveConnection({ ...base, env: { ...env, PGSERVICE: 'intake' } })).toMatchObject({ kind: 'server', params: { host: 'svc-host' } });
+    expect(resolveConnection({ ...base, env: { ...env, PGSERVICE: 'intake' } })).toMatchObject({
+      kind: 'server',
+      params: { host: 'svc-host' },
+    });
   });
 
   it('gives sslmode its libpq meaning', () => {
@@ -91,7 +127,9 @@ describe('connection strings', () => {
     expect(toClientConfig(resolveParams('host=db sslmode=require', {})).ssl).toEqual({ rejectUnauthorized: false });
     expect(toClientConfig(resolveParams('host=db sslmode=verify-full', {})).ssl).toEqual({});
     expect(() => toClientConfig(resolveParams('host=db sslmode=verify-ca', {}))).toThrow(/sslrootcert/);
-    expect(() => toClientConfig(resolveParams('host=db sslmode=require sslrootcert=/nonexistent/ca.pem', {}))).toThrow(/cannot read sslrootcert/);
+    expect(() => toClientConfig(resolveParams('host=db sslmode=require sslrootcert=/nonexistent/ca.pem', {}))).toThrow(
+      /cannot read sslrootcert/,
+    );
     expect(toClientConfig(resolveParams('host=db', { PGSSLMODE: 'disable' })).ssl).toBe(false);
   });
 
@@ -120,7 +158,10 @@ describe('redaction', () => {
       expect(text).toBe('postgres://u@h:5432/db (from --database-url)');
       expect(text).not.toContain('pw-secret');
     }
-    const fromEnv = describeTarget(resolveConnection({ ...base, env: { PGHOST: 'h', PGDATABASE: 'd', PGUSER: 'u', PGPASSWORD: 'secret' } }), {});
+    const fromEnv = describeTarget(
+      resolveConnection({ ...base, env: { PGHOST: 'h', PGDATABASE: 'd', PGUSER: 'u', PGPASSWORD: 'secret' } }),
+      {},
+    );
     expect(fromEnv).toBe('postgres://u@h:5432/d (from PG* environment)');
   });
 });

@@ -28,7 +28,7 @@ describe('the top-level error handler', () => {
     expect(out.text()).toMatch(/at .+\(/);
   });
 
-  it('a missing privilege is one line, exit 3, with the server\'s message', () => {
+  it("a missing privilege is one line, exit 3, with the server's message", () => {
     const out = capture();
     const denied = serverError('permission denied for schema caseguard', '42501');
     expect(reportError(new Error('Failed query: ...', { cause: denied }), out.stream)).toBe(3);
@@ -38,10 +38,26 @@ describe('the top-level error handler', () => {
   });
 
   it.each([
-    ['08006', 3], ['28P01', 3], ['3D000', 3], ['53300', 3], ['57P01', 3], ['42501', 3],
+    ['08006', 3],
+    ['28P01', 3],
+    ['3D000', 3],
+    ['53300', 3],
+    ['57P01', 3],
+    ['42501', 3],
     ['25006', 2],
-    ['42P01', 4], ['42703', 4], ['42883', 4], ['0A000', 4], ['2BP01', 4], ['23502', 4], ['23505', 4], ['P0001', 4],
-    ['55P03', 5], ['57014', 5], ['40001', 5], ['40P01', 5], ['53100', 5],
+    ['42P01', 4],
+    ['42703', 4],
+    ['42883', 4],
+    ['0A000', 4],
+    ['2BP01', 4],
+    ['23502', 4],
+    ['23505', 4],
+    ['P0001', 4],
+    ['55P03', 5],
+    ['57014', 5],
+    ['40001', 5],
+    ['40P01', 5],
+    ['53100', 5],
   ])('SQLSTATE %s is one line with exit %i, never the parameters or row values', (code, exit) => {
     const out = capture();
     // A dependency error's detail names schema objects and is shown; any other detail may hold row values.
@@ -55,7 +71,7 @@ describe('the top-level error handler', () => {
     if (code === '2BP01') expect(out.text()).toContain('view mega_agent.v depends on column case_id');
   });
 
-  it('a genuine bug shows frames but never drizzle\'s parameters', () => {
+  it("a genuine bug shows frames but never drizzle's parameters", () => {
     const out = capture();
     const server = serverError('syntax error at or near "x"', '42601');
     const wrapped = new Error('Failed query: select x\nparams: alice@example.com', { cause: server });
@@ -70,7 +86,12 @@ describe('the top-level error handler', () => {
 
   it('a file-system errno is no SQLSTATE: cannot write, exit 2', () => {
     const out = capture();
-    const eisdir = Object.assign(new Error("EISDIR: illegal operation on a directory, open '/tmp'"), { code: 'EISDIR', errno: -21, syscall: 'open', path: '/tmp' });
+    const eisdir = Object.assign(new Error("EISDIR: illegal operation on a directory, open '/tmp'"), {
+      code: 'EISDIR',
+      errno: -21,
+      syscall: 'open',
+      path: '/tmp',
+    });
     expect(reportError(eisdir, out.stream)).toBe(2);
     expect(out.text()).toBe('caseguard: cannot write /tmp: EISDIR\n');
     expect(out.text()).not.toContain('SQLSTATE');

@@ -11,7 +11,11 @@ import { createMetrics } from '../../src/exporter/metrics.js';
 
 const dir = fileURLToPath(new URL('../../monitoring/', import.meta.url));
 const read = (file: string) => fs.readFileSync(dir + file, 'utf8');
-const exported = new Set(createMetrics().registry.getMetricsAsArray().map((m) => m.name));
+const exported = new Set(
+  createMetrics()
+    .registry.getMetricsAsArray()
+    .map((m) => m.name),
+);
 
 function promtool(...args: string[]): { status: number | null; output: string } {
   const r = spawnSync('promtool', args, { cwd: dir, encoding: 'utf8' });
@@ -58,7 +62,11 @@ describe('monitoring/', () => {
   });
 
   it('dashboard.json is importable as is and every expression names only exported metrics', () => {
-    const dashboard = JSON.parse(read('dashboard.json')) as { uid: string; panels: Panel[]; templating: { list: Array<{ name: string; type: string }> } };
+    const dashboard = JSON.parse(read('dashboard.json')) as {
+      uid: string;
+      panels: Panel[];
+      templating: { list: Array<{ name: string; type: string }> };
+    };
     expect(dashboard.templating.list.find((v) => v.name === 'datasource')?.type).toBe('datasource');
     const ids = dashboard.panels.map((p) => p.id);
     expect(new Set(ids).size).toBe(ids.length);
@@ -77,7 +85,14 @@ describe('monitoring/', () => {
       }
     }
     // orphans, recoveries, the funnel, the ratio and refresh health are all on it
-    for (const name of ['caseguard_findings', 'caseguard_recovered_cases', 'caseguard_intakes', 'caseguard_intake_completion_ratio', 'caseguard_up', 'caseguard_last_refresh_timestamp_seconds']) {
+    for (const name of [
+      'caseguard_findings',
+      'caseguard_recovered_cases',
+      'caseguard_intakes',
+      'caseguard_intake_completion_ratio',
+      'caseguard_up',
+      'caseguard_last_refresh_timestamp_seconds',
+    ]) {
       expect(used).toContain(name);
     }
   });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { QUESTIONNAIRE, TOTAL_QUESTIONS, nextPosition, questionAt, questionByKey, type TextQuestion } from '../../src/core/intake/questionnaire.js';
+import {
+  QUESTIONNAIRE,
+  TOTAL_QUESTIONS,
+  nextPosition,
+  questionAt,
+  questionByKey,
+  type TextQuestion,
+} from '../../src/core/intake/questionnaire.js';
 
 const text = (key: string) => questionByKey(key) as TextQuestion;
 

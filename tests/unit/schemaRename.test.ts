@@ -29,7 +29,8 @@ describe('a column renamed in the schema', () => {
   beforeAll(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-rename-'));
     await fs.cp(path.join(root, 'src'), path.join(dir, 'src'), { recursive: true });
-    for (const file of ['tsconfig.json', 'tsconfig.build.json', 'package.json']) await fs.copyFile(path.join(root, file), path.join(dir, file));
+    for (const file of ['tsconfig.json', 'tsconfig.build.json', 'package.json'])
+      await fs.copyFile(path.join(root, file), path.join(dir, file));
     await fs.symlink(path.join(root, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
   });
   afterAll(async () => {

@@ -40,7 +40,7 @@ describe('uuid spellings PostgreSQL accepts', () => {
 });
 
 describe('uuidOrNull, the SQL classifier', () => {
-  it('uses the server\'s own check from PostgreSQL 16, the regular expression before', async () => {
+  it("uses the server's own check from PostgreSQL 16, the regular expression before", async () => {
     const { PgDialect } = await import('drizzle-orm/pg-core');
     const { sql } = await import('drizzle-orm');
     const { uuidOrNull, UUID_SPELLING_SQL } = await import('../../src/core/uuid.js');

@@ -39,33 +39,42 @@ ${examples('caseguard bot --console', 'caseguard bot --console --user alice', 'T
       }
       const { withDatabase } = await import('../context.js');
       const { createIntakeHandlers } = await import('../../core/intake/handlers.js');
-      await withDatabase(command, { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true, createsDatabase: true, pipeline: true }, async (ctx) => {
-        const shape = await ctx.shape();
-        // The intake writes; a standby or read-only database is refused before the first user.
-        const { assertWritable } = await import('../../core/db/database.js');
-        assertWritable(ctx.database, 'caseguard bot');
-        const log = ctx.log.child({ command: 'bot' }, flags.console && !ctx.logLevelExplicit ? { level: 'warn' } : {});
-        const { keepsPreparedStatements } = await import('../../core/intake/session.js');
-        const handlers = createIntakeHandlers({ db: ctx.database.db, shape, log, preparedStatements: await keepsPreparedStatements(ctx.database.pool) });
-        if (flags.console) {
-          const { runConsole } = await import('../../bot/console.js');
-          await runConsole({
-            handlers,
-            userId: flags.user ?? `console:${safeLogin()}`,
-            input: process.stdin,
-            output: process.stdout,
+      await withDatabase(
+        command,
+        { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true, createsDatabase: true, pipeline: true },
+        async (ctx) => {
+          const shape = await ctx.shape();
+          // The intake writes; a standby or read-only database is refused before the first user.
+          const { assertWritable } = await import('../../core/db/database.js');
+          assertWritable(ctx.database, 'caseguard bot');
+          const log = ctx.log.child({ command: 'bot' }, flags.console && !ctx.logLevelExplicit ? { level: 'warn' } : {});
+          const { keepsPreparedStatements } = await import('../../core/intake/session.js');
+          const handlers = createIntakeHandlers({
+            db: ctx.database.db,
+            shape,
             log,
-            interactive: Boolean(process.stdin.isTTY),
-            signal: ctx.signal,
+            preparedStatements: await keepsPreparedStatements(ctx.database.pool),
           });
-          return;
-        }
-        const { createTelegramBot } = await import('../../bot/telegram.js');
-        const bot = createTelegramBot({ handlers, token: token!, apiRoot: flags.apiRoot, log });
-        ctx.signal.addEventListener('abort', () => void bot.stop(), { once: true });
-        await bot.run();
-        log.info({ event: 'bot.stopped' }, 'the bot stopped; every received update was handled');
-      });
+          if (flags.console) {
+            const { runConsole } = await import('../../bot/console.js');
+            await runConsole({
+              handlers,
+              userId: flags.user ?? `console:${safeLogin()}`,
+              input: process.stdin,
+              output: process.stdout,
+              log,
+              interactive: Boolean(process.stdin.isTTY),
+              signal: ctx.signal,
+            });
+            return;
+          }
+          const { createTelegramBot } = await import('../../bot/telegram.js');
+          const bot = createTelegramBot({ handlers, token: token!, apiRoot: flags.apiRoot, log });
+          ctx.signal.addEventListener('abort', () => void bot.stop(), { once: true });
+          await bot.run();
+          log.info({ event: 'bot.stopped' }, 'the bot stopped; every received update was handled');
+        },
+      );
     });
 }
 

@@ -24,11 +24,19 @@ export function defineExporter(program: Command): void {
   program
     .command('exporter')
     .description('serve Prometheus metrics: the checks, recoveries, the intake funnel')
-    .addOption(new Option('--listen <host:port>', 'address to serve /metrics and /healthz on').argParser(listenAddress).default(listenAddress('127.0.0.1:9563'), '127.0.0.1:9563'))
+    .addOption(
+      new Option('--listen <host:port>', 'address to serve /metrics and /healthz on')
+        .argParser(listenAddress)
+        .default(listenAddress('127.0.0.1:9563'), '127.0.0.1:9563'),
+    )
     .addOption(new Option('--interval <duration>', 'refresh the values this often').argParser(durationMs).default(60_000, '60s'))
     .option('--refresh-on-scrape', 'refresh on each scrape instead of on the interval')
     .option('--days <n>', 'days of funnel and recoveries by day, today (UTC) included', integer(1, 366), 14)
-    .addOption(new Option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned').argParser(durationMs).default(86_400_000, '24h'))
+    .addOption(
+      new Option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned')
+        .argParser(durationMs)
+        .default(86_400_000, '24h'),
+    )
     .option('--statement-timeout <duration>', 'statement_timeout of each refresh (0: none)', pgDuration, '30s')
     .addHelpText(
       'after',
@@ -40,11 +48,11 @@ sets caseguard_up 0 with the error class as a label. SIGTERM or Ctrl-C stops it 
 Metric names: see "Monitoring" in the README; alert rules and a Grafana dashboard are in
 monitoring/.
 ${examples(
-        'caseguard exporter',
-        'caseguard exporter --listen 0.0.0.0:9563 --interval 5min',
-        'caseguard exporter --refresh-on-scrape --statement-timeout 20s',
-        'curl -s localhost:9563/metrics | grep caseguard_findings',
-      )}`,
+  'caseguard exporter',
+  'caseguard exporter --listen 0.0.0.0:9563 --interval 5min',
+  'caseguard exporter --refresh-on-scrape --statement-timeout 20s',
+  'curl -s localhost:9563/metrics | grep caseguard_findings',
+)}`,
     )
     .action(async (flags: ExporterFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');

@@ -17,11 +17,14 @@ interface ReferenceFlags {
 /** --reference, repeatable: the references a command works on (default: every one whose table exists). */
 function referenceOption(command: Command): Command {
   return command.addOption(
-    new Option('--reference <reference>', 'only this reference (repeatable): progress, memory or active_case (default: all whose table exists)')
-      .argParser((value: string, previous: string[] | undefined) => {
-        if (!['progress', 'memory', 'active_case'].includes(value)) throw new InvalidArgumentError('expected progress, memory or active_case');
-        return [...(previous ?? []), value];
-      }),
+    new Option(
+      '--reference <reference>',
+      'only this reference (repeatable): progress, memory or active_case (default: all whose table exists)',
+    ).argParser((value: string, previous: string[] | undefined) => {
+      if (!['progress', 'memory', 'active_case'].includes(value))
+        throw new InvalidArgumentError('expected progress, memory or active_case');
+      return [...(previous ?? []), value];
+    }),
   );
 }
 
@@ -34,19 +37,38 @@ interface TimingFlags extends LockFlags, ReferenceFlags {
 /** The lock retry schedule's flags (fk add, plan, drop): short, growing lock timeouts. */
 function lockOptions(command: Command): Command {
   return command
-    .addOption(new Option('--lock-timeout <duration>', "lock_timeout of a step's first attempt; each retry's is 1.5 times longer").argParser(durationMs).default(100, '100ms'))
     .addOption(
-      new Option('--max-lock-timeout <duration>', 'the longest lock_timeout of any attempt (what a failed attempt can hold writers up); keep it below deadlock_timeout')
+      new Option('--lock-timeout <duration>', "lock_timeout of a step's first attempt; each retry's is 1.5 times longer")
+        .argParser(durationMs)
+        .default(100, '100ms'),
+    )
+    .addOption(
+      new Option(
+        '--max-lock-timeout <duration>',
+        'the longest lock_timeout of any attempt (what a failed attempt can hold writers up); keep it below deadlock_timeout',
+      )
         .argParser(durationMs)
         .default(800, '800ms'),
     )
-    .addOption(new Option('--lock-retry-budget <duration>', 'how long one step keeps trying for its locks (then exit 5)').argParser(durationMs).default(300_000, '5min'))
+    .addOption(
+      new Option('--lock-retry-budget <duration>', 'how long one step keeps trying for its locks (then exit 5)')
+        .argParser(durationMs)
+        .default(300_000, '5min'),
+    )
     .option('--retries <n>', 'the most retries per step', integer(0, 10_000), 99)
-    .option('--statement-timeout <duration>', 'statement_timeout of every step (default: none, so VALIDATE and index builds take what they need)', pgDuration);
+    .option(
+      '--statement-timeout <duration>',
+      'statement_timeout of every step (default: none, so VALIDATE and index builds take what they need)',
+      pgDuration,
+    );
 }
 
 function timingOptions(command: Command): Command {
-  return lockOptions(referenceOption(command).addOption(new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online')))
+  return lockOptions(
+    referenceOption(command).addOption(
+      new Option('--strategy <strategy>', 'how case_id becomes uuid').choices(['online', 'rewrite']).default('online'),
+    ),
+  )
     .option('--batch-size <n>', 'rows per backfill transaction (online)', integer(1, 1_000_000), 5000)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'));
 }
@@ -74,12 +96,12 @@ writers up briefly; a deadlock is retried like a timeout; after --lock-retry-bud
 the database consistent. Tables are locked in the order the application writes them (cases,
 then progress). The FK is added NOT VALID and validated in a separate transaction.
 ${examples(
-        'caseguard fk status',
-        'caseguard fk plan > fk-plan.sql',
-        'caseguard fk add --yes',
-        'caseguard fk add --yes --strategy rewrite      # small tables: one rewrite under ACCESS EXCLUSIVE',
-        'caseguard fk drop --yes --revert-type',
-      )}`,
+  'caseguard fk status',
+  'caseguard fk plan > fk-plan.sql',
+  'caseguard fk add --yes',
+  'caseguard fk add --yes --strategy rewrite      # small tables: one rewrite under ACCESS EXCLUSIVE',
+  'caseguard fk drop --yes --revert-type',
+)}`,
     )
     .helpCommand(true);
 
@@ -99,9 +121,11 @@ ${examples(
     });
 
   timingOptions(fk.command('plan').description('the exact SQL steps, the lock each takes, and what waits meanwhile'))
-    .addHelpText('after', examples('caseguard fk plan > fk-plan.sql', 'caseguard fk plan --strategy rewrite', 'caseguard fk plan --format json'))
-    .action(
-    async (flags: TimingFlags, command: Command) => {
+    .addHelpText(
+      'after',
+      examples('caseguard fk plan > fk-plan.sql', 'caseguard fk plan --strategy rewrite', 'caseguard fk plan --format json'),
+    )
+    .action(async (flags: TimingFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { fkPlan } = await import('../../core/fk/fk.js');
       const { presentStates } = await import('../../core/fk/state.js');
@@ -115,11 +139,17 @@ ${examples(
         process.stdout.write(flags.format === 'json' ? `${JSON.stringify(plan, null, 2)}\n` : plan.script);
         if (plan.refusal) process.exitCode = 2;
       });
-    },
-  );
+    });
 
   timingOptions(fk.command('add').description('add the FK, step by step, resumably'))
-    .addHelpText('after', examples('caseguard fk add                      # shows the plan and asks', 'caseguard fk add --yes --lock-timeout 500ms', 'caseguard fk add --yes --strategy rewrite'))
+    .addHelpText(
+      'after',
+      examples(
+        'caseguard fk add                      # shows the plan and asks',
+        'caseguard fk add --yes --lock-timeout 500ms',
+        'caseguard fk add --yes --strategy rewrite',
+      ),
+    )
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .action(async (flags: TimingFlags & { yes?: boolean }, command: Command) => {
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
@@ -153,7 +183,10 @@ ${examples(
           signal: ctx.signal,
           lockWaitMs: ctx.lockWaitMs,
           onStep: (e) => {
-            if (flags.format === 'table') process.stdout.write(`${e.status === 'done' ? 'done   ' : 'skipped'} ${e.step}${e.status === 'done' ? ` (${e.ms} ms, ${e.attempts} attempt(s))` : ''}\n`);
+            if (flags.format === 'table')
+              process.stdout.write(
+                `${e.status === 'done' ? 'done   ' : 'skipped'} ${e.step}${e.status === 'done' ? ` (${e.ms} ms, ${e.attempts} attempt(s))` : ''}\n`,
+              );
           },
         });
         process.stdout.write(
@@ -197,12 +230,24 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
           return;
         }
         if (!flags.yes) process.stdout.write(`${parts.map((p) => `${p.statement};`).join('\n')}\n`);
-        if (!(await confirmWrite(`Remove ${parts.map((p) => p.what).join(', ')}?`, { yes: Boolean(flags.yes), isTerminal, what: 'undo the partial fk add' }))) {
+        if (
+          !(await confirmWrite(`Remove ${parts.map((p) => p.what).join(', ')}?`, {
+            yes: Boolean(flags.yes),
+            isTerminal,
+            what: 'undo the partial fk add',
+          }))
+        ) {
           process.stdout.write('Declined: nothing was changed.\n');
           process.exitCode = 1;
           return;
         }
-        const result = await fkAbort(ctx.database, { timing: timing(flags), log: ctx.log, only: flags.reference, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs });
+        const result = await fkAbort(ctx.database, {
+          timing: timing(flags),
+          log: ctx.log,
+          only: flags.reference,
+          signal: ctx.signal,
+          lockWaitMs: ctx.lockWaitMs,
+        });
         process.stdout.write(`Removed ${result.removed.join(', ')} (run ${result.runId}); the table is back in its previous shape.\n`);
       });
     });
@@ -211,7 +256,14 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
     .description('remove the constraint (rollback); --revert-type also returns the column to text')
     .option('--revert-type', 'ALTER case_id back to text (a rewrite under ACCESS EXCLUSIVE)')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
-    .addHelpText('after', examples('caseguard fk drop                     # asks first', 'caseguard fk drop --yes', 'caseguard fk drop --yes --revert-type  # case_id back to text too'))
+    .addHelpText(
+      'after',
+      examples(
+        'caseguard fk drop                     # asks first',
+        'caseguard fk drop --yes',
+        'caseguard fk drop --yes --revert-type  # case_id back to text too',
+      ),
+    )
     .action(async (flags: LockFlags & ReferenceFlags & { revertType?: boolean; yes?: boolean }, command: Command) => {
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
@@ -221,7 +273,13 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         await ctx.shape();
         await ctx.assertCanWrite('caseguard fk drop');
-        if (!(await confirmWrite(`Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`, { yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' }))) {
+        if (
+          !(await confirmWrite(`Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`, {
+            yes: Boolean(flags.yes),
+            isTerminal,
+            what: 'drop the foreign key',
+          }))
+        ) {
           process.stdout.write('Declined: nothing was changed.\n');
           process.exitCode = 1;
           return;

@@ -13,7 +13,11 @@ export function defineFunnel(program: Command): void {
     .command('funnel')
     .description('the intake funnel by day in the terminal')
     .option('--days <n>', 'days shown, today (UTC) included', integer(1, 366), 14)
-    .addOption(new Option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned').argParser(durationMs).default(86_400_000, '24h'))
+    .addOption(
+      new Option('--abandoned-after <duration>', 'an intake in progress untouched this long counts as abandoned')
+        .argParser(durationMs)
+        .default(86_400_000, '24h'),
+    )
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .addHelpText(
       'after',
@@ -29,9 +33,12 @@ ${examples('caseguard funnel', 'caseguard funnel --days 30 --abandoned-after 48h
       const { renderFunnel } = await import('../output/funnelReport.js');
       await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
         await ctx.shape();
-        const report = await ctx.database.db.transaction((tx) => readFunnel(tx, { days: flags.days, abandonedAfterMs: flags.abandonedAfter }), {
-          accessMode: 'read only',
-        });
+        const report = await ctx.database.db.transaction(
+          (tx) => readFunnel(tx, { days: flags.days, abandonedAfterMs: flags.abandonedAfter }),
+          {
+            accessMode: 'read only',
+          },
+        );
         process.stdout.write(flags.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderFunnel(report, ctx.useColor));
       });
     });

@@ -5,7 +5,7 @@ import { examples } from '../options.js';
 export function defineMigrate(program: Command): void {
   program
     .command('migrate')
-    .description('create or upgrade the schema (mega_agent contract tables and caseguard\'s own); for local and test databases')
+    .description("create or upgrade the schema (mega_agent contract tables and caseguard's own); for local and test databases")
     .addHelpText(
       'after',
       `
@@ -17,14 +17,20 @@ ${examples('caseguard migrate', 'caseguard migrate --database-url postgres://loc
     .action(async (_options, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { migrateDatabase } = await import('../../core/db/migrate.js');
-      await withDatabase(command, { judgesData: true, graceful: true, createsDatabase: true }, async ({ database, log, signal, lockWaitMs }) => {
-        const result = await migrateDatabase(database, { what: 'caseguard migrate', log, signal, waitMs: lockWaitMs });
-        const applied = result.applied.contract + result.applied.journal;
-        const lines = [
-          applied === 0 ? 'Schema is up to date.' : `Applied ${applied} migration(s): contract ${result.applied.contract}, caseguard ${result.applied.journal}.`,
-        ];
-        if (result.contractPresent) lines.push('mega_agent tables were already present (created by the application); left as they are.');
-        process.stdout.write(`${lines.join('\n')}\n`);
-      });
+      await withDatabase(
+        command,
+        { judgesData: true, graceful: true, createsDatabase: true },
+        async ({ database, log, signal, lockWaitMs }) => {
+          const result = await migrateDatabase(database, { what: 'caseguard migrate', log, signal, waitMs: lockWaitMs });
+          const applied = result.applied.contract + result.applied.journal;
+          const lines = [
+            applied === 0
+              ? 'Schema is up to date.'
+              : `Applied ${applied} migration(s): contract ${result.applied.contract}, caseguard ${result.applied.journal}.`,
+          ];
+          if (result.contractPresent) lines.push('mega_agent tables were already present (created by the application); left as they are.');
+          process.stdout.write(`${lines.join('\n')}\n`);
+        },
+      );
     });
 }

@@ -6,7 +6,10 @@ export function defineQuarantine(program: Command): void {
   const quarantine = program
     .command('quarantine')
     .description('the rows recover moved aside (list), and putting them back (restore)')
-    .addHelpText('after', examples('caseguard quarantine list', 'caseguard quarantine list --run 12 --format json', 'caseguard quarantine restore 12'))
+    .addHelpText(
+      'after',
+      examples('caseguard quarantine list', 'caseguard quarantine list --run 12 --format json', 'caseguard quarantine restore 12'),
+    )
     .helpCommand(true);
 
   quarantine
@@ -16,7 +19,14 @@ export function defineQuarantine(program: Command): void {
     .option('--all', 'include rows already restored')
     .option('--limit <n>', 'rows to show', integer(1, 1_000_000), 50)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .addHelpText('after', examples('caseguard quarantine list', 'caseguard quarantine list --run 12 --all', 'caseguard quarantine list --format json --limit 1000'))
+    .addHelpText(
+      'after',
+      examples(
+        'caseguard quarantine list',
+        'caseguard quarantine list --run 12 --all',
+        'caseguard quarantine list --format json --limit 1000',
+      ),
+    )
     .action(async (flags: { run?: number; all?: boolean; limit: number; format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { listQuarantine } = await import('../../core/recover/quarantine.js');
@@ -31,7 +41,15 @@ export function defineQuarantine(program: Command): void {
         if (result.total === 0) return void process.stdout.write('The quarantine is empty.\n');
         const table = renderTable(
           ['id', 'run', 'table', 'reason', 'quarantined', 'restored', 'row'],
-          result.rows.map((r) => [r.quarantineId, r.runId, r.sourceTable, r.reason, r.quarantinedAt, r.restoredAt ?? '', visible(JSON.stringify(r.rowData)).slice(0, 120)]),
+          result.rows.map((r) => [
+            r.quarantineId,
+            r.runId,
+            r.sourceTable,
+            r.reason,
+            r.quarantinedAt,
+            r.restoredAt ?? '',
+            visible(JSON.stringify(r.rowData)).slice(0, 120),
+          ]),
           ctx.useColor,
         );
         process.stdout.write(`${table}\nShowing ${result.rows.length} of ${result.total}.\n`);
@@ -45,13 +63,25 @@ export function defineQuarantine(program: Command): void {
     .option('--dry-run', 'say what would be restored and change nothing')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .addHelpText('after', examples('caseguard quarantine restore 12 --dry-run', 'caseguard quarantine restore 12          # shows the count and asks', 'caseguard quarantine restore 12 --yes'))
+    .addHelpText(
+      'after',
+      examples(
+        'caseguard quarantine restore 12 --dry-run',
+        'caseguard quarantine restore 12          # shows the count and asks',
+        'caseguard quarantine restore 12 --yes',
+      ),
+    )
     .action(async (runId: number, flags: { dryRun?: boolean; yes?: boolean; format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { restoreRun } = await import('../../core/recover/quarantine.js');
       const { ExitCode } = await import('../../core/errors.js');
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
-      if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY), what: 'restore rows' });
+      if (!flags.dryRun)
+        assertCanConfirm({
+          yes: Boolean(flags.yes),
+          isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
+          what: 'restore rows',
+        });
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         if (!flags.dryRun) await ctx.assertCanWrite('caseguard quarantine restore');
@@ -59,7 +89,14 @@ export function defineQuarantine(program: Command): void {
           // Asked before any lock or journal row: what the dry run finds is what would go back.
           const { listQuarantine } = await import('../../core/recover/quarantine.js');
           const waiting = shape.hasJournal ? (await listQuarantine(ctx.database.db, { runId, includeRestored: false, limit: 0 })).total : 0;
-          if (waiting > 0 && !(await confirmWrite(`Restore ${waiting} row(s) quarantined by run ${runId}?`, { yes: false, isTerminal: ctx.isTerminal, what: 'restore rows' }))) {
+          if (
+            waiting > 0 &&
+            !(await confirmWrite(`Restore ${waiting} row(s) quarantined by run ${runId}?`, {
+              yes: false,
+              isTerminal: ctx.isTerminal,
+              what: 'restore rows',
+            }))
+          ) {
             process.stdout.write('Declined: nothing was changed.\n');
             process.exitCode = ExitCode.findings;
             return;
@@ -72,9 +109,11 @@ export function defineQuarantine(program: Command): void {
           lockWaitMs: ctx.lockWaitMs,
         });
         if (flags.format === 'json') return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-        if (result.dryRun) return void process.stdout.write(`Dry run: the rows run ${runId} quarantined can be restored; nothing was changed.\n`);
+        if (result.dryRun)
+          return void process.stdout.write(`Dry run: the rows run ${runId} quarantined can be restored; nothing was changed.\n`);
         const lines = [`Restored ${result.restored} row(s) (run ${result.runId}).`];
-        for (const o of result.outcomes.filter((x) => !x.restored)) lines.push(`not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`);
+        for (const o of result.outcomes.filter((x) => !x.restored))
+          lines.push(`not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`);
         process.stdout.write(`${lines.join('\n')}\n`);
         if (result.notRestored > 0) process.exitCode = ExitCode.findings;
       });

@@ -28,17 +28,28 @@ export function defineRecover(program: Command): void {
     .description('repair what scan found: create missing cases, normalise spellings, quarantine what cannot be repaired')
     .option('--dry-run', 'show the exact plan (and its SQL) and change nothing')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
-    .option('--quarantine', 'move invalid_case_id and duplicate_progress rows (and memory or pointers whose id is no uuid) into the quarantine')
+    .option(
+      '--quarantine',
+      'move invalid_case_id and duplicate_progress rows (and memory or pointers whose id is no uuid) into the quarantine',
+    )
     .option('--batch-size <n>', 'targets per batch; each batch is its own short transaction', integer(1, 100_000), 5000)
     .option('--limit <n>', 'samples shown per step', integer(0, 10_000), 10)
     .option('--no-sql', 'leave the SQL out of the plan')
     .option('--undo <run>', 'undo a recover run where it is safe', integer(1, Number.MAX_SAFE_INTEGER))
     .addOption(
-      new Option('--duplicates <policy>', 'duplicate_progress groups (with --quarantine): keep the row the bot reads, or quarantine every row')
+      new Option(
+        '--duplicates <policy>',
+        'duplicate_progress groups (with --quarantine): keep the row the bot reads, or quarantine every row',
+      )
         .choices(['keep-latest', 'quarantine-all'])
         .default('keep-latest'),
     )
-    .option('--case-value <column=value>', "a value for the application's required column of cases that has no default (repeatable)", caseValue, {})
+    .option(
+      '--case-value <column=value>',
+      "a value for the application's required column of cases that has no default (repeatable)",
+      caseValue,
+      {},
+    )
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .addHelpText(
       'after',
@@ -55,19 +66,20 @@ rejects is journaled as rejected, the rest of its batch is repaired, and the run
 (exit 1).
 Every run is journaled (caseguard runs). One recover at a time: a second exits 5.
 ${examples(
-        'caseguard recover --dry-run',
-        'caseguard recover                      # shows the plan and asks',
-        'caseguard recover --yes --quarantine   # in a pipeline',
-        'caseguard recover --undo 12 --dry-run',
-        'caseguard recover --yes --case-value tenant_id=acme',
-      )}`,
+  'caseguard recover --dry-run',
+  'caseguard recover                      # shows the plan and asks',
+  'caseguard recover --yes --quarantine   # in a pipeline',
+  'caseguard recover --undo 12 --dry-run',
+  'caseguard recover --yes --case-value tenant_id=acme',
+)}`,
     )
     .action(async (flags: RecoverFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
       const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       // Without a terminal and --yes, refuse before connecting; an undo first says whether its run exists.
-      if (!flags.dryRun && flags.undo === undefined) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'write to the database' });
+      if (!flags.dryRun && flags.undo === undefined)
+        assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'write to the database' });
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
         const log = ctx.log.child({ command: 'recover' });
@@ -78,14 +90,24 @@ ${examples(
             if (!flags.yes) {
               // The safety checks run read-only first; the prompt comes before any lock or journal row.
               const preview = await undoRun(ctx.database, shape, flags.undo, { dryRun: true });
-              if (!(await confirmWrite(`Undo run ${flags.undo}: ${preview.summary}. Proceed?`, { yes: false, isTerminal: ctx.isTerminal, what: `undo run ${flags.undo}` }))) {
+              if (
+                !(await confirmWrite(`Undo run ${flags.undo}: ${preview.summary}. Proceed?`, {
+                  yes: false,
+                  isTerminal: ctx.isTerminal,
+                  what: `undo run ${flags.undo}`,
+                }))
+              ) {
                 process.stdout.write('Declined: nothing was changed.\n');
                 process.exitCode = 1;
                 return;
               }
             }
           }
-          const result = await undoRun(ctx.database, shape, flags.undo, { dryRun: Boolean(flags.dryRun), signal: ctx.signal, lockWaitMs: ctx.lockWaitMs });
+          const result = await undoRun(ctx.database, shape, flags.undo, {
+            dryRun: Boolean(flags.dryRun),
+            signal: ctx.signal,
+            lockWaitMs: ctx.lockWaitMs,
+          });
           process.stdout.write(
             flags.format === 'json'
               ? `${JSON.stringify(result, null, 2)}\n`
@@ -101,7 +123,8 @@ ${examples(
         const { ExitCode, UsageError } = await import('../../core/errors.js');
         let bar: ReturnType<typeof progressBar> | undefined;
         const showPlan = (plan: Parameters<typeof renderPlan>[0]) => {
-          if (flags.format === 'table') process.stdout.write(renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: Boolean(flags.quarantine) }));
+          if (flags.format === 'table')
+            process.stdout.write(renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: Boolean(flags.quarantine) }));
         };
         const settings = {
           quarantine: Boolean(flags.quarantine),
@@ -124,7 +147,11 @@ ${examples(
             if (plan.constraints.blockers.length > 0) {
               throw new UsageError(`recover cannot run as asked; nothing was changed: ${plan.constraints.blockers.join('; ')}`);
             }
-            const ok = await confirmWrite(`Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`, { yes: false, isTerminal: ctx.isTerminal, what: 'write to the database' });
+            const ok = await confirmWrite(`Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`, {
+              yes: false,
+              isTerminal: ctx.isTerminal,
+              what: 'write to the database',
+            });
             if (!ok) {
               process.stdout.write('Declined: nothing was changed.\n');
               process.exitCode = ExitCode.findings;

@@ -35,7 +35,10 @@ export function defineRuns(program: Command): void {
               r.startedAt,
               r.finishedAt ?? '',
               `${r.osUser ?? '?'} as ${r.dbUser}`,
-              Object.entries(r.counts).filter(([, v]) => v).map(([k, v]) => `${k}=${v}`).join(' '),
+              Object.entries(r.counts)
+                .filter(([, v]) => v)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' '),
             ]),
             ctx.useColor,
           )}\n`,
@@ -77,7 +80,11 @@ export function defineRuns(program: Command): void {
           ctx.useColor,
         );
         const items = run.items.length
-          ? renderTable(['action', 'table', 'check', 'rows'], run.items.map((i) => [i.action, i.tableName, i.checkId ?? '', i.count]), ctx.useColor)
+          ? renderTable(
+              ['action', 'table', 'check', 'rows'],
+              run.items.map((i) => [i.action, i.tableName, i.checkId ?? '', i.count]),
+              ctx.useColor,
+            )
           : 'It changed no row.';
         process.stdout.write(`${head}\n${items}\n`);
       });

@@ -17,7 +17,8 @@ interface ScanFlags {
 
 function timestamp(value: string): Date {
   const date = new Date(value);
-  if (value.trim() === '' || Number.isNaN(date.getTime())) throw new InvalidArgumentError('expected a timestamp such as 2026-11-01T00:00:00Z');
+  if (value.trim() === '' || Number.isNaN(date.getTime()))
+    throw new InvalidArgumentError('expected a timestamp such as 2026-11-01T00:00:00Z');
   return date;
 }
 
@@ -42,13 +43,13 @@ dangling_active_case (error); noncanonical_case_id, owner_mismatch (warn). A che
 optional table is reported as skipped. Exit 1 when an error-severity check finds anything
 (--fail-on warn to include warnings, --max-findings N to tolerate some).
 ${examples(
-        'caseguard scan',
-        'caseguard scan --format json > scan.json',
-        'caseguard scan --format junit > caseguard-junit.xml      # a CI gate with a test report',
-        'caseguard scan --format prometheus -o /var/lib/node_exporter/caseguard.prom',
-        'caseguard scan --all --format csv > findings.csv',
-        "caseguard scan --since '2026-11-27T00:00:00Z' --fail-on warn",
-      )}`,
+  'caseguard scan',
+  'caseguard scan --format json > scan.json',
+  'caseguard scan --format junit > caseguard-junit.xml      # a CI gate with a test report',
+  'caseguard scan --format prometheus -o /var/lib/node_exporter/caseguard.prom',
+  'caseguard scan --all --format csv > findings.csv',
+  "caseguard scan --since '2026-11-27T00:00:00Z' --fail-on warn",
+)}`,
     )
     .action(async (flags: ScanFlags, command: Command) => {
       const { UsageError } = await import('../../core/errors.js');
@@ -87,7 +88,13 @@ ${examples(
           throw error;
         });
         ctx.log.info(
-          { event: 'scan.completed', errors: report.summary.errors, warnings: report.summary.warnings, missing_cases: report.summary.missingCases, duration_ms: report.durationMs },
+          {
+            event: 'scan.completed',
+            errors: report.summary.errors,
+            warnings: report.summary.warnings,
+            missing_cases: report.summary.missingCases,
+            duration_ms: report.durationMs,
+          },
           'scan completed',
         );
         const render = {

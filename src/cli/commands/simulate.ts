@@ -40,52 +40,58 @@ export function defineSimulate(program: Command): void {
       const { printSimulateReport } = await import('../output/simulateReport.js');
       const { progressBar } = await import('../output/progress.js');
       const { ExitCode } = await import('../../core/errors.js');
-      await withDatabase(command, { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true, pipeline: true }, async (ctx) => {
-        const shape = await ctx.shape();
-        // The intake writes; a standby or read-only database is refused before the first user.
-        const { assertWritable } = await import('../../core/db/database.js');
-        assertWritable(ctx.database, 'caseguard simulate');
-        const usersGiven = command.getOptionValueSource('users') !== 'default';
-        const users = flags.duration !== undefined && !usersGiven ? 10_000_000 : flags.users;
-        const bar = progressBar(ctx.isTerminal && process.stderr.isTTY && flags.duration === undefined, users, 'users');
-        let report;
-        try {
-          // Per-user intake events, and the guard's warnings the user asked for with --legacy-rate,
-          // would drown the report: they are summarised after it unless a log level was asked for.
-          const log = ctx.log.child({ command: 'simulate' }, ctx.logLevelExplicit ? {} : { level: 'error' });
-          const { keepsPreparedStatements } = await import('../../core/intake/session.js');
-          report = await simulate(ctx.database.db, shape, log, {
-            preparedStatements: await keepsPreparedStatements(ctx.database.pool),
-            users,
-            durationMs: flags.duration,
-            concurrency: flags.concurrency,
-            seed: flags.seed,
-            legacyRate: flags.legacyRate,
-            crashRate: flags.crashRate,
-            signal: ctx.signal,
-            onUserDone: (done) => bar.update(done),
-          });
-        } catch (error) {
-          // Interrupted: the users already run are still worth a report, then exit 130.
-          const partial = (error as { report?: typeof report }).report;
-          bar.stop();
-          if (partial) printSimulateReport(partial, flags.format, ctx.useColor);
-          throw error;
-        } finally {
-          bar.stop();
-        }
-        printSimulateReport(report, flags.format, ctx.useColor);
-        if (!ctx.logLevelExplicit && report.recoveries > 0) {
-          ctx.log.warn(
-            { event: 'simulate.guard_summary', recoveries: report.recoveries },
-            `${report.recoveries} legacy user(s) rescued by the guard (an ensure_case_exists.case_missing warning each; --log-level info shows them)`,
-          );
-        }
-        if (report.errors > 0 && report.errors === report.connectionErrors) {
-          const { ConnectionError } = await import('../../core/errors.js');
-          throw new ConnectionError(`every failing user failed for a privilege or the connection (${report.errors} of ${report.users}): ${report.firstErrors[0] ?? ''}`);
-        }
-        if (flags.check && (report.orphans.unexplained > 0 || report.errors > 0)) process.exitCode = ExitCode.findings;
-      });
+      await withDatabase(
+        command,
+        { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true, pipeline: true },
+        async (ctx) => {
+          const shape = await ctx.shape();
+          // The intake writes; a standby or read-only database is refused before the first user.
+          const { assertWritable } = await import('../../core/db/database.js');
+          assertWritable(ctx.database, 'caseguard simulate');
+          const usersGiven = command.getOptionValueSource('users') !== 'default';
+          const users = flags.duration !== undefined && !usersGiven ? 10_000_000 : flags.users;
+          const bar = progressBar(ctx.isTerminal && process.stderr.isTTY && flags.duration === undefined, users, 'users');
+          let report;
+          try {
+            // Per-user intake events, and the guard's warnings the user asked for with --legacy-rate,
+            // would drown the report: they are summarised after it unless a log level was asked for.
+            const log = ctx.log.child({ command: 'simulate' }, ctx.logLevelExplicit ? {} : { level: 'error' });
+            const { keepsPreparedStatements } = await import('../../core/intake/session.js');
+            report = await simulate(ctx.database.db, shape, log, {
+              preparedStatements: await keepsPreparedStatements(ctx.database.pool),
+              users,
+              durationMs: flags.duration,
+              concurrency: flags.concurrency,
+              seed: flags.seed,
+              legacyRate: flags.legacyRate,
+              crashRate: flags.crashRate,
+              signal: ctx.signal,
+              onUserDone: (done) => bar.update(done),
+            });
+          } catch (error) {
+            // Interrupted: the users already run are still worth a report, then exit 130.
+            const partial = (error as { report?: typeof report }).report;
+            bar.stop();
+            if (partial) printSimulateReport(partial, flags.format, ctx.useColor);
+            throw error;
+          } finally {
+            bar.stop();
+          }
+          printSimulateReport(report, flags.format, ctx.useColor);
+          if (!ctx.logLevelExplicit && report.recoveries > 0) {
+            ctx.log.warn(
+              { event: 'simulate.guard_summary', recoveries: report.recoveries },
+              `${report.recoveries} legacy user(s) rescued by the guard (an ensure_case_exists.case_missing warning each; --log-level info shows them)`,
+            );
+          }
+          if (report.errors > 0 && report.errors === report.connectionErrors) {
+            const { ConnectionError } = await import('../../core/errors.js');
+            throw new ConnectionError(
+              `every failing user failed for a privilege or the connection (${report.errors} of ${report.users}): ${report.firstErrors[0] ?? ''}`,
+            );
+          }
+          if (flags.check && (report.orphans.unexplained > 0 || report.errors > 0)) process.exitCode = ExitCode.findings;
+        },
+      );
     });
 }

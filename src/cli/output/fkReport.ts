@@ -18,9 +18,17 @@ function renderReference(r: ReferenceStatus, useColor: boolean): string {
       ['column type', s.columnType],
       ['phase', r.phase === 'partial' ? 'partial: a run stopped midway' : r.phase.replace('_', ' ')],
       ['foreign key', s.foreignKey ? `${s.foreignKey.name} (${s.foreignKey.validated ? 'validated' : 'NOT VALID'})` : 'absent'],
-      ['index on the column', s.caseIdIndex ? `${s.caseIdIndex.name}${s.caseIdIndex.valid ? '' : ' (INVALID: a failed concurrent build)'}` : 'absent'],
+      [
+        'index on the column',
+        s.caseIdIndex ? `${s.caseIdIndex.name}${s.caseIdIndex.valid ? '' : ' (INVALID: a failed concurrent build)'}` : 'absent',
+      ],
       ['primary key', s.primaryKey ? `${s.primaryKey.name} (${s.primaryKey.columns.join(', ')})` : 'absent'],
-      ['online migration', s.hasShadow || s.hasTrigger ? `in progress (${[s.hasShadow && 'shadow column', s.hasTrigger && 'sync trigger'].filter(Boolean).join(', ')})` : 'not started or past the swap'],
+      [
+        'online migration',
+        s.hasShadow || s.hasTrigger
+          ? `in progress (${[s.hasShadow && 'shadow column', s.hasTrigger && 'sync trigger'].filter(Boolean).join(', ')})`
+          : 'not started or past the swap',
+      ],
       ['partitioned', s.partitioned ? 'yes' : 'no'],
       ['column position', `column ${s.columnPosition}`],
       ['rows (estimate)', s.rows ?? `unknown: never analysed (ANALYZE ${s.reference.table})`],
@@ -30,11 +38,19 @@ function renderReference(r: ReferenceStatus, useColor: boolean): string {
   const dependents = s.dependents.length
     ? `${renderTable(
         [`depends on ${s.reference.column}`, 'online', 'rewrite'],
-        s.dependents.map((d) => [`${d.kind.replace('_', ' ')} ${d.name}`, d.carried.online ?? paint.red('cannot carry'), d.carried.rewrite ?? paint.red('cannot carry')]),
+        s.dependents.map((d) => [
+          `${d.kind.replace('_', ' ')} ${d.name}`,
+          d.carried.online ?? paint.red('cannot carry'),
+          d.carried.rewrite ?? paint.red('cannot carry'),
+        ]),
         useColor,
       )}\n`
     : '';
-  const steps = renderTable(['step', 'done'], r.steps.map((st) => [st.id, st.done ? 'yes' : 'no']), useColor);
+  const steps = renderTable(
+    ['step', 'done'],
+    r.steps.map((st) => [st.id, st.done ? 'yes' : 'no']),
+    useColor,
+  );
   const refusal = r.refusal ? `${paint.red(`Refused: ${r.refusal}.`)}\n` : '';
   return `${paint.bold(TITLES[r.reference])}\n${facts}\n${dependents}${steps}\n${refusal}`;
 }

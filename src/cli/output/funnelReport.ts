@@ -18,7 +18,15 @@ function span(seconds: number | null): string {
 
 export function renderFunnel(report: FunnelReport, useColor: boolean): string {
   const paint = painter(useColor);
-  const row = (label: string, d: Omit<FunnelDay, 'day'>) => [label, d.started, d.completed, d.cancelled, d.abandoned, d.inProgress, percent(d)];
+  const row = (label: string, d: Omit<FunnelDay, 'day'>) => [
+    label,
+    d.started,
+    d.completed,
+    d.cancelled,
+    d.abandoned,
+    d.inProgress,
+    percent(d),
+  ];
   const table = renderTable(
     ['day (UTC)', 'started', 'completed', 'cancelled', 'abandoned', 'in progress', 'completed of ended'],
     [...report.days.map((d) => row(d.day, d)), row(paint.bold('total'), report.totals)],

@@ -18,11 +18,19 @@ const KIND_LABEL: Record<string, string> = {
 export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { showSql: boolean; quarantine: boolean }): string {
   const paint = painter(useColor);
   const out: string[] = [];
-  out.push(paint.bold(`Recovery plan (${plan.runId === null ? 'dry run, nothing journaled' : `run ${plan.runId}`}; ${plan.shape} shape; batches of ${plan.batchSize})`));
+  out.push(
+    paint.bold(
+      `Recovery plan (${plan.runId === null ? 'dry run, nothing journaled' : `run ${plan.runId}`}; ${plan.shape} shape; batches of ${plan.batchSize})`,
+    ),
+  );
   out.push(
     renderTable(
       ['step', 'rows', 'action'],
-      TARGET_KINDS.map((k) => [KIND_LABEL[k]!, plan.counts[k], isQuarantineKind(k) && !options.quarantine ? 'left (needs --quarantine)' : plan.counts[k] > 0 ? 'will run' : '-']),
+      TARGET_KINDS.map((k) => [
+        KIND_LABEL[k]!,
+        plan.counts[k],
+        isQuarantineKind(k) && !options.quarantine ? 'left (needs --quarantine)' : plan.counts[k] > 0 ? 'will run' : '-',
+      ]),
       useColor,
     ),
   );
@@ -31,13 +39,24 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
     out.push(
       renderTable(
         ['step', 'check', 'user_id', 'case_id', 'canonical id', 'memory_id'],
-        plan.samples.map((s) => [s.kind, s.check_id, visible(s.user_id ?? ''), visible(s.case_id ?? ''), s.canonical_id ?? '', s.memory_id ?? '']),
+        plan.samples.map((s) => [
+          s.kind,
+          s.check_id,
+          visible(s.user_id ?? ''),
+          visible(s.case_id ?? ''),
+          s.canonical_id ?? '',
+          s.memory_id ?? '',
+        ]),
         useColor,
       ),
     );
   }
   if (plan.ambiguous.count > 0) {
-    out.push(paint.yellow(`${plan.ambiguous.count} missing case id(s) are referenced by several users; the owner chosen is the user of the earliest progress row:`));
+    out.push(
+      paint.yellow(
+        `${plan.ambiguous.count} missing case id(s) are referenced by several users; the owner chosen is the user of the earliest progress row:`,
+      ),
+    );
     out.push(
       renderTable(
         ['case id', 'owner chosen', 'all users'],
@@ -65,15 +84,20 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
 
 export function renderResult(result: RecoverResult, useColor: boolean): string {
   const paint = painter(useColor);
-  if (result.status === 'dry_run') return `${paint.bold('Dry run')}: nothing was changed and nothing was journaled. Run without --dry-run to apply.\n`;
-  if (result.status === 'nothing_to_do') return `${paint.green('Nothing to do')}: no missing case, spelling or quarantine target (run ${result.runId} journaled).\n`;
+  if (result.status === 'dry_run')
+    return `${paint.bold('Dry run')}: nothing was changed and nothing was journaled. Run without --dry-run to apply.\n`;
+  if (result.status === 'nothing_to_do')
+    return `${paint.green('Nothing to do')}: no missing case, spelling or quarantine target (run ${result.runId} journaled).\n`;
   if (result.status === 'declined') return 'Declined: nothing was changed.\n';
   const table = renderTable(
     ['step', 'planned', 'applied'],
     TARGET_KINDS.filter((k) => result.plan.counts[k] > 0).map((k) => [KIND_LABEL[k]!, result.plan.counts[k], result.applied[k]]),
     useColor,
   );
-  const skipped = result.skipped > 0 ? `\n${result.skipped} target(s) were already handled meanwhile (for example a case the live bot re-created) and were left alone.` : '';
+  const skipped =
+    result.skipped > 0
+      ? `\n${result.skipped} target(s) were already handled meanwhile (for example a case the live bot re-created) and were left alone.`
+      : '';
   const rejected =
     result.rejected > 0
       ? `\n${paint.red(`${result.rejected} target(s) were rejected by the database`)} (the application's constraint or trigger; every other row was repaired): see \`caseguard runs show ${result.runId}\`, fix the cause or pass --case-value, and rerun caseguard recover.`

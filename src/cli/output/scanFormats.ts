@@ -28,21 +28,27 @@ export function csvHeader(): string {
 
 export function csvRows(findings: Finding[], severityOf: (f: Finding) => string): string {
   return findings
-    .map((f) => [f.check, severityOf(f), f.table, f.user_id, f.case_id, f.canonical_id, f.owner, f.memory_id, f.detail].map(csvField).join(',') + '\r\n')
+    .map(
+      (f) =>
+        [f.check, severityOf(f), f.table, f.user_id, f.case_id, f.canonical_id, f.owner, f.memory_id, f.detail].map(csvField).join(',') +
+        '\r\n',
+    )
     .join('');
 }
 
 /** XML 1.0 text: escaped, and characters XML cannot carry at all replaced with U+FFFD. */
 export function xml(text: unknown): string {
-  return String(text ?? '')
-    // eslint-disable-next-line no-control-regex -- these are exactly the characters XML 1.0 forbids
-    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '\uFFFD')
-    .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&apos;');
+  return (
+    String(text ?? '')
+      // eslint-disable-next-line no-control-regex -- these are exactly the characters XML 1.0 forbids
+      .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '\uFFFD')
+      .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+      .replace(/&/g, '&amp;')
+      .replace(/</g, '&lt;')
+      .replace(/>/g, '&gt;')
+      .replace(/"/g, '&quot;')
+      .replace(/'/g, '&apos;')
+  );
 }
 
 function describeFinding(f: Finding): string {
@@ -119,7 +125,13 @@ export function visible(text: unknown): string {
 export function renderTableReport(report: ScanReport, useColor: boolean, maxWidth = terminalWidth()): string {
   const paint = painter(useColor);
   const status = (c: CheckResult) =>
-    c.status === 'pass' ? paint.green('pass') : c.status === 'skipped' ? paint.gray(`skipped (${c.reason})`) : c.severity === 'error' ? paint.red('FAIL') : paint.yellow('warn');
+    c.status === 'pass'
+      ? paint.green('pass')
+      : c.status === 'skipped'
+        ? paint.gray(`skipped (${c.reason})`)
+        : c.severity === 'error'
+          ? paint.red('FAIL')
+          : paint.yellow('warn');
   const summary = renderTable(
     ['check', 'severity', 'status', 'findings', 'distinct cases'],
     report.checks.map((c) => [c.id, c.severity, status(c), c.count, c.distinctCases ?? '']),
@@ -132,7 +144,13 @@ export function renderTableReport(report: ScanReport, useColor: boolean, maxWidt
       const head = paint.bold(fit(`${c.id}: ${c.title} (showing ${c.samples.length} of ${c.count})`, maxWidth));
       const table = renderTable(
         ['table', 'user_id', 'case_id', 'canonical id', 'detail'],
-        c.samples.map((f) => [f.table, visible(f.user_id), visible(f.case_id), f.canonical_id && f.canonical_id !== f.case_id ? f.canonical_id : '', visible(f.owner ? `${f.detail}: ${f.owner}` : f.detail)]),
+        c.samples.map((f) => [
+          f.table,
+          visible(f.user_id),
+          visible(f.case_id),
+          f.canonical_id && f.canonical_id !== f.case_id ? f.canonical_id : '',
+          visible(f.owner ? `${f.detail}: ${f.owner}` : f.detail),
+        ]),
         useColor,
         maxWidth,
       );

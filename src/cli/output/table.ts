@@ -63,7 +63,8 @@ export function renderTable(head: string[], rows: Cell[][], useColor: boolean, m
     head: columns.map((i) => paint.bold(head[i]!)),
     style: { head: [], border: [], compact: true },
   });
-  for (const row of rows) table.push(columns.map((i, k) => elide(typeof row[i] === 'number' ? String(row[i]) : (row[i] ?? ''), widths[k]!)));
+  for (const row of rows)
+    table.push(columns.map((i, k) => elide(typeof row[i] === 'number' ? String(row[i]) : (row[i] ?? ''), widths[k]!)));
   const noted = notes.map((n) => fit(n, maxWidth)).join('\n');
   return noted ? `${noted}\n${table.toString()}` : table.toString();
 }

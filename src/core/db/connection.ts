@@ -41,7 +41,8 @@ export function resolveConnection(req: ConnectionRequest): ConnectionTarget {
     return { kind: 'server', params: resolveParams(req.databaseUrl, env, '--database-url'), source: '--database-url' };
   }
   if (env.DATABASE_URL) return { kind: 'server', params: resolveParams(env.DATABASE_URL, env, 'DATABASE_URL'), source: 'DATABASE_URL' };
-  if (env.PGHOST || env.PGDATABASE || env.PGSERVICE) return { kind: 'server', params: resolveParams(undefined, env), source: 'PG* environment' };
+  if (env.PGHOST || env.PGDATABASE || env.PGSERVICE)
+    return { kind: 'server', params: resolveParams(undefined, env), source: 'PG* environment' };
   if (req.judgesData && isCi(env)) {
     throw new UsageError(
       'CI=true and no database given: set DATABASE_URL (or --database-url, or PGHOST/PGDATABASE/PGSERVICE); ' +

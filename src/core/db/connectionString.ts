@@ -23,16 +23,45 @@ import { UsageError } from '../errors.js';
 export type ConnParams = Partial<Record<Keyword, string>>;
 
 const KEYWORDS = [
-  'host', 'hostaddr', 'port', 'dbname', 'user', 'password', 'passfile', 'connect_timeout', 'application_name',
-  'fallback_application_name', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'service', 'options', 'client_encoding',
-  'keepalives', 'keepalives_idle', 'target_session_attrs',
+  'host',
+  'hostaddr',
+  'port',
+  'dbname',
+  'user',
+  'password',
+  'passfile',
+  'connect_timeout',
+  'application_name',
+  'fallback_application_name',
+  'sslmode',
+  'sslrootcert',
+  'sslcert',
+  'sslkey',
+  'service',
+  'options',
+  'client_encoding',
+  'keepalives',
+  'keepalives_idle',
+  'target_session_attrs',
 ] as const;
 type Keyword = (typeof KEYWORDS)[number];
 
 const ENV: Partial<Record<Keyword, string>> = {
-  host: 'PGHOST', hostaddr: 'PGHOSTADDR', port: 'PGPORT', dbname: 'PGDATABASE', user: 'PGUSER', password: 'PGPASSWORD',
-  passfile: 'PGPASSFILE', connect_timeout: 'PGCONNECT_TIMEOUT', application_name: 'PGAPPNAME', sslmode: 'PGSSLMODE',
-  sslrootcert: 'PGSSLROOTCERT', sslcert: 'PGSSLCERT', sslkey: 'PGSSLKEY', options: 'PGOPTIONS', client_encoding: 'PGCLIENTENCODING',
+  host: 'PGHOST',
+  hostaddr: 'PGHOSTADDR',
+  port: 'PGPORT',
+  dbname: 'PGDATABASE',
+  user: 'PGUSER',
+  password: 'PGPASSWORD',
+  passfile: 'PGPASSFILE',
+  connect_timeout: 'PGCONNECT_TIMEOUT',
+  application_name: 'PGAPPNAME',
+  sslmode: 'PGSSLMODE',
+  sslrootcert: 'PGSSLROOTCERT',
+  sslcert: 'PGSSLCERT',
+  sslkey: 'PGSSLKEY',
+  options: 'PGOPTIONS',
+  client_encoding: 'PGCLIENTENCODING',
   target_session_attrs: 'PGTARGETSESSIONATTRS',
 };
 
@@ -177,7 +206,9 @@ export function resolveParams(text: string | undefined, env: NodeJS.ProcessEnv, 
     throw new UsageError(`sslmode "${params.sslmode}" is not one of ${SSLMODES.join(', ')}`);
   }
   if (params.target_session_attrs && params.target_session_attrs !== 'any') {
-    throw new UsageError(`target_session_attrs=${params.target_session_attrs} is not supported: caseguard connects to one host; name the primary or the standby directly`);
+    throw new UsageError(
+      `target_session_attrs=${params.target_session_attrs} is not supported: caseguard connects to one host; name the primary or the standby directly`,
+    );
   }
   if (params.port !== undefined && !/^\d{1,5}$/.test(params.port)) throw new UsageError(`port "${params.port}" is not a port number`);
   return params;
@@ -210,7 +241,8 @@ function tlsOptions(params: ConnParams): ConnectionOptions | false {
   const verifyCa = mode === 'verify-ca' || (mode === 'require' && params.sslrootcert !== undefined);
   if (mode === 'verify-full') return ssl;
   if (verifyCa) {
-    if (!ssl.ca && params.sslrootcert !== 'system') throw new UsageError('sslmode=verify-ca needs sslrootcert (the CA that signed the server certificate)');
+    if (!ssl.ca && params.sslrootcert !== 'system')
+      throw new UsageError('sslmode=verify-ca needs sslrootcert (the CA that signed the server certificate)');
     return { ...ssl, checkServerIdentity: () => undefined };
   }
   return { ...ssl, rejectUnauthorized: false };
@@ -243,7 +275,11 @@ export function toClientConfig(params: ConnParams, env: NodeJS.ProcessEnv = proc
 }
 
 /** The matching line of the password file, as libpq reads it (ignored unless mode 0600). */
-async function passwordFromFile(params: ConnParams, info: { host: string; port: number; user: string; database: string }, env: NodeJS.ProcessEnv): Promise<string> {
+async function passwordFromFile(
+  params: ConnParams,
+  info: { host: string; port: number; user: string; database: string },
+  env: NodeJS.ProcessEnv,
+): Promise<string> {
   const file = params.passfile ?? pgpassHelper.getFileName(env);
   let stat: fs.Stats;
   try {
@@ -254,6 +290,8 @@ async function passwordFromFile(params: ConnParams, info: { host: string; port: 
   if (!pgpassHelper.usePgPass(stat, file)) return '';
   const hostForFile = info.host.startsWith('/') ? 'localhost' : info.host;
   return new Promise((resolve) => {
-    pgpassHelper.getPassword({ ...info, host: hostForFile, port: String(info.port) }, fs.createReadStream(file), (pass) => resolve(pass ?? ''));
+    pgpassHelper.getPassword({ ...info, host: hostForFile, port: String(info.port) }, fs.createReadStream(file), (pass) =>
+      resolve(pass ?? ''),
+    );
   });
 }

@@ -133,7 +133,9 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
   if (serverVersionNum < MIN_SERVER_VERSION) {
     await pool.end().catch(() => undefined);
     await embedded?.release().catch(() => undefined);
-    throw new SchemaError(`${name} runs PostgreSQL ${Math.floor(serverVersionNum / 10000)}; caseguard supports PostgreSQL 13 to 18: nothing was changed`);
+    throw new SchemaError(
+      `${name} runs PostgreSQL ${Math.floor(serverVersionNum / 10000)}; caseguard supports PostgreSQL 13 to 18: nothing was changed`,
+    );
   }
   const db = drizzle({ client: pool }) as Db;
   return {
@@ -160,7 +162,9 @@ export function assertWritable(database: Database, what: string): void {
     throw new UsageError(`${database.name} is a hot standby (read-only): ${what} writes; run it against the primary`);
   }
   if (database.readOnly === 'read-only') {
-    throw new UsageError(`${database.name} is read-only (default_transaction_read_only = on): ${what} writes; run it against a writable database`);
+    throw new UsageError(
+      `${database.name} is read-only (default_transaction_read_only = on): ${what} writes; run it against a writable database`,
+    );
   }
 }
 
@@ -185,12 +189,15 @@ export function connectionError(error: unknown, redactedName: string): Connectio
   const message = toError(error).message;
   const reason =
     (code && reasons[code]) ??
-    (/timeout/i.test(message) ? 'connection timed out' : /password must be a (non-empty )?string/i.test(message) ? 'the server asks for a password and none was given (URL, PGPASSWORD or .pgpass)' : undefined);
+    (/timeout/i.test(message)
+      ? 'connection timed out'
+      : /password must be a (non-empty )?string/i.test(message)
+        ? 'the server asks for a password and none was given (URL, PGPASSWORD or .pgpass)'
+        : undefined);
   const detail = sqlStateOf(error) ? describePgError(error) : message;
-  return new ConnectionError(
-    `cannot connect to ${redactedName}: ${reason ? `${reason} (${scrub(detail)})` : scrub(detail)}`,
-    { cause: error },
-  );
+  return new ConnectionError(`cannot connect to ${redactedName}: ${reason ? `${reason} (${scrub(detail)})` : scrub(detail)}`, {
+    cause: error,
+  });
 }
 
 /** Removes anything that looks like a password from a driver message. */

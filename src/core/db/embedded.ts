@@ -187,19 +187,13 @@ function runningPort(layout: Layout): number | undefined {
   return port;
 }
 
-async function startServer(
-  layout: Layout,
-  runAs: { uid: number; gid: number } | undefined,
-  log: Logger,
-): Promise<number> {
+async function startServer(layout: Layout, runAs: { uid: number; gid: number } | undefined, log: Logger): Promise<number> {
   const port = await freePort();
   const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`;
   log.debug({ event: 'embedded.start', port }, 'starting the embedded database');
   const code = await pgCtl(['start', '-D', layout.pgdata, '-l', layout.logFile, '-w', '-t', '60', '-o', options], runAs);
   if (code !== 0) {
-    throw new ConnectionError(
-      `the embedded database did not start (pg_ctl exit ${code}): ${await logTail(layout)}`,
-    );
+    throw new ConnectionError(`the embedded database did not start (pg_ctl exit ${code}): ${await logTail(layout)}`);
   }
   return port;
 }
@@ -254,7 +248,10 @@ async function binaryFromPackage(name: 'pg_ctl'): Promise<string> {
 async function logTail(layout: Layout): Promise<string> {
   try {
     const text = await fs.readFile(layout.logFile, 'utf8');
-    const lines = text.trim().split('\n').filter((l) => /FATAL|ERROR|PANIC|could not/i.test(l));
+    const lines = text
+      .trim()
+      .split('\n')
+      .filter((l) => /FATAL|ERROR|PANIC|could not/i.test(l));
     return (lines.slice(-3).join(' | ') || text.trim().split('\n').slice(-3).join(' | ')) + ` (log: ${layout.logFile})`;
   } catch {
     return `no server log at ${layout.logFile}`;

@@ -74,7 +74,11 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
   const progressType = byTable.get('case_intake_progress')?.get('case_id');
   const casesType = byTable.get('cases')?.get('case_id');
   if (casesType && casesType !== 'uuid') missing.push(`mega_agent.cases.case_id as uuid (it is ${casesType})`);
-  for (const [table, column] of [['case_intake_progress', 'case_id'], ['case_memory', 'case_id'], ['bot_user_context', 'active_case_id']] as const) {
+  for (const [table, column] of [
+    ['case_intake_progress', 'case_id'],
+    ['case_memory', 'case_id'],
+    ['bot_user_context', 'active_case_id'],
+  ] as const) {
     const type = byTable.get(table)?.get(column);
     if (type && type !== 'text' && type !== 'uuid') missing.push(`mega_agent.${table}.${column} as text or uuid (it is ${type})`);
   }
@@ -104,9 +108,7 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
   const fkRow = fk.rows[0];
   return {
     shape: progressType === 'uuid' ? 'uuid' : 'legacy',
-    foreignKey: fkRow
-      ? { name: fkRow.conname, validated: fkRow.convalidated, onDeleteCascade: fkRow.confdeltype === 'c' }
-      : undefined,
+    foreignKey: fkRow ? { name: fkRow.conname, validated: fkRow.convalidated, onDeleteCascade: fkRow.confdeltype === 'c' } : undefined,
     hasMemory: hasOptional('case_memory'),
     hasUserContext: hasOptional('bot_user_context'),
     memoryUuid: byTable.get('case_memory')?.get('case_id') === 'uuid',

@@ -94,12 +94,18 @@ export async function acquireRunLock(client: pg.ClientBase, options: AcquireOpti
     const got = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [RUN_LOCK[0], RUN_LOCK[1]]);
     if (got.rows[0]?.ok) return;
     if (attempt === 0) {
-      options.log?.info({ event: 'run_lock.waiting', holder: await lockHolder(client), wait_ms: waitMs }, `waiting up to ${waitMs / 1000}s for the run lock`);
+      options.log?.info(
+        { event: 'run_lock.waiting', holder: await lockHolder(client), wait_ms: waitMs },
+        `waiting up to ${waitMs / 1000}s for the run lock`,
+      );
     }
     if (performance.now() >= deadline) {
-      throw new BusyError(`${options.what} cannot start: ${await lockHolder(client)} holds caseguard's run lock (another recover, undo, restore, fk or migrate); try again when it ends`);
+      throw new BusyError(
+        `${options.what} cannot start: ${await lockHolder(client)} holds caseguard's run lock (another recover, undo, restore, fk or migrate); try again when it ends`,
+      );
     }
-    if (options.signal?.aborted) throw new InterruptedError(`${options.what} interrupted while waiting for the run lock; nothing was changed`);
+    if (options.signal?.aborted)
+      throw new InterruptedError(`${options.what} interrupted while waiting for the run lock; nothing was changed`);
     await sleep(Math.min(POLL_MS, Math.max(1, deadline - performance.now())), undefined, { signal: options.signal }).catch(() => undefined);
   }
 }
@@ -162,7 +168,8 @@ export async function assertCanHoldRunLock(database: Database, what: string): Pr
  */
 export async function withRunLock<T>(database: Database, options: AcquireOptions, fn: (lock: RunLock) => Promise<T>): Promise<T> {
   // The lock holds one connection for the whole run; the run's own work needs others.
-  if ((database.pool.options.max ?? 10) < 3) throw new InternalError(`${options.what} needs a pool of at least 3 connections (openDatabase poolSize)`);
+  if ((database.pool.options.max ?? 10) < 3)
+    throw new InternalError(`${options.what} needs a pool of at least 3 connections (openDatabase poolSize)`);
   await assertCanHoldRunLock(database, options.what);
   const client = await database.pool.connect();
   let lost: Error | undefined;

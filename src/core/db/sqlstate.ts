@@ -79,11 +79,15 @@ export function safeMessage(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   // drizzle's "Failed query: <sql>\nparams: <values>": the driver's reason is its cause.
   if (message.startsWith('Failed query:') && error instanceof Error && error.cause instanceof Error) return safeMessage(error.cause);
-  return message.replace(/\nparams:[\s\S]*$/, '').replace(/^Failed query: ([\s\S]*)$/, 'failed query: $1').split('\n')[0]!;
+  return message
+    .replace(/\nparams:[\s\S]*$/, '')
+    .replace(/^Failed query: ([\s\S]*)$/, 'failed query: $1')
+    .split('\n')[0]!;
 }
 
 /** The driver's words when a connection dies under a query, or a socket error. */
-const LOST_CONNECTION = /Connection terminated|terminating connection|ECONNRESET|EPIPE|socket hang up|Client has encountered a connection error/i;
+const LOST_CONNECTION =
+  /Connection terminated|terminating connection|ECONNRESET|EPIPE|socket hang up|Client has encountered a connection error/i;
 
 /** True when the error means the connection is gone (killed, server restarted, network). */
 export function isConnectionLost(error: unknown): boolean {
@@ -110,7 +114,10 @@ export function expectedServerError(error: unknown): CaseguardError | undefined 
   const e = pgErrorOf(error);
   if (!e) {
     if (isConnectionLost(error)) {
-      return new ConnectionError(`the connection to the database was lost (${safeMessage(error)}); what was committed is kept; rerun the command`, { cause: error });
+      return new ConnectionError(
+        `the connection to the database was lost (${safeMessage(error)}); what was committed is kept; rerun the command`,
+        { cause: error },
+      );
     }
     return undefined;
   }
@@ -119,29 +126,63 @@ export function expectedServerError(error: unknown): CaseguardError | undefined 
   const cls = code.slice(0, 2);
   const options = { cause: error };
   if (code === SqlState.insufficientPrivilege) {
-    return new ConnectionError(`the database user lacks a privilege this command needs: ${what}; grant it, or run as a role that has it`, options);
+    return new ConnectionError(
+      `the database user lacks a privilege this command needs: ${what}; grant it, or run as a role that has it`,
+      options,
+    );
   }
   if (code === SqlState.readOnlySqlTransaction) {
-    return new UsageError(`the database is read-only (a hot standby, or default_transaction_read_only): ${what}; this command writes: run it against the primary`, options);
+    return new UsageError(
+      `the database is read-only (a hot standby, or default_transaction_read_only): ${what}; this command writes: run it against the primary`,
+      options,
+    );
   }
-  if (cls === '08' || cls === '28' || code === SqlState.invalidCatalogName || code === SqlState.tooManyConnections || code === SqlState.adminShutdown || code === '57P02' || code === SqlState.cannotConnectNow) {
-    return new ConnectionError(`the database refused or ended the connection: ${what}; check the connection settings and the server, then rerun`, options);
+  if (
+    cls === '08' ||
+    cls === '28' ||
+    code === SqlState.invalidCatalogName ||
+    code === SqlState.tooManyConnections ||
+    code === SqlState.adminShutdown ||
+    code === '57P02' ||
+    code === SqlState.cannotConnectNow
+  ) {
+    return new ConnectionError(
+      `the database refused or ended the connection: ${what}; check the connection settings and the server, then rerun`,
+      options,
+    );
   }
   if (code === SqlState.undefinedTable || code === SqlState.undefinedColumn || code === SqlState.undefinedFunction) {
-    return new SchemaError(`the database is not in the expected shape: ${what}; compare it with the contract in the README (caseguard migrate sets up a local or test database)`, [e.message], options);
+    return new SchemaError(
+      `the database is not in the expected shape: ${what}; compare it with the contract in the README (caseguard migrate sets up a local or test database)`,
+      [e.message],
+      options,
+    );
   }
   if (code === SqlState.featureNotSupported || code === SqlState.dependentObjectsStillExist) {
     return new SchemaError(`the server cannot do this on this database as it is: ${what}`, [e.message], options);
   }
   if (cls === '23' || cls === 'P0') {
-    return new SchemaError(`the application's constraint or trigger rejected a write: ${what}; caseguard cannot satisfy it as the database is; see "The application's constraints" in the README`, [e.message], options);
+    return new SchemaError(
+      `the application's constraint or trigger rejected a write: ${what}; caseguard cannot satisfy it as the database is; see "The application's constraints" in the README`,
+      [e.message],
+      options,
+    );
   }
   if (code === SqlState.serializationFailure && /conflict with recovery/i.test(e.message)) {
-    return new BusyError(`the standby cancelled the query for a conflict with recovery: ${what}; rerun, or set hot_standby_feedback = on (or raise max_standby_streaming_delay) on the standby`, options);
+    return new BusyError(
+      `the standby cancelled the query for a conflict with recovery: ${what}; rerun, or set hot_standby_feedback = on (or raise max_standby_streaming_delay) on the standby`,
+      options,
+    );
   }
-  if (code === SqlState.lockNotAvailable) return new BusyError(`a lock could not be had in time: ${what}; rerun when the application is quieter`, options);
-  if (code === SqlState.queryCanceled) return new BusyError(`a statement was cancelled (a statement timeout or a cancel request): ${what}; rerun, or allow more time`, options);
-  if (code === SqlState.serializationFailure || code === SqlState.deadlockDetected) return new BusyError(`the server aborted a transaction: ${what}; rerun`, options);
+  if (code === SqlState.lockNotAvailable)
+    return new BusyError(`a lock could not be had in time: ${what}; rerun when the application is quieter`, options);
+  if (code === SqlState.queryCanceled)
+    return new BusyError(
+      `a statement was cancelled (a statement timeout or a cancel request): ${what}; rerun, or allow more time`,
+      options,
+    );
+  if (code === SqlState.serializationFailure || code === SqlState.deadlockDetected)
+    return new BusyError(`the server aborted a transaction: ${what}; rerun`, options);
   if (cls === '53') return new BusyError(`the server is out of resources: ${what}; rerun when it has room`, options);
   return undefined;
 }
@@ -149,7 +190,17 @@ export function expectedServerError(error: unknown): CaseguardError | undefined 
 /** A failure's kind in one word, for a metric label or a log field: never its text. */
 export type ErrorClass = 'connection' | 'privilege' | 'schema' | 'timeout' | 'conflict' | 'query' | 'internal';
 
-const CONNECT_ERRNOS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'ENOENT', 'EPIPE']);
+const CONNECT_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'ENOENT',
+  'EPIPE',
+]);
 
 export function errorClassOf(error: unknown): ErrorClass {
   if (error instanceof SchemaError) return 'schema';

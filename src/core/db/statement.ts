@@ -50,7 +50,11 @@ export class Statement<V extends Record<string, unknown>, R> {
       const query = dialect.sqlToQuery(this.build(placeholders).getSQL());
       return { text: query.sql, params: query.params };
     })();
-    return { name: named ? `caseguard_${this.name}` : undefined, text: this.compiled.text, values: fillPlaceholders(this.compiled.params, values) };
+    return {
+      name: named ? `caseguard_${this.name}` : undefined,
+      text: this.compiled.text,
+      values: fillPlaceholders(this.compiled.params, values),
+    };
   }
 }
 

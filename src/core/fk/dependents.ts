@@ -10,7 +10,8 @@ import type { Executor } from '../db/database.js';
 import { REFERENCES, type Reference } from './names.js';
 import type { Strategy } from './steps.js';
 
-export type DependentKind = 'index' | 'constraint' | 'primary_key' | 'view' | 'trigger' | 'policy' | 'default' | 'statistics' | 'grant' | 'comment';
+export type DependentKind =
+  'index' | 'constraint' | 'primary_key' | 'view' | 'trigger' | 'policy' | 'default' | 'statistics' | 'grant' | 'comment';
 
 export interface Dependent {
   kind: DependentKind;
@@ -30,7 +31,9 @@ export interface Dependent {
 export const carriedIndexName = (d: Dependent): string => `caseguard_carry_${d.index!.oid}`;
 
 /** caseguard's own scaffolding and results: never the application's. */
-const OWN = new Set<string>(REFERENCES.flatMap((r) => [r.trigger, r.notNullCheck, r.index, r.fk, ...(r.uniqueIndex ? [r.uniqueIndex] : [])]));
+const OWN = new Set<string>(
+  REFERENCES.flatMap((r) => [r.trigger, r.notNullCheck, r.index, r.fk, ...(r.uniqueIndex ? [r.uniqueIndex] : [])]),
+);
 
 interface Row {
   kind: DependentKind;
@@ -98,7 +101,9 @@ export async function readDependents(db: Executor, ref: Reference): Promise<Depe
       name: r.name,
       definition: r.definition ?? '',
       carried: carriage(r, ref),
-      ...(r.kind === 'index' && r.columns && r.extra ? { index: { oid: Number(r.extra.oid), unique: r.extra.unique, method: r.extra.method, columns: r.columns } } : {}),
+      ...(r.kind === 'index' && r.columns && r.extra
+        ? { index: { oid: Number(r.extra.oid), unique: r.extra.unique, method: r.extra.method, columns: r.columns } }
+        : {}),
     }));
 }
 

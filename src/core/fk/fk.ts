@@ -67,7 +67,14 @@ export interface FkStatus {
 export function phaseOf(state: FkState | undefined): ReferenceStatus['phase'] {
   if (!state) return 'absent';
   if (state.foreignKey?.validated) return 'complete';
-  const started = state.hasShadow || state.hasTrigger || state.hasFunction || state.notNullCheck !== undefined || state.uniqueIndex !== undefined || state.columnType === 'uuid' || state.foreignKey !== undefined;
+  const started =
+    state.hasShadow ||
+    state.hasTrigger ||
+    state.hasFunction ||
+    state.notNullCheck !== undefined ||
+    state.uniqueIndex !== undefined ||
+    state.columnType === 'uuid' ||
+    state.foreignKey !== undefined;
   return started ? 'partial' : 'not_started';
 }
 
@@ -102,7 +109,11 @@ export async function fkBlockers(database: Database, shape: DatabaseShape): Prom
   };
 }
 
-export async function fkStatus(database: Database, shape: DatabaseShape, options: { strategy?: Strategy; only?: ReferenceId[] } = {}): Promise<FkStatus> {
+export async function fkStatus(
+  database: Database,
+  shape: DatabaseShape,
+  options: { strategy?: Strategy; only?: ReferenceId[] } = {},
+): Promise<FkStatus> {
   const strategy = options.strategy ?? 'online';
   const references: ReferenceStatus[] = (await readStates(database.db, selectReferences(options.only))).map(({ reference, state }) => ({
     reference: reference.id,
@@ -130,7 +141,9 @@ export interface FkPlan {
 }
 
 export function fkPlan(states: FkState[], strategy: Strategy, timing: FkTiming, batchSize: number): FkPlan {
-  const steps = states.flatMap((state) => stepsFor(strategy, state).map(({ done, ...s }) => ({ ...s, done: done(state), reference: state.reference })));
+  const steps = states.flatMap((state) =>
+    stepsFor(strategy, state).map(({ done, ...s }) => ({ ...s, done: done(state), reference: state.reference })),
+  );
   const refusal = states.map((s) => fkRefusal(s, strategy)).find(Boolean);
   return {
     strategy,
@@ -166,76 +179,95 @@ export interface FkAddResult {
 }
 
 export async function fkAdd(database: Database, shape: DatabaseShape, options: FkAddOptions): Promise<FkAddResult> {
-  return withRunLock(database, { what: 'caseguard fk add', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
-    await ensureJournalSchema(database.pool);
-    const present = (await presentStates(database.db, options.only)).map((state) => ({ reference: state.reference, state }));
-    const blockers = await fkBlockers(database, shape);
-    const blocking = present.flatMap((p) => BLOCKED_BY[p.reference.id]).filter((k) => blockers[k] > 0);
-    if (blocking.length > 0) {
-      throw new BlockedError(
-        `the foreign key(s) cannot be added while ${blocking.map((k) => `${blockers[k]} ${k}`).join(', ')} finding(s) exist; run caseguard recover (with --quarantine for invalid and duplicate rows) first`,
-      );
-    }
-    // Before any step and before the journal: a shape this strategy cannot carry is refused whole.
-    const refusal = present.map((p) => fkRefusal(p.state, options.strategy)).find(Boolean);
-    if (refusal) throw new UsageError(refusal);
-    const started = performance.now();
-    const references = present.map((p) => p.reference.id);
-    const runId = await startRun(database.db, {
-      command: 'fk add',
-      options: { strategy: options.strategy, references, ...options.timing, batchSize: options.batchSize },
-      dryRun: false,
-      process: database.identity,
-    });
-    const log = options.log.child({ run_id: runId });
-    const done: FkAddResult['steps'] = [];
-    let backfilled = 0;
-    try {
-      for (const { reference, state: initial } of present) {
-        for (const id of stepsFor(options.strategy, initial).map((s) => s.id)) {
-          if (options.signal?.aborted) throw new InterruptedError(`fk add interrupted before step ${id}; rerun to resume`);
-          // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
-          const state = (await readFkState(database.db, reference))!;
-          // A step with nothing left to do may drop out of the list (carry_indexes after the swap).
-          const step = stepsFor(options.strategy, state).find((s) => s.id === id);
-          if (!step || step.done(state)) {
-            done.push({ id, status: 'skipped', ms: 0, attempts: 0 });
-            options.onStep?.({ step: id, status: 'skipped', ms: 0, attempts: 0 });
-            continue;
-          }
-          const t0 = performance.now();
-          await lock.assertHeld();
-          const attempts = await withClient(database.pool, async (client) => {
-            if (step.mode === 'batches') {
-              const r = await backfill(client, reference, options, log, lock);
-              backfilled += r.rows;
-              return r.attempts;
-            }
-            return step.mode === 'concurrent' ? runConcurrent(client, step, options.timing, log) : runTransaction(client, step, options.timing, log);
-          });
-          const ms = Math.round(performance.now() - t0);
-          await database.db.execute(
-            sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
-              VALUES (${runId}, 'fk_step', NULL, ${reference.relname}, ${JSON.stringify({ step: id })}::jsonb, NULL, ${JSON.stringify({ ms, attempts })}::jsonb)`,
-          );
-          log.info({ event: 'fk.step_done', step: id, ms, attempts });
-          done.push({ id, status: 'done', ms, attempts });
-          options.onStep?.({ step: id, status: 'done', ms, attempts });
-          await options.afterStep?.(id);
-        }
+  return withRunLock(
+    database,
+    { what: 'caseguard fk add', waitMs: options.lockWaitMs, signal: options.signal, log: options.log },
+    async (lock) => {
+      await ensureJournalSchema(database.pool);
+      const present = (await presentStates(database.db, options.only)).map((state) => ({ reference: state.reference, state }));
+      const blockers = await fkBlockers(database, shape);
+      const blocking = present.flatMap((p) => BLOCKED_BY[p.reference.id]).filter((k) => blockers[k] > 0);
+      if (blocking.length > 0) {
+        throw new BlockedError(
+          `the foreign key(s) cannot be added while ${blocking.map((k) => `${blockers[k]} ${k}`).join(', ')} finding(s) exist; run caseguard recover (with --quarantine for invalid and duplicate rows) first`,
+        );
       }
-      await finishRun(database.db, runId, { status: 'completed', counts: { steps: done.filter((s) => s.status === 'done').length, backfilled } });
-      return { runId, references, steps: done, backfilled, durationMs: performance.now() - started };
-    } catch (error) {
-      const status = error instanceof InterruptedError ? 'interrupted' : 'failed';
-      await finishRun(database.db, runId, { status, counts: { steps: done.filter((s) => s.status === 'done').length, backfilled }, error: describePgError(error) }).catch(() => undefined);
-      throw error;
-    }
-  });
+      // Before any step and before the journal: a shape this strategy cannot carry is refused whole.
+      const refusal = present.map((p) => fkRefusal(p.state, options.strategy)).find(Boolean);
+      if (refusal) throw new UsageError(refusal);
+      const started = performance.now();
+      const references = present.map((p) => p.reference.id);
+      const runId = await startRun(database.db, {
+        command: 'fk add',
+        options: { strategy: options.strategy, references, ...options.timing, batchSize: options.batchSize },
+        dryRun: false,
+        process: database.identity,
+      });
+      const log = options.log.child({ run_id: runId });
+      const done: FkAddResult['steps'] = [];
+      let backfilled = 0;
+      try {
+        for (const { reference, state: initial } of present) {
+          for (const id of stepsFor(options.strategy, initial).map((s) => s.id)) {
+            if (options.signal?.aborted) throw new InterruptedError(`fk add interrupted before step ${id}; rerun to resume`);
+            // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
+            const state = (await readFkState(database.db, reference))!;
+            // A step with nothing left to do may drop out of the list (carry_indexes after the swap).
+            const step = stepsFor(options.strategy, state).find((s) => s.id === id);
+            if (!step || step.done(state)) {
+              done.push({ id, status: 'skipped', ms: 0, attempts: 0 });
+              options.onStep?.({ step: id, status: 'skipped', ms: 0, attempts: 0 });
+              continue;
+            }
+            const t0 = performance.now();
+            await lock.assertHeld();
+            const attempts = await withClient(database.pool, async (client) => {
+              if (step.mode === 'batches') {
+                const r = await backfill(client, reference, options, log, lock);
+                backfilled += r.rows;
+                return r.attempts;
+              }
+              return step.mode === 'concurrent'
+                ? runConcurrent(client, step, options.timing, log)
+                : runTransaction(client, step, options.timing, log);
+            });
+            const ms = Math.round(performance.now() - t0);
+            await database.db.execute(
+              sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+              VALUES (${runId}, 'fk_step', NULL, ${reference.relname}, ${JSON.stringify({ step: id })}::jsonb, NULL, ${JSON.stringify({ ms, attempts })}::jsonb)`,
+            );
+            log.info({ event: 'fk.step_done', step: id, ms, attempts });
+            done.push({ id, status: 'done', ms, attempts });
+            options.onStep?.({ step: id, status: 'done', ms, attempts });
+            await options.afterStep?.(id);
+          }
+        }
+        await finishRun(database.db, runId, {
+          status: 'completed',
+          counts: { steps: done.filter((s) => s.status === 'done').length, backfilled },
+        });
+        return { runId, references, steps: done, backfilled, durationMs: performance.now() - started };
+      } catch (error) {
+        const status = error instanceof InterruptedError ? 'interrupted' : 'failed';
+        await finishRun(database.db, runId, {
+          status,
+          counts: { steps: done.filter((s) => s.status === 'done').length, backfilled },
+          error: describePgError(error),
+        }).catch(() => undefined);
+        throw error;
+      }
+    },
+  );
 }
 
 /** Keyset pages over the table's key, each its own transaction, until a page comes back empty. */
-async function backfill(client: pg.ClientBase, ref: Reference, options: FkAddOptions, log: Logger, lock: RunLock): Promise<{ rows: number; attempts: number }> {
+async function backfill(
+  client: pg.ClientBase,
+  ref: Reference,
+  options: FkAddOptions,
+  log: Logger,
+  lock: RunLock,
+): Promise<{ rows: number; attempts: number }> {
   const statement = backfillSql(ref);
   let after = firstKey(ref);
   let rows = 0;
@@ -244,7 +276,9 @@ async function backfill(client: pg.ClientBase, ref: Reference, options: FkAddOpt
     if (options.signal?.aborted) throw new InterruptedError('fk add interrupted during the backfill; rerun to resume');
     await lock.assertHeld();
     const result = await withLockRetries(`${ref.id}.backfill`, options.timing, log, (lockTimeoutMs) =>
-      inTransaction(client, options.timing, lockTimeoutMs, () => client.query<Record<string, string>>(statement, [...after, options.batchSize])),
+      inTransaction(client, options.timing, lockTimeoutMs, () =>
+        client.query<Record<string, string>>(statement, [...after, options.batchSize]),
+      ),
     );
     attempts += result.attempts;
     const last = result.value.rows[0];

@@ -34,7 +34,10 @@ export const REFERENCES: readonly Reference[] = [
     table: 'mega_agent.case_intake_progress',
     relname: 'case_intake_progress',
     column: 'case_id',
-    key: [{ name: 'user_id', type: 'text' }, { name: 'case_id', type: 'text' }],
+    key: [
+      { name: 'user_id', type: 'text' },
+      { name: 'case_id', type: 'text' },
+    ],
     notNull: true,
     inPrimaryKey: true,
     onDelete: 'CASCADE',

@@ -54,7 +54,12 @@ const retriable = (error: unknown) => sqlStateOf(error) === SqlState.lockNotAvai
  * timeout or a deadlock, until the step's budget or attempts run out (then a BusyError, exit 5).
  * The attempt must leave nothing half-done when it throws.
  */
-export async function withLockRetries<T>(step: string, timing: FkTiming, log: Logger, attempt: (lockTimeoutMs: number) => Promise<T>): Promise<{ value: T; attempts: number }> {
+export async function withLockRetries<T>(
+  step: string,
+  timing: FkTiming,
+  log: Logger,
+  attempt: (lockTimeoutMs: number) => Promise<T>,
+): Promise<{ value: T; attempts: number }> {
   const started = performance.now();
   for (let n = 0; ; n++) {
     const lockTimeoutMs = lockTimeoutFor(timing, n);
@@ -67,7 +72,14 @@ export async function withLockRetries<T>(step: string, timing: FkTiming, log: Lo
       const next = lockTimeoutFor(timing, n + 1);
       const elapsed = performance.now() - started;
       if (n + 1 >= timing.maxAttempts || elapsed + pause + next > timing.retryBudgetMs) throw lockFailure(step, n + 1, elapsed, error);
-      log.warn({ event: 'fk.lock_retry', step, attempt: n + 1, sqlstate: sqlStateOf(error), lock_timeout_ms: lockTimeoutMs, wait_ms: pause });
+      log.warn({
+        event: 'fk.lock_retry',
+        step,
+        attempt: n + 1,
+        sqlstate: sqlStateOf(error),
+        lock_timeout_ms: lockTimeoutMs,
+        wait_ms: pause,
+      });
       await sleep(pause);
     }
   }
@@ -77,7 +89,10 @@ export async function withLockRetries<T>(step: string, timing: FkTiming, log: Lo
 export async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, lockTimeoutMs: number, body: () => Promise<T>): Promise<T> {
   try {
     await client.query('BEGIN');
-    await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [`${lockTimeoutMs}ms`, timing.statementTimeout ?? '0']);
+    await client.query("SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)", [
+      `${lockTimeoutMs}ms`,
+      timing.statementTimeout ?? '0',
+    ]);
     const value = await body();
     await client.query('COMMIT');
     return value;
@@ -87,7 +102,12 @@ export async function inTransaction<T>(client: pg.ClientBase, timing: FkTiming, 
   }
 }
 
-export async function runTransaction(client: pg.ClientBase, step: Pick<FkStep, 'id' | 'statements'>, timing: FkTiming, log: Logger): Promise<number> {
+export async function runTransaction(
+  client: pg.ClientBase,
+  step: Pick<FkStep, 'id' | 'statements'>,
+  timing: FkTiming,
+  log: Logger,
+): Promise<number> {
   const { attempts } = await withLockRetries(step.id, timing, log, (lockTimeoutMs) =>
     inTransaction(client, timing, lockTimeoutMs, async () => {
       for (const statement of step.statements) await client.query(statement);
@@ -97,11 +117,19 @@ export async function runTransaction(client: pg.ClientBase, step: Pick<FkStep, '
 }
 
 /** CONCURRENTLY statements cannot run in a transaction: session timeouts, same retries. */
-export async function runConcurrent(client: pg.ClientBase, step: Pick<FkStep, 'id' | 'statements'>, timing: FkTiming, log: Logger): Promise<number> {
+export async function runConcurrent(
+  client: pg.ClientBase,
+  step: Pick<FkStep, 'id' | 'statements'>,
+  timing: FkTiming,
+  log: Logger,
+): Promise<number> {
   try {
     // The first statement drops what a failed earlier build left (an INVALID index).
     const { attempts } = await withLockRetries(step.id, timing, log, async (lockTimeoutMs) => {
-      await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [`${lockTimeoutMs}ms`, timing.statementTimeout ?? '0']);
+      await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [
+        `${lockTimeoutMs}ms`,
+        timing.statementTimeout ?? '0',
+      ]);
       for (const statement of step.statements) await client.query(statement);
     });
     return attempts;

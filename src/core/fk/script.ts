@@ -96,9 +96,15 @@ export function planScript(input: { strategy: string; steps: PlannedStep[]; timi
   ];
   for (const [i, step] of steps.entries()) {
     const n = i + 1;
-    lines.push('', `-- step ${n}: ${step.id}${step.done ? ' (done; skipped)' : ''}: ${step.title}`, `-- lock: ${step.lock}`, `-- meanwhile: ${step.effect}`);
+    lines.push(
+      '',
+      `-- step ${n}: ${step.id}${step.done ? ' (done; skipped)' : ''}: ${step.title}`,
+      `-- lock: ${step.lock}`,
+      `-- meanwhile: ${step.effect}`,
+    );
     if (step.done) continue;
-    for (const suppressed of Object.values(step.suppress ?? {})) lines.push(`-- on purpose (squawk ${suppressed.rule}): ${suppressed.reason}`);
+    for (const suppressed of Object.values(step.suppress ?? {}))
+      lines.push(`-- on purpose (squawk ${suppressed.rule}): ${suppressed.reason}`);
     if (step.mode === 'batches') lines.push(...backfillBlock(step, n, timing, input.batchSize));
     else if (step.mode === 'concurrent') lines.push(...step.statements.map((s) => `${s};`));
     else lines.push(...retryingBlock(step, n, timing));

@@ -38,8 +38,10 @@ const isUuid = (s: FkState) => s.columnType === 'uuid';
 /** Catalog tests in SQL, mirroring readFkState (state.ts), for the psql script's guards. */
 function catalogTests(ref: Reference) {
   const T = ref.table;
-  const attribute = (name: string) => `(SELECT format_type(a.atttypid, NULL) FROM pg_attribute a WHERE a.attrelid = '${T}'::regclass AND a.attname = '${name}' AND NOT a.attisdropped)`;
-  const constraintValid = (name: string) => `(SELECT c.convalidated FROM pg_constraint c WHERE c.conrelid = '${T}'::regclass AND c.conname = '${name}')`;
+  const attribute = (name: string) =>
+    `(SELECT format_type(a.atttypid, NULL) FROM pg_attribute a WHERE a.attrelid = '${T}'::regclass AND a.attname = '${name}' AND NOT a.attisdropped)`;
+  const constraintValid = (name: string) =>
+    `(SELECT c.convalidated FROM pg_constraint c WHERE c.conrelid = '${T}'::regclass AND c.conname = '${name}')`;
   const fk = `SELECT 1 FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                WHERE c.conrelid = '${T}'::regclass AND c.contype = 'f' AND c.confrelid = 'mega_agent.cases'::regclass AND a.attname = '${ref.column}'`;
   return {
@@ -202,21 +204,39 @@ function onlineSteps(state: FkState): FkStep[] {
         ] satisfies FkStep[])
       : []),
     // only where the application has indexes on the column to carry (or copies are being built)
-    ...(carriedIndexes(state).length > 0 || Object.keys(state.carriedIndexes).length > 0 ? [{
-      id: 'carry_indexes',
-      title: `build the application's indexes on ${column} again on the shadow column, concurrently`,
-      mode: 'concurrent',
-      lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
-      effect: `no writer waits; ${carriedIndexes(state).length ? carriedIndexes(state).map((d) => d.name).join(', ') : 'none to build'}`,
-      statements: carriedIndexes(state).flatMap((d) => [`DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${carriedIndexName(d)}`, carryIndexSql(state, d)]),
-      done: (s) => isUuid(s) || carriedIndexes(s).every((d) => s.carriedIndexes[carriedIndexName(d)] === true),
-      doneSql: or(
-        Q.uuid,
-        carriedIndexes(state).length === 0
-          ? 'true'
-          : carriedIndexes(state).map((d) => `coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('mega_agent.${carriedIndexName(d)}')), false)`).join(' AND '),
-      ),
-    } satisfies FkStep] : []),
+    ...(carriedIndexes(state).length > 0 || Object.keys(state.carriedIndexes).length > 0
+      ? [
+          {
+            id: 'carry_indexes',
+            title: `build the application's indexes on ${column} again on the shadow column, concurrently`,
+            mode: 'concurrent',
+            lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
+            effect: `no writer waits; ${
+              carriedIndexes(state).length
+                ? carriedIndexes(state)
+                    .map((d) => d.name)
+                    .join(', ')
+                : 'none to build'
+            }`,
+            statements: carriedIndexes(state).flatMap((d) => [
+              `DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${carriedIndexName(d)}`,
+              carryIndexSql(state, d),
+            ]),
+            done: (s) => isUuid(s) || carriedIndexes(s).every((d) => s.carriedIndexes[carriedIndexName(d)] === true),
+            doneSql: or(
+              Q.uuid,
+              carriedIndexes(state).length === 0
+                ? 'true'
+                : carriedIndexes(state)
+                    .map(
+                      (d) =>
+                        `coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('mega_agent.${carriedIndexName(d)}')), false)`,
+                    )
+                    .join(' AND '),
+            ),
+          } satisfies FkStep,
+        ]
+      : []),
     ...(ref.inPrimaryKey
       ? ([
           {
@@ -244,7 +264,10 @@ function onlineSteps(state: FkState): FkStep[] {
         `${column} becomes the table's last column (it is column ${state.columnPosition} now): SELECT * and INSERT without a column list see the new order; --strategy rewrite keeps the position`,
       statements: swapSql,
       suppress: {
-        [dropAt]: { rule: 'ban-drop-column', reason: `the text column is replaced by the uuid column holding the same ids (fk drop --revert-type brings text back)` },
+        [dropAt]: {
+          rule: 'ban-drop-column',
+          reason: `the text column is replaced by the uuid column holding the same ids (fk drop --revert-type brings text back)`,
+        },
         [dropAt + 1]: { rule: 'renaming-column', reason: 'the uuid column takes the old name, so readers and writers keep working' },
       },
       done: isUuid,
@@ -268,7 +291,10 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
             effect: `reads and writes of ${relname} wait until the table and its indexes are rewritten`,
             statements: [`ALTER TABLE ${T} ALTER COLUMN ${column} TYPE uuid USING ${column}::uuid`],
             suppress: {
-              0: { rule: 'changing-column-type', reason: 'the rewrite strategy was chosen: writers wait for the whole rewrite (use --strategy online for large tables)' },
+              0: {
+                rule: 'changing-column-type',
+                reason: 'the rewrite strategy was chosen: writers wait for the whole rewrite (use --strategy online for large tables)',
+              },
             },
             done: isUuid,
             doneSql: Q.uuid,
@@ -283,7 +309,10 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
       mode: 'concurrent',
       lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
       effect: 'no writer waits',
-      statements: [`DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${ref.index}`, `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${ref.index} ON ${T} (${column})`],
+      statements: [
+        `DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${ref.index}`,
+        `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${ref.index} ON ${T} (${column})`,
+      ],
       done: (s) => s.caseIdIndex?.valid === true,
       doneSql: Q.indexValid,
     },

@@ -44,40 +44,56 @@ async function undoRun<T>(
   options: UndoOptions & { runOptions: Record<string, unknown> },
   plan: (states: FkState[]) => { statements: string[]; result: (runId: number) => T },
 ): Promise<T> {
-  return withRunLock(database, { what: `caseguard ${command}`, waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
-    await ensureJournalSchema(database.pool);
-    const states = await presentStates(database.db, options.only);
-    const { statements, result } = plan(states);
-    const runId = await startRun(database.db, { command, options: options.runOptions, dryRun: false, process: database.identity });
-    try {
-      if (statements.length > 0) {
-        await lock.assertHeld();
-        await withClient(database.pool, (client) => runTransaction(client, { id: command.replace(' ', '_'), statements }, options.timing, options.log));
+  return withRunLock(
+    database,
+    { what: `caseguard ${command}`, waitMs: options.lockWaitMs, signal: options.signal, log: options.log },
+    async (lock) => {
+      await ensureJournalSchema(database.pool);
+      const states = await presentStates(database.db, options.only);
+      const { statements, result } = plan(states);
+      const runId = await startRun(database.db, { command, options: options.runOptions, dryRun: false, process: database.identity });
+      try {
+        if (statements.length > 0) {
+          await lock.assertHeld();
+          await withClient(database.pool, (client) =>
+            runTransaction(client, { id: command.replace(' ', '_'), statements }, options.timing, options.log),
+          );
+        }
+        await finishRun(database.db, runId, { status: 'completed', counts: { statements: statements.length } });
+        return result(runId);
+      } catch (error) {
+        await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) }).catch(() => undefined);
+        throw error;
       }
-      await finishRun(database.db, runId, { status: 'completed', counts: { statements: statements.length } });
-      return result(runId);
-    } catch (error) {
-      await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) }).catch(() => undefined);
-      throw error;
-    }
-  });
+    },
+  );
 }
 
 /** Rollback: drop the constraints; with revertType, the columns back to text (a rewrite each). */
 export async function fkDrop(database: Database, options: UndoOptions & { revertType: boolean }): Promise<FkDropResult> {
-  return undoRun(database, 'fk drop', { ...options, runOptions: { revertType: options.revertType, references: options.only ?? 'all' } }, (states) => {
-    const withFk = states.filter((s) => s.foreignKey);
-    const revert = options.revertType ? states.filter((s) => s.columnType === 'uuid') : [];
-    const statements: string[] = [];
-    // cases first, as the application writes, so a writer holding cases cannot deadlock us
-    if (withFk.length > 0) statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
-    for (const s of withFk) statements.push(`ALTER TABLE ${s.reference.table} DROP CONSTRAINT IF EXISTS ${quoted(s.foreignKey!.name)}`);
-    for (const s of revert) statements.push(`ALTER TABLE ${s.reference.table} ALTER COLUMN ${s.reference.column} TYPE text USING ${s.reference.column}::text`);
-    return {
-      statements,
-      result: (runId) => ({ runId, droppedConstraints: withFk.map((s) => s.foreignKey!.name), revertedType: revert.map((s) => s.reference.id) }),
-    };
-  });
+  return undoRun(
+    database,
+    'fk drop',
+    { ...options, runOptions: { revertType: options.revertType, references: options.only ?? 'all' } },
+    (states) => {
+      const withFk = states.filter((s) => s.foreignKey);
+      const revert = options.revertType ? states.filter((s) => s.columnType === 'uuid') : [];
+      const statements: string[] = [];
+      // cases first, as the application writes, so a writer holding cases cannot deadlock us
+      if (withFk.length > 0) statements.push('LOCK TABLE mega_agent.cases IN SHARE ROW EXCLUSIVE MODE');
+      for (const s of withFk) statements.push(`ALTER TABLE ${s.reference.table} DROP CONSTRAINT IF EXISTS ${quoted(s.foreignKey!.name)}`);
+      for (const s of revert)
+        statements.push(`ALTER TABLE ${s.reference.table} ALTER COLUMN ${s.reference.column} TYPE text USING ${s.reference.column}::text`);
+      return {
+        statements,
+        result: (runId) => ({
+          runId,
+          droppedConstraints: withFk.map((s) => s.foreignKey!.name),
+          revertedType: revert.map((s) => s.reference.id),
+        }),
+      };
+    },
+  );
 }
 
 /** What a partial online run left before its swap, and the statement that removes each. */
@@ -87,10 +103,18 @@ export function abortStatements(state: FkState): Array<{ what: string; statement
   const T = ref.table;
   return [
     // the trigger first: from then on writers are no longer checked against the shadow column
-    ...(state.hasTrigger ? [{ what: `trigger ${ref.trigger} on ${ref.relname}`, statement: `DROP TRIGGER IF EXISTS ${ref.trigger} ON ${T}` }] : []),
-    ...(state.notNullCheck !== undefined ? [{ what: `check ${ref.notNullCheck}`, statement: `ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${ref.notNullCheck}` }] : []),
-    ...(state.uniqueIndex !== undefined && ref.uniqueIndex ? [{ what: `index ${ref.uniqueIndex}`, statement: `DROP INDEX IF EXISTS mega_agent.${ref.uniqueIndex}` }] : []),
-    ...(state.hasShadow ? [{ what: `column ${ref.relname}.${ref.shadow}`, statement: `ALTER TABLE ${T} DROP COLUMN IF EXISTS ${ref.shadow}` }] : []),
+    ...(state.hasTrigger
+      ? [{ what: `trigger ${ref.trigger} on ${ref.relname}`, statement: `DROP TRIGGER IF EXISTS ${ref.trigger} ON ${T}` }]
+      : []),
+    ...(state.notNullCheck !== undefined
+      ? [{ what: `check ${ref.notNullCheck}`, statement: `ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${ref.notNullCheck}` }]
+      : []),
+    ...(state.uniqueIndex !== undefined && ref.uniqueIndex
+      ? [{ what: `index ${ref.uniqueIndex}`, statement: `DROP INDEX IF EXISTS mega_agent.${ref.uniqueIndex}` }]
+      : []),
+    ...(state.hasShadow
+      ? [{ what: `column ${ref.relname}.${ref.shadow}`, statement: `ALTER TABLE ${T} DROP COLUMN IF EXISTS ${ref.shadow}` }]
+      : []),
     ...(state.hasFunction ? [{ what: `function ${ref.fn}()`, statement: `DROP FUNCTION IF EXISTS ${ref.fn}()` }] : []),
   ];
 }

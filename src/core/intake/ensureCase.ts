@@ -22,8 +22,7 @@ export interface GuardedRow {
 }
 
 export type Guarded<R extends GuardedRow = store.ProgressRow> =
-  | { kind: 'ok'; row: R; caseId: string; recovered: boolean }
-  | { kind: 'damaged'; row: R };
+  { kind: 'ok'; row: R; caseId: string; recovered: boolean } | { kind: 'damaged'; row: R };
 
 /**
  * The guard for any handler of the application's that works on an existing intake: call it in

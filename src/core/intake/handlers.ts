@@ -13,14 +13,7 @@ import type { DatabaseShape } from '../db/inspect.js';
 import { InternalError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { guardCase, type Guarded } from './ensureCase.js';
-import {
-  QUESTIONNAIRE,
-  TOTAL_QUESTIONS,
-  nextPosition,
-  questionAt,
-  questionNumber,
-  type Question,
-} from './questionnaire.js';
+import { QUESTIONNAIRE, TOTAL_QUESTIONS, nextPosition, questionAt, questionNumber, type Question } from './questionnaire.js';
 import { intakeTransaction, type IntakeTx } from './session.js';
 import * as store from './store.js';
 
@@ -143,32 +136,44 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
     // transaction that takes them the other way round can deadlock with caseguard fk add, which
     // locks cases before progress, as start writes them.
     if (!next) tx.send(store.setCaseStatus(g.caseId, 'intake_complete'));
-    tx.send(store.saveAnswer(
-      g.row,
-      {
-        key: question.key,
-        value: parsed.value,
-        blockId: next?.blockId ?? null,
-        step: next?.step ?? 0,
-        completedBlocks,
-        status: next ? 'in_progress' : 'completed',
-      },
-      shape.hasMemory
-        ? { caseId: g.caseId, kind: 'intake_answer', content: { block: at.block.id, question: question.key, answer: parsed.value } }
-        : undefined,
-    ));
+    tx.send(
+      store.saveAnswer(
+        g.row,
+        {
+          key: question.key,
+          value: parsed.value,
+          blockId: next?.blockId ?? null,
+          step: next?.step ?? 0,
+          completedBlocks,
+          status: next ? 'in_progress' : 'completed',
+        },
+        shape.hasMemory
+          ? { caseId: g.caseId, kind: 'intake_answer', content: { block: at.block.id, question: question.key, answer: parsed.value } }
+          : undefined,
+      ),
+    );
     if (next) {
       const nextAt = questionAt(next.blockId, next.step);
       const intro = next.finishedBlock && nextAt ? `Thanks, "${at.block.title}" is done. Next: ${nextAt.block.title}.\n` : 'Saved.\n';
-      return { ...promptFor(QUESTIONNAIRE.findIndex((b) => b.id === next.blockId), next.step, undefined, intro), outcome: 'answered' };
+      return {
+        ...promptFor(
+          QUESTIONNAIRE.findIndex((b) => b.id === next.blockId),
+          next.step,
+          undefined,
+          intro,
+        ),
+        outcome: 'answered',
+      };
     }
     if (shape.hasMemory) {
-      tx.send(store.insertMemory({
-        caseId: g.caseId,
-        userId: g.row.user_id,
-        kind: 'intake_completed',
-        content: { answers: { ...g.row.answers, [question.key]: parsed.value } },
-      }));
+      tx.send(
+        store.insertMemory({
+          caseId: g.caseId,
+          userId: g.row.user_id,
+          kind: 'intake_completed',
+          content: { answers: { ...g.row.answers, [question.key]: parsed.value } },
+        }),
+      );
     }
     if (shape.hasUserContext) tx.send(store.setActiveCase(g.row.user_id, null));
     tx.onCommit(() => log.info({ event: 'intake.completed', user_id: g.row.user_id, case_id: g.caseId, handler }));
@@ -199,12 +204,16 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
           const guarded = await guardCase(tx, { row: existing, handler: 'start', log });
           if (guarded.kind === 'ok') {
             const at = questionAt(existing.current_block, existing.current_step);
-            const prompt = at ? promptFor(at.blockIndex, existing.current_step, undefined, 'You already have an intake in progress; let us continue.\n') : reply(NO_INTAKE, 'shown');
+            const prompt = at
+              ? promptFor(at.blockIndex, existing.current_step, undefined, 'You already have an intake in progress; let us continue.\n')
+              : reply(NO_INTAKE, 'shown');
             return { ...prompt, outcome: 'already_in_progress', caseId: guarded.caseId, recovered: guarded.recovered };
           }
         }
         const first = QUESTIONNAIRE[0]!;
-        const [created] = await tx.run(store.insertCase({ userId, title: store.NEW_CASE_TITLE, status: 'intake', metadata: { source: 'intake' } }));
+        const [created] = await tx.run(
+          store.insertCase({ userId, title: store.NEW_CASE_TITLE, status: 'intake', metadata: { source: 'intake' } }),
+        );
         const caseId = created?.case_id;
         if (!caseId) throw new InternalError('the case insert returned no id');
         // A damaged intake cannot be continued: close it (after the case: one table order).
@@ -214,7 +223,12 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
         tx.send(store.insertProgress({ userId, caseId, blockId: first.id }));
         if (shape.hasUserContext) tx.send(store.setActiveCase(userId, caseId));
         return {
-          ...promptFor(0, 0, undefined, `Welcome! Let us open your case. There are ${TOTAL_QUESTIONS} questions in ${QUESTIONNAIRE.length} parts; send /intake_cancel to stop at any time.\n${first.title}:\n`),
+          ...promptFor(
+            0,
+            0,
+            undefined,
+            `Welcome! Let us open your case. There are ${TOTAL_QUESTIONS} questions in ${QUESTIONNAIRE.length} parts; send /intake_cancel to stop at any time.\n${first.title}:\n`,
+          ),
           outcome: 'started',
           caseId,
         };
@@ -225,12 +239,18 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
         userId,
         'status',
         (_tx, g) => {
-        const at = questionAt(g.row.current_block, g.row.current_step);
-        const done = g.row.completed_blocks.length;
-        if (!at) return reply(`Your intake is in progress: no open question; ${done} of ${QUESTIONNAIRE.length} parts complete.`, 'shown');
-        const where = `question ${questionNumber(at.blockIndex, g.row.current_step)} of ${TOTAL_QUESTIONS} (${at.block.title})`;
-        // The current question again, with its buttons: the user can answer right away.
-        return promptFor(at.blockIndex, g.row.current_step, undefined, `Your intake is in progress: ${where}; ${done} of ${QUESTIONNAIRE.length} parts complete.\n`);
+          const at = questionAt(g.row.current_block, g.row.current_step);
+          const done = g.row.completed_blocks.length;
+          if (!at)
+            return reply(`Your intake is in progress: no open question; ${done} of ${QUESTIONNAIRE.length} parts complete.`, 'shown');
+          const where = `question ${questionNumber(at.blockIndex, g.row.current_step)} of ${TOTAL_QUESTIONS} (${at.block.title})`;
+          // The current question again, with its buttons: the user can answer right away.
+          return promptFor(
+            at.blockIndex,
+            g.row.current_step,
+            undefined,
+            `Your intake is in progress: ${where}; ${done} of ${QUESTIONNAIRE.length} parts complete.\n`,
+          );
         },
         async (tx) => {
           const [latest] = await tx.run(store.latestProgress(userId));
@@ -260,7 +280,10 @@ export function createIntakeHandlers(options: IntakeOptions): IntakeHandlers {
         if (shape.hasUserContext) tx.send(store.setActiveCase(userId, g.caseId));
         const at = questionAt(g.row.current_block, g.row.current_step);
         if (!at) return reply('Your intake has no open question.', 'shown');
-        return { ...promptFor(at.blockIndex, g.row.current_step, undefined, 'Welcome back! Here is where you left off.\n'), outcome: 'shown' };
+        return {
+          ...promptFor(at.blockIndex, g.row.current_step, undefined, 'Welcome back! Here is where you left off.\n'),
+          outcome: 'shown',
+        };
       }),
 
     choice: (userId, data) =>

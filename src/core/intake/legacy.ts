@@ -26,7 +26,9 @@ export async function legacyBuggyStart(db: Db, log: Logger, userId: string, opti
   await runner.run(store.insertProgress({ userId, caseId, blockId: QUESTIONNAIRE[0]!.id }));
   await options.betweenWrites?.();
   if (options.createCase) {
-    await runner.run(store.insertCase({ caseId, userId, title: store.NEW_CASE_TITLE, status: 'intake', metadata: { source: 'legacy_intake' } }));
+    await runner.run(
+      store.insertCase({ caseId, userId, title: store.NEW_CASE_TITLE, status: 'intake', metadata: { source: 'legacy_intake' } }),
+    );
     log.info({ event: 'intake.case_created', user_id: userId, case_id: caseId, handler: 'legacy_start' });
   }
   return caseId;

@@ -119,7 +119,12 @@ export const QUESTIONNAIRE: readonly Block[] = [
     id: 'parties',
     title: 'Other parties',
     questions: [
-      { kind: 'text', key: 'opposing_party', prompt: 'Who is the other party (a person or an organisation)?', validate: nonEmpty('a name') },
+      {
+        kind: 'text',
+        key: 'opposing_party',
+        prompt: 'Who is the other party (a person or an organisation)?',
+        validate: nonEmpty('a name'),
+      },
       {
         kind: 'choice',
         key: 'has_lawyer',

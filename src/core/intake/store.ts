@@ -18,7 +18,10 @@ import { botUserContext, caseIntakeProgress as progress, caseMemory, cases } fro
 import { UUID_SPELLING_SQL } from '../uuid.js';
 
 /** A progress row as the intake reads it: the columns by their SQL names, typed from the schema. */
-export type ProgressRow = Pick<RowOf<typeof progress>, 'user_id' | 'case_id' | 'current_block' | 'current_step' | 'completed_blocks' | 'status'> & {
+export type ProgressRow = Pick<
+  RowOf<typeof progress>,
+  'user_id' | 'case_id' | 'current_block' | 'current_step' | 'completed_blocks' | 'status'
+> & {
   answers: Record<string, string>;
   /** Whether the case it names exists, read in the same statement. */
   case_found?: boolean;
@@ -48,8 +51,10 @@ const progressColumns = {
   status: progress.status,
 };
 
-const lockUserStatement = new Statement<{ userId: string }, unknown>('lock_user', ['userId'], (v) =>
-  sql`SELECT pg_advisory_xact_lock(${INTAKE_USER_LOCK}, hashtext(${v.userId}))`,
+const lockUserStatement = new Statement<{ userId: string }, unknown>(
+  'lock_user',
+  ['userId'],
+  (v) => sql`SELECT pg_advisory_xact_lock(${INTAKE_USER_LOCK}, hashtext(${v.userId}))`,
 );
 
 /** The user's intake in progress, its canonical case id and whether that case exists. */
@@ -67,7 +72,10 @@ const activeStatement = (name: string, canonical: SQL) =>
       .limit(1),
   );
 const activeStatements: Record<Shape, Statement<{ userId: string }, ProgressRow>> = {
-  legacy: activeStatement('active_progress_text', sql`CASE WHEN ${progress.caseId}::text ~* ${UUID_SPELLING_SQL} THEN ${progress.caseId}::text::uuid END`),
+  legacy: activeStatement(
+    'active_progress_text',
+    sql`CASE WHEN ${progress.caseId}::text ~* ${UUID_SPELLING_SQL} THEN ${progress.caseId}::text::uuid END`,
+  ),
   uuid: activeStatement('active_progress_uuid', sql`${progress.caseId}::text::uuid`),
 };
 
@@ -76,7 +84,10 @@ const latestStatement = new Statement<{ userId: string }, ProgressRow>('latest_p
 );
 
 const caseExistsStatement = new Statement<{ caseId: string }, unknown>('case_exists', ['caseId'], (v) =>
-  select.select({ found: sql`1` }).from(cases).where(eq(cases.caseId, v.caseId)),
+  select
+    .select({ found: sql`1` })
+    .from(cases)
+    .where(eq(cases.caseId, v.caseId)),
 );
 
 type CaseValues = { userId: string; title: string; status: string; metadata: Record<string, unknown> };
@@ -145,23 +156,32 @@ const setProgressStatusStatement = new Statement<{ userId: string; caseId: strin
 );
 
 const setCaseStatusStatement = new Statement<{ caseId: string; status: string }, unknown>('set_case_status', ['caseId', 'status'], (v) =>
-  write.update(cases).set(settable({ status: v.status, updatedAt: sql`now()` })).where(eq(cases.caseId, v.caseId)),
+  write
+    .update(cases)
+    .set(settable({ status: v.status, updatedAt: sql`now()` }))
+    .where(eq(cases.caseId, v.caseId)),
 );
 
 const insertMemoryStatement = new Statement<{ caseId: string; userId: string; kind: string; content: Record<string, unknown> }, unknown>(
   'insert_memory',
   ['caseId', 'userId', 'kind', 'content'],
-  (v) => write.insert(caseMemory).values({ caseId: asUuid(v.caseId), userId: v.userId, kind: v.kind, content: v.content, createdAt: sql`now()` }),
+  (v) =>
+    write
+      .insert(caseMemory)
+      .values({ caseId: asUuid(v.caseId), userId: v.userId, kind: v.kind, content: v.content, createdAt: sql`now()` }),
 );
 
-const setActiveCaseStatement = new Statement<{ userId: string; caseId: string | null }, unknown>('set_active_case', ['userId', 'caseId'], (v) =>
-  write
-    .insert(botUserContext)
-    .values({ userId: v.userId, activeCaseId: asUuid(v.caseId), updatedAt: sql`now()` })
-    .onConflictDoUpdate({
-      target: botUserContext.userId,
-      set: { activeCaseId: sql`EXCLUDED.${sql.identifier(botUserContext.activeCaseId.name)}`, updatedAt: sql`now()` },
-    }),
+const setActiveCaseStatement = new Statement<{ userId: string; caseId: string | null }, unknown>(
+  'set_active_case',
+  ['userId', 'caseId'],
+  (v) =>
+    write
+      .insert(botUserContext)
+      .values({ userId: v.userId, activeCaseId: asUuid(v.caseId), updatedAt: sql`now()` })
+      .onConflictDoUpdate({
+        target: botUserContext.userId,
+        set: { activeCaseId: sql`EXCLUDED.${sql.identifier(botUserContext.activeCaseId.name)}`, updatedAt: sql`now()` },
+      }),
 );
 
 /** Serialises everything one user does: concurrent starts of one user create one case. */

@@ -42,7 +42,10 @@ const STATUS = sql<RunStatus>`CASE WHEN ${runs.status} = 'running' AND NOT ${PRO
  * sessions (it lost its lock session and will stop before its next write) makes this run wait
  * (BusyError), so two runs never write at once.
  */
-export async function startRun(db: Executor, input: { command: string; options: Record<string, unknown>; dryRun: boolean; process: string }): Promise<number> {
+export async function startRun(
+  db: Executor,
+  input: { command: string; options: Record<string, unknown>; dryRun: boolean; process: string },
+): Promise<number> {
   // what a dead run's committed batches did, as the journal recorded it
   const committed = sql`coalesce((SELECT jsonb_object_agg(done.action, done.n) FROM (
       SELECT ${runItems.action} AS action, sum(${runItems.rowCount}) AS n FROM ${runItems} WHERE ${runItems.runId} = ${runs.runId} GROUP BY 1) done), '{}')`;
@@ -113,7 +116,12 @@ export async function getRun(db: Executor, runId: number): Promise<(RunRecord & 
   if (!row) return undefined;
   const items = await db
     // an item stands for row_count rows (a recover batch's created cases: one item)
-    .select({ action: runItems.action, tableName: runItems.tableName, checkId: runItems.checkId, count: sql<number>`sum(${runItems.rowCount})`.mapWith(Number) })
+    .select({
+      action: runItems.action,
+      tableName: runItems.tableName,
+      checkId: runItems.checkId,
+      count: sql<number>`sum(${runItems.rowCount})`.mapWith(Number),
+    })
     .from(runItems)
     .where(eq(runItems.runId, runId))
     .groupBy(runItems.action, runItems.tableName, runItems.checkId)

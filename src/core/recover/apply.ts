@@ -38,7 +38,13 @@ export interface ApplyProgress {
 }
 
 export function emptyProgress(): ApplyProgress {
-  return { applied: Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>, taken: 0, rejected: 0, batches: 0, longestBatchMs: 0 };
+  return {
+    applied: Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>,
+    taken: 0,
+    rejected: 0,
+    batches: 0,
+    longestBatchMs: 0,
+  };
 }
 
 export interface ApplyContext {
@@ -78,7 +84,9 @@ export async function applyTargets(ctx: ApplyContext, progress: ApplyProgress): 
     if (isQuarantineKind(kind) && !ctx.quarantine) continue;
     for (let afterSeq = 0; afterSeq < ctx.counts[kind]; afterSeq += ctx.batchSize) {
       if (ctx.signal?.aborted) {
-        throw new InterruptedError(`recover interrupted after ${progress.batches} batch(es); run ${ctx.runId} is journaled as interrupted; rerun to finish`);
+        throw new InterruptedError(
+          `recover interrupted after ${progress.batches} batch(es); run ${ctx.runId} is journaled as interrupted; rerun to finish`,
+        );
       }
       await ctx.lock.assertHeld();
       await applyRange(ctx, progress, kind, afterSeq, Math.min(ctx.batchSize, ctx.counts[kind] - afterSeq));
@@ -91,7 +99,9 @@ async function applyRange(ctx: ApplyContext, progress: ApplyProgress, kind: Targ
   const t0 = performance.now();
   let row: { taken: string; applied: string; vanished: string[] | null };
   try {
-    const res = await ctx.db.execute<{ taken: string; applied: string; vanished: string[] | null }>(batchStatement(kind, ctx.runId, afterSeq, size, ctx.settings));
+    const res = await ctx.db.execute<{ taken: string; applied: string; vanished: string[] | null }>(
+      batchStatement(kind, ctx.runId, afterSeq, size, ctx.settings),
+    );
     row = res.rows[0]!;
   } catch (error) {
     if (!isRejection(error)) throw error;
@@ -115,7 +125,16 @@ async function applyRange(ctx: ApplyContext, progress: ApplyProgress, kind: Targ
   progress.applied[kind] += applied;
   progress.longestBatchMs = Math.max(progress.longestBatchMs, ms);
   if (row.vanished && row.vanished.length > 0) await journalSuppressed(ctx, progress, row.vanished);
-  const event = { runId: ctx.runId, kind, batch: progress.batches, taken, applied, ms: Math.round(ms), doneTotal: progress.taken, total: ctx.total };
+  const event = {
+    runId: ctx.runId,
+    kind,
+    batch: progress.batches,
+    taken,
+    applied,
+    ms: Math.round(ms),
+    doneTotal: progress.taken,
+    total: ctx.total,
+  };
   ctx.log.info({ event: 'recover.batch_committed', kind, batch: event.batch, rows: taken, applied, ms: event.ms });
   await ctx.onBatch?.(event);
 }

@@ -91,27 +91,80 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
     case 'keep_duplicate':
       // Not where the user has a row under the canonical id already (a duplicate: never guessed;
       // the kept row of a group is normalised once its twins are quarantined).
-      return normalise(b, runId, 'case_intake_progress', 'case_id', progressCase,
+      return normalise(
+        b,
+        runId,
+        'case_intake_progress',
+        'case_id',
+        progressCase,
         sql`t.user_id = b.user_id AND t.case_id::text = b.case_id
             AND NOT EXISTS (SELECT 1 FROM mega_agent.case_intake_progress q WHERE q.user_id = b.user_id AND q.case_id::text = b.canonical_id::text)`,
-        sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`, tail);
+        sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`,
+        tail,
+      );
     case 'normalise_memory':
-      return normalise(b, runId, 'case_memory', 'case_id', sql`b.canonical_id::text`,
-        sql`t.memory_id = b.memory_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
+      return normalise(
+        b,
+        runId,
+        'case_memory',
+        'case_id',
+        sql`b.canonical_id::text`,
+        sql`t.memory_id = b.memory_id AND t.case_id::text = b.case_id`,
+        sql`jsonb_build_object('memory_id', t.memory_id)`,
+        tail,
+      );
     case 'normalise_pointer':
-      return normalise(b, runId, 'bot_user_context', 'active_case_id', sql`b.canonical_id::text`,
-        sql`t.user_id = b.user_id AND t.active_case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
+      return normalise(
+        b,
+        runId,
+        'bot_user_context',
+        'active_case_id',
+        sql`b.canonical_id::text`,
+        sql`t.user_id = b.user_id AND t.active_case_id::text = b.case_id`,
+        sql`jsonb_build_object('user_id', t.user_id)`,
+        tail,
+      );
     case 'quarantine_progress':
-      return quarantine(b, runId, 'case_intake_progress', sql`t.user_id = b.user_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`, tail);
+      return quarantine(
+        b,
+        runId,
+        'case_intake_progress',
+        sql`t.user_id = b.user_id AND t.case_id::text = b.case_id`,
+        sql`jsonb_build_object('user_id', t.user_id, 'case_id', t.case_id::text)`,
+        tail,
+      );
     case 'quarantine_memory':
-      return quarantine(b, runId, 'case_memory', sql`t.memory_id = b.memory_id AND t.case_id::text = b.case_id`, sql`jsonb_build_object('memory_id', t.memory_id)`, tail);
+      return quarantine(
+        b,
+        runId,
+        'case_memory',
+        sql`t.memory_id = b.memory_id AND t.case_id::text = b.case_id`,
+        sql`jsonb_build_object('memory_id', t.memory_id)`,
+        tail,
+      );
     case 'quarantine_pointer':
-      return quarantine(b, runId, 'bot_user_context', sql`t.user_id = b.user_id AND t.active_case_id::text = b.case_id`, sql`jsonb_build_object('user_id', t.user_id)`, tail);
+      return quarantine(
+        b,
+        runId,
+        'bot_user_context',
+        sql`t.user_id = b.user_id AND t.active_case_id::text = b.case_id`,
+        sql`jsonb_build_object('user_id', t.user_id)`,
+        tail,
+      );
   }
 }
 
 /** Rewrite a spelling to the canonical id, journaling the row's key and its before and after. */
-function normalise(b: SQL, runId: number, table: QuarantineTable, column: string, canonical: SQL, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
+function normalise(
+  b: SQL,
+  runId: number,
+  table: QuarantineTable,
+  column: string,
+  canonical: SQL,
+  match: SQL,
+  key: SQL,
+  tail: (applied: SQL) => SQL,
+): SQL {
   const col = sql.identifier(column);
   return sql`
     WITH b AS (${b}),

@@ -60,7 +60,9 @@ export async function inspectCaseConstraints(db: Executor, caseValues: Record<st
      WHERE t.tgrelid = 'mega_agent.cases'::regclass AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 4) <> 0
      ORDER BY 1, 2`);
   for (const r of rules.rows) {
-    risks.push(`${r.kind} ${r.name} (${r.definition}) may reject or suppress recovered cases: such rows are journaled as rejected and the run ends partial`);
+    risks.push(
+      `${r.kind} ${r.name} (${r.definition}) may reject or suppress recovered cases: such rows are journaled as rejected and the run ends partial`,
+    );
   }
   return { blockers, risks };
 }

@@ -60,8 +60,16 @@ const TABLES: Record<QuarantineTable, { identity: boolean; key: (row: SQL) => SQ
     key: (row) => sql`jsonb_build_object('user_id', ${row}->>'user_id', 'case_id', ${row}->>'case_id')`,
     rowKey: sql`jsonb_build_object('user_id', user_id, 'case_id', case_id::text)`,
   },
-  case_memory: { identity: true, key: (row) => sql`jsonb_build_object('memory_id', (${row}->>'memory_id')::bigint)`, rowKey: sql`jsonb_build_object('memory_id', memory_id)` },
-  bot_user_context: { identity: false, key: (row) => sql`jsonb_build_object('user_id', ${row}->>'user_id')`, rowKey: sql`jsonb_build_object('user_id', user_id)` },
+  case_memory: {
+    identity: true,
+    key: (row) => sql`jsonb_build_object('memory_id', (${row}->>'memory_id')::bigint)`,
+    rowKey: sql`jsonb_build_object('memory_id', memory_id)`,
+  },
+  bot_user_context: {
+    identity: false,
+    key: (row) => sql`jsonb_build_object('user_id', ${row}->>'user_id')`,
+    rowKey: sql`jsonb_build_object('user_id', user_id)`,
+  },
 };
 
 /** What a set-based restore did: exact counts, and (at most 100) the rows left out with why. */
@@ -123,7 +131,13 @@ export async function restoreAll(tx: Tx, sourceRun: number, byRun: number): Prom
       const rows = await tx.execute<{ quarantine_id: string }>(sql`
         SELECT quarantine_id FROM caseguard.quarantine
          WHERE run_id = ${sourceRun} AND source_table = ${name} AND restored_at IS NULL ORDER BY quarantine_id LIMIT ${100 - summary.notRestored.length}`);
-      for (const r of rows.rows) summary.notRestored.push({ quarantineId: Number(r.quarantine_id), sourceTable: name, restored: false, reason: 'a row with the same key exists now' });
+      for (const r of rows.rows)
+        summary.notRestored.push({
+          quarantineId: Number(r.quarantine_id),
+          sourceTable: name,
+          restored: false,
+          reason: 'a row with the same key exists now',
+        });
     }
   }
   return summary;
@@ -131,11 +145,18 @@ export async function restoreAll(tx: Tx, sourceRun: number, byRun: number): Prom
 
 /** One row at a time behind savepoints, in pages of 1,000 by quarantine id: every row, no cap. */
 async function restoreOneByOne(tx: Tx, sourceRun: number, byRun: number, table: QuarantineTable, summary: RestoreSummary): Promise<void> {
-  for (let after = 0; ; ) {
+  for (let after = 0; ;) {
     const page = await tx
       .select()
       .from(quarantine)
-      .where(and(eq(quarantine.runId, sourceRun), eq(quarantine.sourceTable, table), isNull(quarantine.restoredAt), gt(quarantine.quarantineId, after)))
+      .where(
+        and(
+          eq(quarantine.runId, sourceRun),
+          eq(quarantine.sourceTable, table),
+          isNull(quarantine.restoredAt),
+          gt(quarantine.quarantineId, after),
+        ),
+      )
       .orderBy(quarantine.quarantineId)
       .limit(1000);
     if (page.length === 0) return;
@@ -158,7 +179,8 @@ async function restoreOneByOne(tx: Tx, sourceRun: number, byRun: number, table: 
  */
 export async function restoreOne(tx: Tx, row: QuarantinedRow, byRun: number): Promise<RestoreOutcome> {
   const table = Object.hasOwn(TABLES, row.sourceTable) ? TABLES[row.sourceTable] : undefined;
-  if (!table) return { quarantineId: row.quarantineId, sourceTable: row.sourceTable, restored: false, reason: `unknown table ${row.sourceTable}` };
+  if (!table)
+    return { quarantineId: row.quarantineId, sourceTable: row.sourceTable, restored: false, reason: `unknown table ${row.sourceTable}` };
   const target = sql`mega_agent.${sql.identifier(row.sourceTable)}`;
   try {
     const inserted = await tx.transaction(async (sp) =>
@@ -169,12 +191,19 @@ export async function restoreOne(tx: Tx, row: QuarantinedRow, byRun: number): Pr
         RETURNING 1`),
     );
     if (inserted.rows.length === 0) {
-      return { quarantineId: row.quarantineId, sourceTable: row.sourceTable, restored: false, reason: 'a row with the same key exists now' };
+      return {
+        quarantineId: row.quarantineId,
+        sourceTable: row.sourceTable,
+        restored: false,
+        reason: 'a row with the same key exists now',
+      };
     }
   } catch (error) {
     return { quarantineId: row.quarantineId, sourceTable: row.sourceTable, restored: false, reason: describePgError(error) };
   }
-  await tx.execute(sql`UPDATE caseguard.quarantine SET restored_at = now(), restored_by_run = ${byRun} WHERE quarantine_id = ${row.quarantineId}`);
+  await tx.execute(
+    sql`UPDATE caseguard.quarantine SET restored_at = now(), restored_by_run = ${byRun} WHERE quarantine_id = ${row.quarantineId}`,
+  );
   await tx.execute(sql`
     INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
     VALUES (${byRun}, 'restored', ${row.reason}, ${row.sourceTable}, ${JSON.stringify({ quarantine_id: row.quarantineId })}::jsonb, NULL,
@@ -196,7 +225,13 @@ export interface RestoreResult {
 export async function restoreRun(
   database: Database,
   sourceRun: number,
-  options: { dryRun: boolean; confirm?: (count: number) => Promise<boolean>; signal?: AbortSignal; lockWaitMs?: number; hasJournal?: boolean },
+  options: {
+    dryRun: boolean;
+    confirm?: (count: number) => Promise<boolean>;
+    signal?: AbortSignal;
+    lockWaitMs?: number;
+    hasJournal?: boolean;
+  },
 ): Promise<RestoreResult> {
   const hasJournal = options.hasJournal ?? true;
   /** How many rows of the run are still quarantined; a usage error when none. */
@@ -204,7 +239,9 @@ export async function restoreRun(
     const waiting = hasJournal ? (await listQuarantine(db, { runId: sourceRun, includeRestored: false, limit: 0 })).total : 0;
     if (waiting === 0) {
       const any = hasJournal ? await listQuarantine(db, { runId: sourceRun, includeRestored: true, limit: 0 }) : { total: 0 };
-      throw new UsageError(any.total > 0 ? `every row run ${sourceRun} quarantined is already restored` : `run ${sourceRun} quarantined no rows`);
+      throw new UsageError(
+        any.total > 0 ? `every row run ${sourceRun} quarantined is already restored` : `run ${sourceRun} quarantined no rows`,
+      );
     }
     return waiting;
   };
@@ -212,22 +249,34 @@ export async function restoreRun(
     await pending(database.db);
     return { runId: null, dryRun: true, outcomes: [], restored: 0, notRestored: 0 };
   }
-  return withRunLock(database, { what: 'caseguard quarantine restore', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
-    await ensureJournalSchema(database.pool);
-    const waiting = await pending(database.db);
-    const runId = await startRun(database.db, { command: 'quarantine restore', options: { run: sourceRun }, dryRun: false, process: database.identity });
-    if (options.confirm && !(await options.confirm(waiting))) {
-      await finishRun(database.db, runId, { status: 'refused', counts: { rows: waiting } });
-      return { runId, dryRun: false, outcomes: [], restored: 0, notRestored: 0 };
-    }
-    try {
-      await lock.assertHeld();
-      const summary = await database.db.transaction((tx) => restoreAll(tx, sourceRun, runId));
-      await finishRun(database.db, runId, { status: summary.notRestoredCount > 0 ? 'partial' : 'completed', counts: { restored: summary.restored, not_restored: summary.notRestoredCount } });
-      return { runId, dryRun: false, outcomes: summary.notRestored, restored: summary.restored, notRestored: summary.notRestoredCount };
-    } catch (error) {
-      await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) });
-      throw error;
-    }
-  });
+  return withRunLock(
+    database,
+    { what: 'caseguard quarantine restore', waitMs: options.lockWaitMs, signal: options.signal },
+    async (lock) => {
+      await ensureJournalSchema(database.pool);
+      const waiting = await pending(database.db);
+      const runId = await startRun(database.db, {
+        command: 'quarantine restore',
+        options: { run: sourceRun },
+        dryRun: false,
+        process: database.identity,
+      });
+      if (options.confirm && !(await options.confirm(waiting))) {
+        await finishRun(database.db, runId, { status: 'refused', counts: { rows: waiting } });
+        return { runId, dryRun: false, outcomes: [], restored: 0, notRestored: 0 };
+      }
+      try {
+        await lock.assertHeld();
+        const summary = await database.db.transaction((tx) => restoreAll(tx, sourceRun, runId));
+        await finishRun(database.db, runId, {
+          status: summary.notRestoredCount > 0 ? 'partial' : 'completed',
+          counts: { restored: summary.restored, not_restored: summary.notRestoredCount },
+        });
+        return { runId, dryRun: false, outcomes: summary.notRestored, restored: summary.restored, notRestored: summary.notRestoredCount };
+      } catch (error) {
+        await finishRun(database.db, runId, { status: 'failed', counts: {}, error: describePgError(error) });
+        throw error;
+      }
+    },
+  );
 }

@@ -26,8 +26,16 @@ import { applyTargets, emptyProgress, type BatchEvent } from './apply.js';
 import { batchStatement } from './batches.js';
 import { inspectCaseConstraints, type CaseConstraints } from './constraints.js';
 import {
-  ambiguousOwners, dropTargets, isQuarantineKind, previewTargets, sampleTargets, snapshotTargets, TARGET_KINDS,
-  type DuplicatePolicy, type TargetKind, type TargetSample,
+  ambiguousOwners,
+  dropTargets,
+  isQuarantineKind,
+  previewTargets,
+  sampleTargets,
+  snapshotTargets,
+  TARGET_KINDS,
+  type DuplicatePolicy,
+  type TargetKind,
+  type TargetSample,
 } from './targets.js';
 
 export interface RecoverOptions {
@@ -140,18 +148,33 @@ export async function recover(database: Database, shape: DatabaseShape, options:
   if (options.dryRun) {
     const started = performance.now();
     const plan = await planRecovery(database, shape, options);
-    return { runId: null, status: 'dry_run', plan, applied: emptyProgress().applied, skipped: 0, rejected: 0, batches: 0, longestBatchMs: 0, durationMs: performance.now() - started };
+    return {
+      runId: null,
+      status: 'dry_run',
+      plan,
+      applied: emptyProgress().applied,
+      skipped: 0,
+      rejected: 0,
+      batches: 0,
+      longestBatchMs: 0,
+      durationMs: performance.now() - started,
+    };
   }
   // The application's rules that would stop the run are reported before any lock or journal row.
   const { blockers } = await inspectCaseConstraints(database.db, options.caseValues ?? {});
   if (blockers.length > 0) throw new UsageError(`recover cannot run as asked; nothing was changed: ${blockers.join('; ')}`);
   await assertCanCreateTemporaryTable(database);
   // held at once: the run lock's session, the run's own session, and one for the journal
-  if ((database.pool.options.max ?? 10) < 3) throw new UsageError('recover needs a pool of at least 3 connections (poolSize); nothing was changed');
-  return withRunLock(database, { what: 'caseguard recover', waitMs: options.lockWaitMs, signal: options.signal, log: options.log }, async (lock) => {
-    await ensureJournalSchema(database.pool);
-    return withSession(database.pool, (session) => run(database, session, shape, options, lock));
-  });
+  if ((database.pool.options.max ?? 10) < 3)
+    throw new UsageError('recover needs a pool of at least 3 connections (poolSize); nothing was changed');
+  return withRunLock(
+    database,
+    { what: 'caseguard recover', waitMs: options.lockWaitMs, signal: options.signal, log: options.log },
+    async (lock) => {
+      await ensureJournalSchema(database.pool);
+      return withSession(database.pool, (session) => run(database, session, shape, options, lock));
+    },
+  );
 }
 
 /** A run keeps its targets in a temporary table: without the privilege it refuses before anything is written. */
@@ -167,13 +190,24 @@ async function assertCanCreateTemporaryTable(database: Database): Promise<void> 
   }
 }
 
-async function run(database: Database, session: Session, shape: DatabaseShape, options: RecoverOptions, lock: RunLock): Promise<RecoverResult> {
+async function run(
+  database: Database,
+  session: Session,
+  shape: DatabaseShape,
+  options: RecoverOptions,
+  lock: RunLock,
+): Promise<RecoverResult> {
   const { db } = database;
   const started = performance.now();
   const duplicates = options.duplicates ?? 'keep-latest';
   const runId = await startRun(db, {
     command: 'recover',
-    options: { quarantine: options.quarantine, batchSize: options.batchSize, duplicates, caseValues: Object.keys(options.caseValues ?? {}) },
+    options: {
+      quarantine: options.quarantine,
+      batchSize: options.batchSize,
+      duplicates,
+      caseValues: Object.keys(options.caseValues ?? {}),
+    },
     dryRun: false,
     process: database.identity,
   });
@@ -181,7 +215,9 @@ async function run(database: Database, session: Session, shape: DatabaseShape, o
   const progress = emptyProgress();
   const finish = async (status: 'completed' | 'partial' | 'interrupted' | 'failed' | 'refused', error?: string) => {
     const counts = { ...progress.applied, targets: plan?.total ?? 0, batches: progress.batches, rejected: progress.rejected };
-    await finishRun(db, runId, { status, counts, error }).catch((e: unknown) => log.error({ event: 'recover.journal_failed', err: safeMessage(e) }));
+    await finishRun(db, runId, { status, counts, error }).catch((e: unknown) =>
+      log.error({ event: 'recover.journal_failed', err: safeMessage(e) }),
+    );
     // Gone with the session anyway; dropped now so the connection goes back to the pool clean.
     await dropTargets(session).catch(() => undefined);
     await session.execute(sql`RESET synchronous_commit`).catch(() => undefined);
@@ -216,14 +252,25 @@ async function run(database: Database, session: Session, shape: DatabaseShape, o
     await session.execute(sql`SET synchronous_commit = off`);
     await applyTargets(
       {
-        db: session, runId, counts: plan.counts, total: plan.total, quarantine: options.quarantine, batchSize: options.batchSize,
+        db: session,
+        runId,
+        counts: plan.counts,
+        total: plan.total,
+        quarantine: options.quarantine,
+        batchSize: options.batchSize,
         settings: { shapeIsUuid: shape.shape === 'uuid', caseValues: options.caseValues ?? {} },
-        lock, log, signal: options.signal, onBatch: options.onBatch,
+        lock,
+        log,
+        signal: options.signal,
+        onBatch: options.onBatch,
       },
       progress,
     );
     const status = progress.rejected > 0 ? 'partial' : 'completed';
-    await finish(status, progress.rejected > 0 ? `${progress.rejected} target(s) rejected by the database; see caseguard runs show ${runId}` : undefined);
+    await finish(
+      status,
+      progress.rejected > 0 ? `${progress.rejected} target(s) rejected by the database; see caseguard runs show ${runId}` : undefined,
+    );
     return result(status);
   } catch (error) {
     if (error instanceof InterruptedError) {
@@ -272,7 +319,12 @@ function planFrom(
   const left = TARGET_KINDS.filter((k) => isQuarantineKind(k) && counts[k] > 0 && !options.quarantine);
   if (left.length > 0) {
     leftAlone.unshift(
-      `${left.filter((k) => k !== 'keep_duplicate').map((k) => `${counts[k]} ${k.replace('quarantine_', '')} row(s)`).join(', ')} with no usable case id (invalid_case_id, duplicate_progress) are left as they are; pass --quarantine to move them aside`,
+      `${left
+        .filter((k) => k !== 'keep_duplicate')
+        .map((k) => `${counts[k]} ${k.replace('quarantine_', '')} row(s)`)
+        .join(
+          ', ',
+        )} with no usable case id (invalid_case_id, duplicate_progress) are left as they are; pass --quarantine to move them aside`,
     );
   }
   const statements = acted.map((kind) => {
@@ -281,5 +333,18 @@ function planFrom(
     return { kind, sql: q.sql.replace(/\n\s*\n/g, '\n').trim(), params: q.params };
   });
   const duplicates = options.duplicates ?? 'keep-latest';
-  return { runId, dryRun: options.dryRun, shape: shape.shape, counts, total, samples, ambiguous, leftAlone, batchSize: options.batchSize, duplicates, constraints, statements };
+  return {
+    runId,
+    dryRun: options.dryRun,
+    shape: shape.shape,
+    counts,
+    total,
+    samples,
+    ambiguous,
+    leftAlone,
+    batchSize: options.batchSize,
+    duplicates,
+    constraints,
+    statements,
+  };
 }

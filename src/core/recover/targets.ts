@@ -43,7 +43,6 @@ export function isQuarantineKind(kind: TargetKind): boolean {
 /** What happens to a duplicate group: the bot's row kept (default), or every row quarantined. */
 export type DuplicatePolicy = 'keep-latest' | 'quarantine-all';
 
-
 /**
  * The targets as one WITH query ending in all_targets (one anti-join against cases for every
  * table that references them: one hash of cases). Read-only; snapshot and preview build on it.
@@ -162,7 +161,10 @@ const KIND_STRIDE = 2 ** 40;
 export function targetPosition(kind: TargetKind, seq: number): number {
   return TARGET_KINDS.indexOf(kind) * KIND_STRIDE + seq;
 }
-const KIND_ARRAY = sql`ARRAY[${sql.join(TARGET_KINDS.map((k) => sql`${k}`), sql`, `)}]::text[]`;
+const KIND_ARRAY = sql`ARRAY[${sql.join(
+  TARGET_KINDS.map((k) => sql`${k}`),
+  sql`, `,
+)}]::text[]`;
 const positionSql = sql`array_position(${KIND_ARRAY}, kind) - 1`;
 
 /**
@@ -187,7 +189,10 @@ export async function snapshotTargets(
   const result = await session.execute<{ kind: TargetKind; n: string | null; shared: string }>(sql`
     SELECT k.kind, (SELECT max(t.pos) - k.base FROM ${TARGETS} t WHERE t.pos > k.base AND t.pos < k.base + ${KIND_STRIDE}::bigint) AS n,
            CASE WHEN k.kind = 'create_case' THEN (SELECT count(*) FROM ${TARGETS} t WHERE t.owners > 1) ELSE 0 END AS shared
-      FROM unnest(${KIND_ARRAY}, ARRAY[${sql.join(TARGET_KINDS.map((k) => sql`${targetPosition(k, 0)}`), sql`, `)}]::bigint[]) AS k(kind, base)`);
+      FROM unnest(${KIND_ARRAY}, ARRAY[${sql.join(
+        TARGET_KINDS.map((k) => sql`${targetPosition(k, 0)}`),
+        sql`, `,
+      )}]::bigint[]) AS k(kind, base)`);
   const counts = Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
   let shared = 0;
   for (const row of result.rows) {
@@ -236,7 +241,9 @@ export async function previewTargets(
   limit: number,
   duplicates: DuplicatePolicy,
 ): Promise<{ counts: Record<TargetKind, number>; samples: TargetSample[]; ambiguous: { count: number; samples: TargetSample[] } }> {
-  const result = await db.execute<TargetSample & { seq: string; amb_seq: string; kind_n: string; amb_n: string } & Record<string, unknown>>(sql`
+  const result = await db.execute<
+    TargetSample & { seq: string; amb_seq: string; kind_n: string; amb_n: string } & Record<string, unknown>
+  >(sql`
     ${targetsCte(shape, duplicates)},
     numbered AS (
       SELECT t.*, row_number() OVER (PARTITION BY kind, owners > 1 ORDER BY seq) AS amb_seq FROM all_targets t
@@ -258,8 +265,14 @@ export async function previewTargets(
     counts[r.kind] = Number(r.kind_n);
     ambiguousCount = Number(r.amb_n);
     const sample: TargetSample = {
-      kind: r.kind, check_id: r.check_id, user_id: r.user_id, case_id: r.case_id, canonical_id: r.canonical_id,
-      memory_id: r.memory_id === null ? null : Number(r.memory_id), owners: r.owners, owner_list: r.owner_list,
+      kind: r.kind,
+      check_id: r.check_id,
+      user_id: r.user_id,
+      case_id: r.case_id,
+      canonical_id: r.canonical_id,
+      memory_id: r.memory_id === null ? null : Number(r.memory_id),
+      owners: r.owners,
+      owner_list: r.owner_list,
     };
     if (Number(r.seq) <= limit) samples.push(sample);
     if (r.kind === 'create_case' && (r.owners ?? 0) > 1 && Number(r.amb_seq) <= limit) ambiguousSamples.push(sample);
@@ -278,7 +291,11 @@ export async function sampleTargets(session: Executor, limit: number): Promise<T
 }
 
 /** Missing uuids referenced by more than one user (count from the snapshot): the owner chosen, and the others. */
-export async function ambiguousOwners(session: Executor, count: number, limit: number): Promise<{ count: number; samples: TargetSample[] }> {
+export async function ambiguousOwners(
+  session: Executor,
+  count: number,
+  limit: number,
+): Promise<{ count: number; samples: TargetSample[] }> {
   if (count === 0) return { count, samples: [] };
   const rows = await session.execute<TargetSample & Record<string, unknown>>(sql`
     SELECT kind, check_id, user_id, case_id, canonical_id::text AS canonical_id, memory_id, owners, owner_list

@@ -60,7 +60,14 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
   // pointers instead of leaving them as they were before the run.
   const throughForeignKeys = sql`${shape.memoryUuid ? sql`EXISTS (SELECT 1 FROM mega_agent.case_memory m WHERE ${memoryOf})` : sql`false`}
     OR ${shape.pointerUuid ? sql`EXISTS (SELECT 1 FROM mega_agent.bot_user_context b WHERE ${pointerOf})` : sql`false`}`;
-  const cases = await tx.execute<{ case_id: string; gone: boolean; changed: boolean; touched: boolean; refs: string; fk_refs: boolean }>(sql`
+  const cases = await tx.execute<{
+    case_id: string;
+    gone: boolean;
+    changed: boolean;
+    touched: boolean;
+    refs: string;
+    fk_refs: boolean;
+  }>(sql`
     WITH created AS (
       SELECT c.case_id::text AS case_id, c.after, c.xmin FROM (${createdCases(runId)}) c
     ),
@@ -97,10 +104,18 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
      WHERE i.run_id = ${runId} AND i.action = 'spelling_changed' AND NOT CASE i.table_name
        WHEN 'case_intake_progress' THEN EXISTS (SELECT 1 FROM mega_agent.case_intake_progress p
               WHERE p.user_id = i.row_key->>'user_id' AND p.case_id::text = i.row_key->>'case_id')
-       ${shape.hasMemory ? sql`WHEN 'case_memory' THEN EXISTS (SELECT 1 FROM mega_agent.case_memory m
-              WHERE m.memory_id = (i.row_key->>'memory_id')::bigint AND m.case_id::text = i.after->>'case_id')` : sql``}
-       ${shape.hasUserContext ? sql`WHEN 'bot_user_context' THEN EXISTS (SELECT 1 FROM mega_agent.bot_user_context b
-              WHERE b.user_id = i.row_key->>'user_id' AND b.active_case_id::text = i.after->>'active_case_id')` : sql``}
+       ${
+         shape.hasMemory
+           ? sql`WHEN 'case_memory' THEN EXISTS (SELECT 1 FROM mega_agent.case_memory m
+              WHERE m.memory_id = (i.row_key->>'memory_id')::bigint AND m.case_id::text = i.after->>'case_id')`
+           : sql``
+       }
+       ${
+         shape.hasUserContext
+           ? sql`WHEN 'bot_user_context' THEN EXISTS (SELECT 1 FROM mega_agent.bot_user_context b
+              WHERE b.user_id = i.row_key->>'user_id' AND b.active_case_id::text = i.after->>'active_case_id')`
+           : sql``
+       }
        ELSE false END
      ORDER BY i.item_id LIMIT 20`);
   problems.push(...spellings.rows.map((r) => `${r.table_name} ${r.key} was changed since the run`));
@@ -109,7 +124,10 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
       SELECT 1 FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'spelling_changed' AND table_name = 'case_intake_progress' LIMIT 1`);
     if (progressSpellings.rows.length > 0) problems.push('progress.case_id is uuid now: the original spellings cannot be stored again');
   }
-  for (const [table, uuid] of [['case_memory', shape.memoryUuid], ['bot_user_context', shape.pointerUuid]] as const) {
+  for (const [table, uuid] of [
+    ['case_memory', shape.memoryUuid],
+    ['bot_user_context', shape.pointerUuid],
+  ] as const) {
     if (!uuid) continue;
     const changed = await tx.execute(sql`
       SELECT 1 FROM caseguard.run_items WHERE run_id = ${runId} AND action = 'spelling_changed' AND table_name = ${table} LIMIT 1`);
@@ -122,18 +140,27 @@ async function refusals(tx: Tx, shape: DatabaseShape, runId: number, startedAt: 
 async function restoreSpellings(tx: Tx, shape: DatabaseShape, runId: number): Promise<number> {
   const items = sql`caseguard.run_items i WHERE i.run_id = ${runId} AND i.action = 'spelling_changed'`;
   let restored = 0;
-  restored += (await tx.execute(sql`
+  restored +=
+    (
+      await tx.execute(sql`
     UPDATE mega_agent.case_intake_progress p SET case_id = i.before->>'case_id' FROM ${items} AND i.table_name = 'case_intake_progress'
-       AND p.user_id = i.row_key->>'user_id' AND p.case_id::text = i.row_key->>'case_id'`)).rowCount ?? 0;
+       AND p.user_id = i.row_key->>'user_id' AND p.case_id::text = i.row_key->>'case_id'`)
+    ).rowCount ?? 0;
   if (shape.hasMemory) {
-    restored += (await tx.execute(sql`
+    restored +=
+      (
+        await tx.execute(sql`
       UPDATE mega_agent.case_memory m SET case_id = i.before->>'case_id' FROM ${items} AND i.table_name = 'case_memory'
-         AND m.memory_id = (i.row_key->>'memory_id')::bigint`)).rowCount ?? 0;
+         AND m.memory_id = (i.row_key->>'memory_id')::bigint`)
+      ).rowCount ?? 0;
   }
   if (shape.hasUserContext) {
-    restored += (await tx.execute(sql`
+    restored +=
+      (
+        await tx.execute(sql`
       UPDATE mega_agent.bot_user_context b SET active_case_id = i.before->>'active_case_id' FROM ${items} AND i.table_name = 'bot_user_context'
-         AND b.user_id = i.row_key->>'user_id'`)).rowCount ?? 0;
+         AND b.user_id = i.row_key->>'user_id'`)
+      ).rowCount ?? 0;
   }
   return restored;
 }
@@ -146,7 +173,8 @@ export async function undoRun(
 ): Promise<UndoResult> {
   const original = shape.hasJournal ? await getRun(database.db, undoneRun) : undefined;
   if (!original) throw new UsageError(`there is no run ${undoneRun}; see caseguard runs`);
-  if (original.command !== 'recover') throw new UsageError(`run ${undoneRun} is a ${original.command} run; only recover runs can be undone`);
+  if (original.command !== 'recover')
+    throw new UsageError(`run ${undoneRun} is a ${original.command} run; only recover runs can be undone`);
   if (original.dryRun) throw new UsageError(`run ${undoneRun} was a dry run; it changed nothing`);
   if (original.status === 'running') throw new BusyError(`run ${undoneRun} is still running; undo it once it has ended`);
   if (original.options.undoneBy) throw new UsageError(`run ${undoneRun} was undone already by run ${String(original.options.undoneBy)}`);
@@ -155,7 +183,9 @@ export async function undoRun(
   const inspect = async (tx: Tx) => {
     const problems = await refusals(tx, shape, undoneRun, original.startedAt);
     if (problems.length > 0) {
-      throw new UsageError(`cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`);
+      throw new UsageError(
+        `cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`,
+      );
     }
     const quarantined = (await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 0 })).total;
     const itemsOf = (action: string) => original.items.filter((i) => i.action === action).reduce((n, i) => n + i.count, 0);
@@ -170,13 +200,19 @@ export async function undoRun(
 
   return withRunLock(database, { what: 'caseguard recover --undo', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
     await ensureJournalSchema(database.pool);
-    const runId = await startRun(database.db, { command: 'recover --undo', options: { undo: undoneRun }, dryRun: false, process: database.identity });
+    const runId = await startRun(database.db, {
+      command: 'recover --undo',
+      options: { undo: undoneRun },
+      dryRun: false,
+      process: database.identity,
+    });
     let summary = '';
     try {
       await database.db.transaction(async (tx) => {
         const inspected = await inspect(tx);
         summary = inspected.summary;
-        if (options.confirm && !(await options.confirm(summary))) throw new UsageError('declined at the confirmation prompt; nothing was changed');
+        if (options.confirm && !(await options.confirm(summary)))
+          throw new UsageError('declined at the confirmation prompt; nothing was changed');
         await lock.assertHeld();
         // SIGINT cancels the statement in hand; the transaction rolls back whole.
         const stopCancelling = await cancelOnAbort(database, tx, options.signal);
@@ -205,12 +241,23 @@ export async function undoRun(
       return { runId, undoneRun, dryRun: false, summary, ...counts };
     } catch (error) {
       if (options.signal?.aborted) {
-        const interrupted = new InterruptedError(`undo of run ${undoneRun} interrupted; its transaction was rolled back: nothing was changed`, { cause: error });
-        await finishRun(database.db, runId, { status: 'interrupted', counts: { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 }, error: interrupted.message });
+        const interrupted = new InterruptedError(
+          `undo of run ${undoneRun} interrupted; its transaction was rolled back: nothing was changed`,
+          { cause: error },
+        );
+        await finishRun(database.db, runId, {
+          status: 'interrupted',
+          counts: { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 },
+          error: interrupted.message,
+        });
         throw interrupted;
       }
       const refused = error instanceof UsageError;
-      await finishRun(database.db, runId, { status: refused ? 'refused' : 'failed', counts, error: refused ? error.message : describePgError(error) });
+      await finishRun(database.db, runId, {
+        status: refused ? 'refused' : 'failed',
+        counts,
+        error: refused ? error.message : describePgError(error),
+      });
       throw error;
     }
   });
@@ -229,7 +276,9 @@ async function deleteCreatedCases(tx: Tx, undoneRun: number, runId: number, coun
     SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
     RETURNING 1`);
   counts.casesDeleted = deleted.rows.length;
-  await tx.execute(sql`UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`);
+  await tx.execute(
+    sql`UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`,
+  );
 }
 
 /**

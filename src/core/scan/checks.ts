@@ -29,13 +29,49 @@ export interface CheckDefinition {
 }
 
 export const CHECKS: readonly CheckDefinition[] = [
-  { id: 'orphaned_progress', severity: 'error', title: 'progress rows naming a uuid with no case', needs: 'case_intake_progress', countsCases: true },
-  { id: 'invalid_case_id', severity: 'error', title: 'progress rows whose case_id is no uuid (blocks the FK)', needs: 'case_intake_progress', countsCases: false },
-  { id: 'noncanonical_case_id', severity: 'warn', title: 'non-canonical spellings of an existing case id', needs: 'case_intake_progress', countsCases: false },
-  { id: 'duplicate_progress', severity: 'error', title: "one user's progress rows naming one uuid in different spellings", needs: 'case_intake_progress', countsCases: false },
+  {
+    id: 'orphaned_progress',
+    severity: 'error',
+    title: 'progress rows naming a uuid with no case',
+    needs: 'case_intake_progress',
+    countsCases: true,
+  },
+  {
+    id: 'invalid_case_id',
+    severity: 'error',
+    title: 'progress rows whose case_id is no uuid (blocks the FK)',
+    needs: 'case_intake_progress',
+    countsCases: false,
+  },
+  {
+    id: 'noncanonical_case_id',
+    severity: 'warn',
+    title: 'non-canonical spellings of an existing case id',
+    needs: 'case_intake_progress',
+    countsCases: false,
+  },
+  {
+    id: 'duplicate_progress',
+    severity: 'error',
+    title: "one user's progress rows naming one uuid in different spellings",
+    needs: 'case_intake_progress',
+    countsCases: false,
+  },
   { id: 'orphaned_memory', severity: 'error', title: 'memory rows whose case does not exist', needs: 'case_memory', countsCases: true },
-  { id: 'dangling_active_case', severity: 'error', title: 'active-case pointers naming a case that does not exist', needs: 'bot_user_context', countsCases: true },
-  { id: 'owner_mismatch', severity: 'warn', title: "progress of one user pointing at another user's case", needs: 'case_intake_progress', countsCases: false },
+  {
+    id: 'dangling_active_case',
+    severity: 'error',
+    title: 'active-case pointers naming a case that does not exist',
+    needs: 'bot_user_context',
+    countsCases: true,
+  },
+  {
+    id: 'owner_mismatch',
+    severity: 'warn',
+    title: "progress of one user pointing at another user's case",
+    needs: 'case_intake_progress',
+    countsCases: false,
+  },
 ];
 
 /** Checks whose findings name a uuid that has no case. */

@@ -31,7 +31,8 @@ export interface Sources {
 function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
   const parts: SQL[] = [sql`true`];
   if (filters.userId !== undefined) parts.push(sql`${sql.identifier(alias)}.user_id = ${filters.userId}`);
-  if (filters.since !== undefined) parts.push(sql`${sql.identifier(alias)}.${sql.identifier(timeColumn)} >= ${filters.since.toISOString()}::timestamptz`);
+  if (filters.since !== undefined)
+    parts.push(sql`${sql.identifier(alias)}.${sql.identifier(timeColumn)} >= ${filters.since.toISOString()}::timestamptz`);
   return sql.join(parts, sql` AND `);
 }
 
@@ -118,7 +119,10 @@ export function allFindings(sources: Sources, filters: ScanFilters): SQL {
  * plus one row '' carrying missingCases, the distinct uuids without a case over all sources.
  */
 export function summarise(findings: SQL, limit: number): SQL {
-  const missing = sql.join(MISSING_CASE_CHECKS.map((c) => sql`${c}::text`), sql`, `);
+  const missing = sql.join(
+    MISSING_CASE_CHECKS.map((c) => sql`${c}::text`),
+    sql`, `,
+  );
   return sql`
     WITH f AS MATERIALIZED (${findings}),
     r AS (

@@ -92,22 +92,23 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
   );
 
   let streamed = false;
-  const attempt = () => db.transaction(
-    async (tx) => {
-      // Transaction-local settings only: nothing lingers on a pooled server connection. On 14+
-      // the server notices a client that went away (a CLI killed mid-scan) within 2 s.
-      const settings = [
-        ...(options.statementTimeout !== undefined ? [sql`set_config('statement_timeout', ${options.statementTimeout}, true)`] : []),
-        ...(shape.serverVersionNum >= 140000 ? [sql`set_config('client_connection_check_interval', '2s', true)`] : []),
-      ];
-      if (settings.length > 0) await tx.execute(sql`SELECT ${sql.join(settings, sql`, `)}`);
-      const report = await checksIn(tx, shape, options, findingsSql, started, t0);
-      streamed = options.onAllFindings !== undefined;
-      if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, findingsSql));
-      return report;
-    },
-    { isolationLevel: 'repeatable read', accessMode: 'read only' },
-  );
+  const attempt = () =>
+    db.transaction(
+      async (tx) => {
+        // Transaction-local settings only: nothing lingers on a pooled server connection. On 14+
+        // the server notices a client that went away (a CLI killed mid-scan) within 2 s.
+        const settings = [
+          ...(options.statementTimeout !== undefined ? [sql`set_config('statement_timeout', ${options.statementTimeout}, true)`] : []),
+          ...(shape.serverVersionNum >= 140000 ? [sql`set_config('client_connection_check_interval', '2s', true)`] : []),
+        ];
+        if (settings.length > 0) await tx.execute(sql`SELECT ${sql.join(settings, sql`, `)}`);
+        const report = await checksIn(tx, shape, options, findingsSql, started, t0);
+        streamed = options.onAllFindings !== undefined;
+        if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, findingsSql));
+        return report;
+      },
+      { isolationLevel: 'repeatable read', accessMode: 'read only' },
+    );
   try {
     return await attempt();
   } catch (error) {
@@ -144,7 +145,15 @@ export async function checksIn(
       (check.needs === 'case_memory' && shape.hasMemory) ||
       (check.needs === 'bot_user_context' && shape.hasUserContext);
     if (!present) {
-      return { id: check.id, severity: check.severity, title: check.title, status: 'skipped', count: 0, samples: [], reason: `table absent (mega_agent.${check.needs})` };
+      return {
+        id: check.id,
+        severity: check.severity,
+        title: check.title,
+        status: 'skipped',
+        count: 0,
+        samples: [],
+        reason: `table absent (mega_agent.${check.needs})`,
+      };
     }
     const row = byCheck.get(check.id);
     const count = Number(row?.count ?? 0);
@@ -183,7 +192,10 @@ async function* cursor(tx: Tx, findingsSql: ReturnType<typeof allFindings>): Asy
   await tx.execute(sql`DECLARE caseguard_findings NO SCROLL CURSOR FOR
     SELECT check_id AS check, source_table AS table, user_id, case_id, canonical_id, owner, memory_id, detail
       FROM (${findingsSql}) f
-     ORDER BY array_position(ARRAY[${sql.join(CHECKS.map((c) => sql`${c.id}`), sql`, `)}]::text[], check_id), user_id, case_id, memory_id`);
+     ORDER BY array_position(ARRAY[${sql.join(
+       CHECKS.map((c) => sql`${c.id}`),
+       sql`, `,
+     )}]::text[], check_id), user_id, case_id, memory_id`);
   try {
     for (;;) {
       const page = await tx.execute<Finding & Record<string, unknown>>(sql.raw(FETCH_PAGE));

@@ -5,21 +5,14 @@
  * drizzle-kit generates drizzle/contract/ from this file (npm run db:generate).
  */
 import { sql } from 'drizzle-orm';
-import {
-  bigint,
-  integer,
-  jsonb,
-  pgSchema,
-  primaryKey,
-  text,
-  timestamp,
-  uuid,
-} from 'drizzle-orm/pg-core';
+import { bigint, integer, jsonb, pgSchema, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 export const megaAgent = pgSchema('mega_agent');
 
 export const cases = megaAgent.table('cases', {
-  caseId: uuid('case_id').primaryKey().default(sql`gen_random_uuid()`),
+  caseId: uuid('case_id')
+    .primaryKey()
+    .default(sql`gen_random_uuid()`),
   userId: text('user_id').notNull(),
   title: text('title').notNull(),
   status: text('status').notNull().default('open'),
@@ -36,7 +29,10 @@ export const caseIntakeProgress = megaAgent.table(
     caseId: text('case_id').notNull(),
     currentBlock: text('current_block'),
     currentStep: integer('current_step').notNull().default(0),
-    completedBlocks: text('completed_blocks').array().notNull().default(sql`'{}'::text[]`),
+    completedBlocks: text('completed_blocks')
+      .array()
+      .notNull()
+      .default(sql`'{}'::text[]`),
     answers: jsonb('answers').notNull().default({}),
     status: text('status').notNull().default('in_progress'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

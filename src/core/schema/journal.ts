@@ -15,7 +15,9 @@ export const runs = caseguardSchema.table('runs', {
   command: text('command').notNull(),
   options: jsonb('options').notNull().default({}),
   dryRun: boolean('dry_run').notNull().default(false),
-  dbUser: text('db_user').notNull().default(sql`current_user`),
+  dbUser: text('db_user')
+    .notNull()
+    .default(sql`current_user`),
   osUser: text('os_user'),
   host: text('host'),
   /** The process's identity on the server: the application_name of its connections. */
@@ -60,9 +62,7 @@ export const runItems = caseguardSchema.table(
 export const quarantine = caseguardSchema.table(
   'quarantine',
   {
-    quarantineId: bigint('quarantine_id', { mode: 'number' })
-      .primaryKey()
-      .generatedAlwaysAsIdentity(),
+    quarantineId: bigint('quarantine_id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
     runId: bigint('run_id', { mode: 'number' })
       .notNull()
       .references(() => runs.runId),

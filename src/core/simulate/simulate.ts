@@ -70,10 +70,15 @@ class SimulatedCrash extends Error {}
 export function validateSimulateOptions(o: SimulateOptions): void {
   const problems: string[] = [];
   if (!Number.isInteger(o.users) || o.users < 1 || o.users > 10_000_000) problems.push('--users must be a whole number from 1 to 10000000');
-  if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 256) problems.push('--concurrency must be a whole number from 1 to 256');
+  if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 256)
+    problems.push('--concurrency must be a whole number from 1 to 256');
   if (!Number.isInteger(o.seed)) problems.push('--seed must be a whole number');
-  if (o.durationMs !== undefined && !(o.durationMs > 0 && o.durationMs <= 24 * 3600_000)) problems.push('--duration must be between 1ms and 24h');
-  for (const [name, value] of [['--legacy-rate', o.legacyRate], ['--crash-rate', o.crashRate]] as const) {
+  if (o.durationMs !== undefined && !(o.durationMs > 0 && o.durationMs <= 24 * 3600_000))
+    problems.push('--duration must be between 1ms and 24h');
+  for (const [name, value] of [
+    ['--legacy-rate', o.legacyRate],
+    ['--crash-rate', o.crashRate],
+  ] as const) {
     if (!(value >= 0 && value <= 1)) problems.push(`${name} must be between 0 and 1`);
   }
   if (problems.length > 0) throw new UsageError(problems.join('; '));
@@ -205,7 +210,8 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
     completedPerSecond: outcomes.completed / (durationMs / 1000),
     latency: Object.fromEntries([...latencies].map(([k, v]) => [k, stats(v)])),
   };
-  if (options.signal?.aborted) throw Object.assign(new InterruptedError(`simulate interrupted after ${done} user(s); the report covers them`), { report });
+  if (options.signal?.aborted)
+    throw Object.assign(new InterruptedError(`simulate interrupted after ${done} user(s); the report covers them`), { report });
   return report;
 }
 

@@ -121,7 +121,9 @@ export async function runUser(
     if (!status) break;
     for (const answer of answersFor(status, userNo, random, plan.invalidRate)) {
       const handler = status.kind === 'choice' ? 'choice' : 'text';
-      reply = note(await timed.call(handler, () => (handler === 'choice' ? handlers.choice(userId, answer) : handlers.text(userId, answer))));
+      reply = note(
+        await timed.call(handler, () => (handler === 'choice' ? handlers.choice(userId, answer) : handlers.text(userId, answer))),
+      );
     }
     answered++;
   }
