@@ -16,6 +16,24 @@ export default tseslint.config(
     },
   },
   {
+    // The CLI, the bot and the exporter use the core as an application would: through its
+    // public API (core/index.ts), and the dependency-free core/vocabulary.ts for help texts.
+    files: ['src/cli/**/*.ts', 'src/bot/**/*.ts', 'src/exporter/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ regex: 'core/(?!index\\.js$|vocabulary\\.js$)', message: 'import the core through core/index.js (its public API)' }] },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'ImportExpression[source.value=/core\\/(?!index\\.js$|vocabulary\\.js$)/]',
+          message: 'import the core through core/index.js (its public API)',
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.mjs', '**/*.js'],
     languageOptions: {
       globals: {

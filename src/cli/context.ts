@@ -7,12 +7,16 @@ import { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import pino from 'pino';
 import pinoPretty from 'pino-pretty';
-import { hasEmbeddedDatabase, resolveConnection } from '../core/db/connection.js';
-import { SchemaError } from '../core/errors.js';
-import { openDatabase, type Database } from '../core/db/database.js';
-import { inspectDatabase, type DatabaseShape } from '../core/db/inspect.js';
-import { assertCanHoldRunLock } from '../core/db/locks.js';
-import { migrate } from '../core/db/migrate.js';
+import {
+  hasEmbeddedDatabase,
+  inspectDatabase,
+  migrate,
+  openDatabase,
+  resolveConnection,
+  SchemaError,
+  type Database,
+  type DatabaseShape,
+} from '../core/index.js';
 import { writeStderr } from './output/progress.js';
 import { onClosedStdout } from './stdout.js';
 
@@ -36,11 +40,6 @@ export interface CommandContext {
   isTerminal: boolean;
   /** How long to wait for the run lock (--lock-wait). */
   lockWaitMs: number;
-  /**
-   * Refuses (exit 2) where this command could not change data: a read-only server or a
-   * transaction pooler. Called before any prompt.
-   */
-  assertCanWrite(what: string): Promise<void>;
 }
 
 export function globalOptions(command: Command): GlobalOptions {
@@ -166,7 +165,6 @@ export async function withDatabase<T>(
       useColor: colorEnabled(opts),
       isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
       lockWaitMs: opts.lockWait,
-      assertCanWrite: (what) => assertCanHoldRunLock(database, what),
       shape: () => inspectDatabase(database.db),
     });
   } finally {

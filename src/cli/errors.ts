@@ -4,16 +4,11 @@
  * its stack frames, exit 70. No message ever includes a query's parameter values.
  */
 import { CommanderError } from 'commander';
-import { CaseguardError, ExitCode, UsageError, toError } from '../core/errors.js';
-import { expectedServerError, safeMessage } from '../core/db/sqlstate.js';
+import { CaseguardError, expectedServerError, ExitCode, safeMessage, toError, UsageError } from '../core/index.js';
+import { commanderExitCode } from './options.js';
 
 export function reportError(thrown: unknown, stderr: NodeJS.WritableStream = process.stderr): number {
-  if (thrown instanceof CommanderError) {
-    // commander has already printed its message (or the help text).
-    // --help and --version are answers; help shown because a command is missing is a usage error.
-    if (thrown.code === 'commander.helpDisplayed' || thrown.code === 'commander.version') return ExitCode.ok;
-    return thrown.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-  }
+  if (thrown instanceof CommanderError) return commanderExitCode(thrown);
   const expected = thrown instanceof CaseguardError ? thrown : (expectedServerError(thrown) ?? fileSystemError(thrown));
   if (expected) {
     stderr.write(`caseguard: ${expected.message}\n`);

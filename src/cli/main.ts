@@ -2,11 +2,10 @@
  * The command line: global options, one module per command, and the top-level error handler.
  * Only commander is loaded up front; each command imports what it needs when it runs.
  */
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { createRequire } from 'node:module';
-import { reportError } from './errors.js';
 import { watchStdout } from './stdout.js';
-import { waitMs } from './options.js';
+import { commanderExitCode, waitMs } from './options.js';
 import { defineBot } from './commands/bot.js';
 import { defineExporter } from './commands/exporter.js';
 import { defineFk } from './commands/fk.js';
@@ -89,6 +88,8 @@ export async function run(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (error) {
-    process.exitCode = reportError(error);
+    // --help, --version and a usage error commander printed need nothing more loaded
+    if (error instanceof CommanderError) process.exitCode = commanderExitCode(error);
+    else process.exitCode = (await import('./errors.js')).reportError(error);
   }
 }

@@ -1,5 +1,5 @@
 /** Parsers for option values; they fail with commander's InvalidArgumentError (exit 2). */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type CommanderError } from 'commander';
 
 export function integer(min: number, max: number) {
   return (value: string): number => {
@@ -44,4 +44,13 @@ export function pgDuration(value: string): string {
   if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim()))
     throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 5min or 0 (none)');
   return value.trim();
+}
+
+/**
+ * The exit code of an error commander raised, once it has printed its message (or the help
+ * text): --help and --version are answers; help shown because a command is missing is a usage error.
+ */
+export function commanderExitCode(error: CommanderError): number {
+  if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return 0;
+  return error.exitCode === 0 ? 0 : 2;
 }

@@ -2,7 +2,7 @@
  * The one place caseguard asks a question. On a terminal it asks (@inquirer/prompts); without
  * one it refuses unless --yes was given, so nothing is ever written unconfirmed.
  */
-import { InterruptedError, UsageError } from '../core/errors.js';
+import { InterruptedError, UsageError } from '../core/index.js';
 
 export interface ConfirmOptions {
   yes: boolean;

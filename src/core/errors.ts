@@ -96,3 +96,33 @@ function safeString(value: unknown): string {
     return String(value);
   }
 }
+
+/**
+ * Why a plan cannot be applied, found while planning (read-only): a read-only server, a
+ * transaction pooler, findings that block, a shape a strategy cannot carry. The plan carries
+ * them; its apply refuses with the first, with the exit code each states. A dry run shows them.
+ */
+export interface Blocker {
+  reason: string;
+  exitCode: typeof ExitCode.findings | typeof ExitCode.usage | typeof ExitCode.connection | typeof ExitCode.schema;
+}
+
+/** The error a blocker refuses with: BlockedError (1), UsageError (2), ConnectionError (3), SchemaError (4). */
+export function blockerError(blocker: Blocker): CaseguardError {
+  switch (blocker.exitCode) {
+    case ExitCode.findings:
+      return new BlockedError(blocker.reason);
+    case ExitCode.connection:
+      return new ConnectionError(blocker.reason);
+    case ExitCode.schema:
+      return new SchemaError(blocker.reason);
+    default:
+      return new UsageError(blocker.reason);
+  }
+}
+
+/** Throws the first blocker's error; apply functions call it before anything is locked or journaled. */
+export function assertUnblocked(plan: { blockers: readonly Blocker[] }): void {
+  const first = plan.blockers[0];
+  if (first) throw blockerError(first);
+}

@@ -81,7 +81,7 @@ export const fkSection = {
   id: 'fk',
   title: 'fk add per strategy, with a writer loop running',
   async run({ database, rows, dist, log }) {
-    const { DEFAULT_TIMING, fkAdd, fkDrop } = await import(dist('core/fk/fk.js'));
+    const { DEFAULT_TIMING, planFkAdd, applyFkAdd, planFkDrop, applyFkDrop } = await import(dist('core/index.js'));
     const { inspectDatabase } = await import(dist('core/db/inspect.js'));
     const { silentLogger } = await import(dist('core/logger.js'));
     // the CLI's defaults: short, growing lock timeouts, no statement timeout
@@ -94,9 +94,10 @@ export const fkSection = {
       let run;
       let w;
       try {
-        run = await timeIt(async () =>
-          fkAdd(database, await inspectDatabase(database.db), { strategy, timing, batchSize: 10_000, log: silentLogger }),
-        );
+        run = await timeIt(async () => {
+          const plan = await planFkAdd(database, await inspectDatabase(database.db), { strategy, timing, batchSize: 10_000 });
+          return applyFkAdd(database, plan, { log: silentLogger });
+        });
       } finally {
         w = await writers.stop();
       }
@@ -105,7 +106,7 @@ export const fkSection = {
         `${strategy}: ${fmt(run.ms)}; writers: ${w.count} transactions, ${w.errors} errors, p99 ${fmt(w.p99)}, longest stall ${fmt(w.max)}`,
       );
       // back to text, without the FKs and their indexes, for the next strategy
-      await fkDrop(database, { revertType: true, timing, log: silentLogger });
+      await applyFkDrop(database, await planFkDrop(database, { revertType: true, timing }), { log: silentLogger });
       await database.pool.query(`DROP INDEX IF EXISTS mega_agent.case_intake_progress_case_id_idx, mega_agent.case_memory_case_id_idx,
         mega_agent.bot_user_context_active_case_id_idx`);
     }

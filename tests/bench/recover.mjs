@@ -27,7 +27,7 @@ export const recoverSection = {
   id: 'recover',
   title: 'recover vs one INSERT ... SELECT and vs one transaction per orphan',
   async run({ database, rows, dist, log }) {
-    const { recover } = await import(dist('core/recover/recover.js'));
+    const { planRecovery, applyRecovery } = await import(dist('core/index.js'));
     const { inspectDatabase } = await import(dist('core/db/inspect.js'));
     const { silentLogger } = await import(dist('core/logger.js'));
     const pool = database.pool;
@@ -46,9 +46,11 @@ export const recoverSection = {
       if (single.value.rowCount !== built.orphans) throw new Error(`single statement created ${single.value.rowCount}`);
       singles.push(single.ms);
       await reset(pool);
-      const ours = await timeIt(() =>
-        recover(database, shape, { dryRun: false, quarantine: false, batchSize: 5000, sampleLimit: 10, log: silentLogger }),
-      );
+      // as `recover --yes` runs it: the plan without a preview (the run snapshots its own targets), then its apply
+      const ours = await timeIt(async () => {
+        const plan = await planRecovery(database, shape, { quarantine: false, batchSize: 5000, sampleLimit: 10 }, { preview: false });
+        return applyRecovery(database, shape, plan, { log: silentLogger });
+      });
       if (ours.value.applied.create_case !== built.orphans) throw new Error(`recover created ${ours.value.applied.create_case}`);
       runs.push({ ms: ours.ms, batches: ours.value.batches, longestBatchMs: ours.value.longestBatchMs });
       await reset(pool);

@@ -26,7 +26,7 @@ try {
   const status = await handlers.status('package-user');
   // the application's own handler, behind the guard, on an intake whose case is missing
   const guarded = await database.db.transaction((tx) =>
-    ensureCase(tx, { row: { user_id: process.argv[3], case_id: process.argv[4] }, handler: 'app_resume', shape, log: silentLogger }));
+    ensureCase(tx, { row: { user_id: process.argv[3], case_id: process.argv[4] }, handler: 'app_resume', log: silentLogger }));
   console.log(JSON.stringify({
     orphans: report.checks.find((c) => c.id === 'orphaned_progress').count,
     started: started.outcome, caseId: started.caseId, status: status.outcome,

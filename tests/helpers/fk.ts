@@ -1,19 +1,33 @@
 import { inspectDatabase } from '../../src/core/db/inspect.js';
-import { fkAdd, type FkAddOptions, type FkAddResult } from '../../src/core/fk/fk.js';
+import { applyFkAdd, planFkAdd, type FkAddOptions, type FkAddResult, type FkAddSettings } from '../../src/core/fk/add.js';
 import { silentLogger } from '../../src/core/logger.js';
+import { applyFkAbort, applyFkDrop, planFkAbort, planFkDrop, type FkAbortResult, type FkDropResult } from '../../src/core/fk/undo.js';
+import type { ReferenceId } from '../../src/core/fk/names.js';
 import type pg from 'pg';
 import type { TestDatabase } from './db.js';
 
 export const TIMING = { lockTimeoutMs: 100, maxLockTimeoutMs: 2000, retryBudgetMs: 30_000, maxAttempts: 30, statementTimeout: '60s' };
 
-export async function runFkAdd(t: TestDatabase, options: Partial<FkAddOptions> = {}): Promise<FkAddResult> {
-  return fkAdd(t.database, await inspectDatabase(t.database.db), {
-    strategy: 'online',
-    timing: TIMING,
-    batchSize: 100,
-    log: silentLogger,
-    ...options,
+/** fk add as the CLI runs it with --yes: the plan with its blockers, then its apply. */
+export async function runFkAdd(t: TestDatabase, options: Partial<FkAddSettings & FkAddOptions> = {}): Promise<FkAddResult> {
+  const { strategy, timing, batchSize, only, ...apply } = options;
+  const plan = await planFkAdd(t.database, await inspectDatabase(t.database.db), {
+    strategy: strategy ?? 'online',
+    timing: timing ?? TIMING,
+    batchSize: batchSize ?? 100,
+    only,
   });
+  return applyFkAdd(t.database, plan, { log: silentLogger, ...apply });
+}
+
+/** fk drop --yes [--revert-type]. */
+export async function runFkDrop(t: TestDatabase, revertType: boolean, only?: ReferenceId[]): Promise<FkDropResult> {
+  return applyFkDrop(t.database, await planFkDrop(t.database, { timing: TIMING, revertType, only }), { log: silentLogger });
+}
+
+/** fk abort --yes. */
+export async function runFkAbort(t: TestDatabase, only?: ReferenceId[]): Promise<FkAbortResult> {
+  return applyFkAbort(t.database, await planFkAbort(t.database, { timing: TIMING, only }), { log: silentLogger });
 }
 
 /** Everything about a table (default: progress) a change could touch: columns in order, indexes, constraints, triggers, grants, comments. */

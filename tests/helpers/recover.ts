@@ -1,19 +1,52 @@
 /** Shorthands for recover tests. */
 import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { recover, type RecoverOptions, type RecoverResult } from '../../src/core/recover/recover.js';
+import { applyRestore, planRestore, type RestoreResult } from '../../src/core/recover/restore.js';
+import { applyUndo, planUndo, type UndoResult } from '../../src/core/recover/undo.js';
+import {
+  applyRecovery,
+  planRecovery,
+  type ApplyOptions,
+  type RecoverResult,
+  type RecoverSettings,
+  type RecoveryPlan,
+} from '../../src/core/recover/recover.js';
 import { scan, type ScanReport } from '../../src/core/scan/scan.js';
 import { tableChecksum, type TestDatabase } from './db.js';
 
-export async function runRecover(t: TestDatabase, options: Partial<RecoverOptions> = {}): Promise<RecoverResult> {
-  return recover(t.database, await inspectDatabase(t.database.db), {
-    dryRun: false,
+/** A real recover run as the CLI makes it with --yes: the plan (not previewed), then its apply. */
+export async function runRecover(t: TestDatabase, options: Partial<RecoverSettings & ApplyOptions> = {}): Promise<RecoverResult> {
+  const shape = await inspectDatabase(t.database.db);
+  const { log, signal, lockWaitMs, onBatch, ...settings } = options;
+  const plan = await planRecovery(
+    t.database,
+    shape,
+    { quarantine: false, batchSize: 1000, sampleLimit: 10, ...settings },
+    { preview: false },
+  );
+  return applyRecovery(t.database, shape, plan, { log: log ?? silentLogger, signal, lockWaitMs, onBatch });
+}
+
+/** The dry run: the plan read in one READ ONLY transaction, counts and samples included. */
+export async function dryRecover(t: TestDatabase, settings: Partial<RecoverSettings> = {}): Promise<RecoveryPlan> {
+  return planRecovery(t.database, await inspectDatabase(t.database.db), {
     quarantine: false,
     batchSize: 1000,
     sampleLimit: 10,
-    log: silentLogger,
-    ...options,
+    ...settings,
   });
+}
+
+/** recover --undo RUN --yes: the plan (refused where it is not safe), then its apply. */
+export async function runUndo(t: TestDatabase, runId: number, options: { signal?: AbortSignal } = {}): Promise<UndoResult> {
+  const shape = await inspectDatabase(t.database.db);
+  return applyUndo(t.database, shape, await planUndo(t.database, shape, runId), { log: silentLogger, ...options });
+}
+
+/** quarantine restore RUN --yes. */
+export async function runRestore(t: TestDatabase, runId: number): Promise<RestoreResult> {
+  const plan = await planRestore(t.database, await inspectDatabase(t.database.db), runId);
+  return applyRestore(t.database, plan, { log: silentLogger });
 }
 
 export async function runScan(t: TestDatabase): Promise<ScanReport> {

@@ -1,17 +1,17 @@
 /** fk status, plan, add (both strategies), resume, lock retries, drop; on a real server. */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
-import { BlockedError, fkDrop, fkPlan, fkStatus } from '../../src/core/fk/fk.js';
-import { readFkState, REFERENCES } from '../../src/core/fk/state.js';
-import { undoRun } from '../../src/core/recover/undo.js';
-import { BusyError, UsageError } from '../../src/core/errors.js';
+import { fkPlan, fkStatus } from '../../src/core/fk/fk.js';
+import { REFERENCES } from '../../src/core/fk/names.js';
+import { readFkState } from '../../src/core/fk/state.js';
+import { BlockedError, BusyError, UsageError } from '../../src/core/errors.js';
 import { createIntakeHandlers } from '../../src/core/intake/handlers.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
 import { id, seedControls, seedDamage } from '../helpers/fixtures.js';
-import { runFkAdd, TIMING } from '../helpers/fk.js';
+import { runFkAdd, runFkDrop, TIMING } from '../helpers/fk.js';
 import { completeIntake } from '../helpers/intake.js';
-import { runRecover, runScan } from '../helpers/recover.js';
+import { runRecover, runScan, runUndo } from '../helpers/recover.js';
 
 async function proveConstraint(t: TestDatabase) {
   const client = await t.pool.connect();
@@ -65,7 +65,7 @@ describe.each(['online', 'rewrite'] as const)('fk add --strategy %s', (strategy)
     // the intake flow, scan and recover keep working on the migrated shape
     const handlers = createIntakeHandlers({ db: t.database.db, shape, log: silentLogger });
     expect((await completeIntake(handlers, 'after-fk')).outcome).toBe('completed');
-    expect((await runScan(t)).summary.exitCode).toBe(0);
+    expect((await runScan(t)).summary.gate).toBe('passed');
     expect((await runRecover(t)).status).toBe('nothing_to_do');
     // a rerun has nothing left to do
     const again = await runFkAdd(t, { strategy });
@@ -74,9 +74,9 @@ describe.each(['online', 'rewrite'] as const)('fk add --strategy %s', (strategy)
 
   it('drop removes the constraint; --revert-type returns the column to text', async () => {
     await runFkAdd(t, { strategy });
-    await fkDrop(t.database, { revertType: false, timing: TIMING, log: silentLogger });
+    await runFkDrop(t, false);
     expect((await readFkState(t.database.db))!.foreignKey).toBeUndefined();
-    await fkDrop(t.database, { revertType: true, timing: TIMING, log: silentLogger });
+    await runFkDrop(t, true);
     const state = (await readFkState(t.database.db))!;
     expect(state.columnType).toBe('text');
     expect((await inspectDatabase(t.database.db)).shape).toBe('legacy');
@@ -249,7 +249,7 @@ describe('the memory and active-case references', () => {
       t.pool.query("INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content) VALUES ($1, 'x', 'note', '{}')", [id(999)]),
     ).rejects.toMatchObject({ code: '23503', constraint: 'fk_case_memory_case' });
     // scan, the intake flow and recover work on the uuid columns
-    expect((await runScan(t)).summary.exitCode).toBe(0);
+    expect((await runScan(t)).summary.gate).toBe('passed');
     const handlers = createIntakeHandlers({ db: t.database.db, shape, log: silentLogger });
     expect((await completeIntake(handlers, 'after-three')).outcome).toBe('completed');
     expect((await runRecover(t)).status).toBe('nothing_to_do');
@@ -271,7 +271,7 @@ describe('the memory and active-case references', () => {
     const run = await runRecover(t);
     await runFkAdd(t, { only: ['memory'] });
     const before = await tableChecksum(t.pool, 'mega_agent.case_memory');
-    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false }).catch((e: unknown) => e);
+    const error = await runUndo(t, run.runId!).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(new RegExp(`deleting case ${id(200)} would delete its memory or clear active-case pointers`));
     expect(await tableChecksum(t.pool, 'mega_agent.case_memory')).toBe(before);

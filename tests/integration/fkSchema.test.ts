@@ -7,13 +7,12 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
-import { fkAbort, fkStatus } from '../../src/core/fk/fk.js';
+import { fkStatus } from '../../src/core/fk/fk.js';
 import { readFkState } from '../../src/core/fk/state.js';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
-import { silentLogger } from '../../src/core/logger.js';
 import { adminUrl, createTestDatabase, tableChecksum, type TestDatabase } from '../helpers/db.js';
 import { seedControls } from '../helpers/fixtures.js';
-import { runFkAdd, tableShape, TIMING } from '../helpers/fk.js';
+import { runFkAbort, runFkAdd, tableShape } from '../helpers/fk.js';
 
 describe('fk add and the application schema', () => {
   let t: TestDatabase;
@@ -204,13 +203,13 @@ describe('fk abort', () => {
     expect(await phase()).toBe('partial');
     // the sync trigger now rejects a value that is no uuid
     await expect(t.pool.query(invalid)).rejects.toThrow(/invalid input syntax for type uuid/);
-    const result = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+    const result = await runFkAbort(t);
     expect(result.removed[0]).toMatch(/^trigger /);
     expect([await tableShape(t.pool, table), await tableChecksum(t.pool, table)]).toEqual(before);
     expect(await phase()).toBe('not_started');
     // writers are no longer checked against a shadow column
     await t.pool.query(invalid);
-    const again = await fkAbort(t.database, { timing: TIMING, log: silentLogger });
+    const again = await runFkAbort(t);
     expect(again.removed).toEqual([]);
   });
 
@@ -220,7 +219,7 @@ describe('fk abort', () => {
         if (step === 'progress.swap') throw new Error('injected');
       },
     }).catch(() => undefined);
-    const error = await fkAbort(t.database, { timing: TIMING, log: silentLogger }).catch((e: unknown) => e);
+    const error = await runFkAbort(t).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(/past its swap.*fk add finishes it.*fk drop --revert-type/);
   });

@@ -10,7 +10,7 @@ import { getRun } from '../../src/core/journal/journal.js';
 import { snapshotTargets } from '../../src/core/recover/targets.js';
 import { createTestDatabase, toUuidShape, type TestDatabase } from '../helpers/db.js';
 import { F, id, seedControls, seedDamage } from '../helpers/fixtures.js';
-import { checksums, runRecover, runScan } from '../helpers/recover.js';
+import { checksums, dryRecover, runRecover, runScan } from '../helpers/recover.js';
 
 describe('recover', () => {
   let t: TestDatabase;
@@ -22,17 +22,17 @@ describe('recover', () => {
 
   it('--dry-run shows the plan and changes nothing', async () => {
     const before = await checksums(t, 'all');
-    const result = await runRecover(t, { dryRun: true, quarantine: true });
-    expect(result.status).toBe('dry_run');
-    expect(result.plan.counts).toMatchObject({ create_case: 5, normalise_progress: 5, normalise_memory: 1, normalise_pointer: 1 });
+    const plan = await dryRecover(t, { quarantine: true });
+    expect(plan).toMatchObject({ dryRun: true, previewed: true, blockers: [] });
+    expect(plan.counts).toMatchObject({ create_case: 5, normalise_progress: 5, normalise_memory: 1, normalise_pointer: 1 });
     // 4 invalid ids and one row of the duplicate pair; the pair's latest row is kept
-    expect(result.plan.counts.quarantine_progress).toBe(4 + 1);
-    expect(result.plan.counts.keep_duplicate).toBe(1);
-    expect(result.plan.statements.map((s) => s.kind)).toContain('create_case');
-    expect(result.plan.statements.find((s) => s.kind === 'create_case')!.sql).toMatch(/ON CONFLICT \(case_id\) DO NOTHING/);
+    expect(plan.counts.quarantine_progress).toBe(4 + 1);
+    expect(plan.counts.keep_duplicate).toBe(1);
+    expect(plan.statements.map((s) => s.kind)).toContain('create_case');
+    expect(plan.statements.find((s) => s.kind === 'create_case')!.sql).toMatch(/ON CONFLICT \(case_id\) DO NOTHING/);
     expect(await checksums(t, 'all')).toEqual(before);
     // The dry run journals nothing and leaves no bookkeeping behind.
-    expect(result.runId).toBeNull();
+    expect(plan.runId).toBeNull();
     expect((await t.pool.query('SELECT count(*)::int AS n FROM caseguard.runs')).rows[0].n).toBe(0);
   });
 
@@ -181,14 +181,6 @@ describe('recover', () => {
     } finally {
       await client.end();
     }
-  });
-
-  it('declining the confirmation writes nothing', async () => {
-    const before = await checksums(t, 'all');
-    const result = await runRecover(t, { confirm: async () => false });
-    expect(result.status).toBe('declined');
-    expect(await checksums(t, 'all')).toEqual(before);
-    expect((await getRun(t.database.db, result.runId!))?.status).toBe('refused');
   });
 
   it('works on cases tables with extra NOT NULL columns that have defaults', async () => {

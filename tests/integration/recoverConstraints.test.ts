@@ -84,7 +84,7 @@ describe('recover and the application constraints on cases', () => {
   });
 
   it('a run keeps no bookkeeping beyond the journal; a dead run is finalised as abandoned with its committed counts', async () => {
-    const first = await runRecover(t, { batchSize: 10, dryRun: false, onBatch: async () => undefined });
+    const first = await runRecover(t, { batchSize: 10, onBatch: async () => undefined });
     expect(first.status).toBe('completed');
     const bookkeeping =
       "SELECT string_agg(relname, ',' ORDER BY relname) AS names FROM pg_class WHERE relnamespace = 'caseguard'::regnamespace AND relkind = 'r'";

@@ -19,7 +19,6 @@ describe('recover safety', () => {
   afterEach(() => t?.drop());
 
   it('a second recover while one holds the lock fails with BusyError naming the holder', async () => {
-    await runRecover(t, { dryRun: true }); // creates the journal schema
     const holder = await t.pool.connect();
     try {
       await holder.query("SET application_name = 'another-recover'");

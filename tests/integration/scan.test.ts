@@ -36,7 +36,7 @@ describe('scan on the legacy shape with every kind of damage', () => {
     const { missingCases, ...checks } = expected;
     expect(counts).toEqual(checks);
     expect(report.summary.missingCases).toBe(missingCases);
-    expect(report.summary.exitCode).toBe(1);
+    expect(report.summary.gate).toBe('failed');
   });
 
   it('changes nothing', async () => {
@@ -116,8 +116,8 @@ describe('scan on the legacy shape with every kind of damage', () => {
         expected.orphaned_memory +
         expected.dangling_active_case,
     );
-    expect((await run(t, { gate: { failOn: 'error', maxFindings: errors } })).summary.exitCode).toBe(0);
-    expect((await run(t, { gate: { failOn: 'warn', maxFindings: errors } })).summary.exitCode).toBe(1);
+    expect((await run(t, { gate: { failOn: 'error', maxFindings: errors } })).summary.gate).toBe('passed');
+    expect((await run(t, { gate: { failOn: 'warn', maxFindings: errors } })).summary.gate).toBe('failed');
   });
 
   it('--user limits every check to one user', async () => {
@@ -171,7 +171,7 @@ describe('scan edge cases', () => {
       expect(check(report, 'orphaned_memory')).toMatchObject({ status: 'skipped', reason: 'table absent (mega_agent.case_memory)' });
       expect(check(report, 'dangling_active_case').status).toBe('skipped');
       expect(check(report, 'orphaned_progress').status).toBe('pass');
-      expect(report.summary.exitCode).toBe(0);
+      expect(report.summary.gate).toBe('passed');
     } finally {
       await t.drop();
     }

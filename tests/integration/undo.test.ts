@@ -2,11 +2,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { inspectDatabase } from '../../src/core/db/inspect.js';
 import { InterruptedError, UsageError } from '../../src/core/errors.js';
-import { restoreRun } from '../../src/core/recover/quarantine.js';
-import { undoRun } from '../../src/core/recover/undo.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { applyUndo, planUndo } from '../../src/core/recover/undo.js';
 import { createTestDatabase, toUuidShape, type TestDatabase } from '../helpers/db.js';
 import { id, seedControls, seedDamage } from '../helpers/fixtures.js';
-import { checksums, runRecover, runScan } from '../helpers/recover.js';
+import { checksums, runRecover, runRestore, runScan, runUndo } from '../helpers/recover.js';
 
 const snapshot = (t: TestDatabase) => checksums(t, 'all');
 
@@ -23,19 +23,20 @@ describe('undo and restore (legacy shape)', () => {
     const run = await runRecover(t, { quarantine: true });
     expect(await snapshot(t)).not.toEqual(before);
     const shape = await inspectDatabase(t.database.db);
-    const dry = await undoRun(t.database, shape, run.runId!, { dryRun: true });
+    const dry = await planUndo(t.database, shape, run.runId!);
+    expect(dry.blockers).toEqual([]);
     expect(dry.summary).toMatch(/5 case\(s\) to delete, 8 spelling\(s\) to restore, 7 quarantined row\(s\)/);
-    const undo = await undoRun(t.database, shape, run.runId!, { dryRun: false });
+    const undo = await runUndo(t, run.runId!);
     expect(undo).toMatchObject({ casesDeleted: 5, spellingsRestored: 8, rowsRestored: 7 });
     expect(await snapshot(t)).toEqual(before);
-    await expect(undoRun(t.database, shape, run.runId!, { dryRun: false })).rejects.toThrow(/undone already/);
+    await expect(runUndo(t, run.runId!)).rejects.toThrow(/undone already/);
   });
 
   it('refuses when a created case was changed since, and changes nothing', async () => {
     const run = await runRecover(t);
     await t.pool.query("UPDATE mega_agent.cases SET title = 'Renamed by staff' WHERE case_id = $1", [id(100)]);
     const after = await snapshot(t);
-    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false }).catch((e: unknown) => e);
+    const error = await runUndo(t, run.runId!).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toMatch(new RegExp(`case ${id(100)} was changed since`));
     expect(await snapshot(t)).toEqual(after);
@@ -45,7 +46,7 @@ describe('undo and restore (legacy shape)', () => {
     const run = await runRecover(t);
     await t.pool.query('UPDATE mega_agent.cases SET title = title WHERE case_id = $1', [id(100)]);
     const after = await snapshot(t);
-    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false }).catch((e: unknown) => e);
+    const error = await runUndo(t, run.runId!).catch((e: unknown) => e);
     expect((error as Error).message).toMatch(new RegExp(`case ${id(100)} was changed since`));
     expect(await snapshot(t)).toEqual(after);
   });
@@ -61,14 +62,11 @@ describe('undo and restore (legacy shape)', () => {
       [run.runId],
     );
     expect(rewritten.rowCount).toBe(5);
-    const shape = await inspectDatabase(t.database.db);
     // the old journal compares whole rows: a changed value refuses, the same value again does not
     await t.pool.query("UPDATE mega_agent.cases SET title = 'Renamed by staff' WHERE case_id = $1", [id(100)]);
-    await expect(undoRun(t.database, shape, run.runId!, { dryRun: false })).rejects.toThrow(
-      new RegExp(`case ${id(100)} was changed since`),
-    );
+    await expect(runUndo(t, run.runId!)).rejects.toThrow(new RegExp(`case ${id(100)} was changed since`));
     await t.pool.query("UPDATE mega_agent.cases SET title = 'Intake Session (Recovered)' WHERE case_id = $1", [id(100)]);
-    const undo = await undoRun(t.database, shape, run.runId!, { dryRun: false });
+    const undo = await runUndo(t, run.runId!);
     expect(undo.casesDeleted).toBe(5);
     expect(await snapshot(t)).toEqual(before);
   });
@@ -79,9 +77,7 @@ describe('undo and restore (legacy shape)', () => {
       "INSERT INTO mega_agent.case_memory (case_id, user_id, kind, content, created_at) VALUES ($1, 'u-orphan', 'note', '{}', now() + interval '1 second')",
       [id(100)],
     );
-    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(
-      /memory or an active-case pointer written since/,
-    );
+    await expect(runUndo(t, run.runId!)).rejects.toThrow(/memory or an active-case pointer written since/);
   });
 
   it('refuses after a pointer-only touch (a user resumed a recovered case) and changes nothing', async () => {
@@ -92,7 +88,7 @@ describe('undo and restore (legacy shape)', () => {
       [id(100)],
     );
     const touched = await snapshot(t);
-    await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(
+    await expect(runUndo(t, run.runId!)).rejects.toThrow(
       new RegExp(`case ${id(100)} has progress, memory or an active-case pointer written since the run`),
     );
     expect(await snapshot(t)).toEqual(touched);
@@ -107,24 +103,39 @@ describe('undo and restore (legacy shape)', () => {
     const run = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
     const quarantined = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.quarantine WHERE run_id = $1', [run.runId]);
     expect(quarantined.rows[0].n).toBe(3000 + 8);
-    const undo = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false });
+    const undo = await runUndo(t, run.runId!);
     expect(undo.rowsRestored).toBe(3008);
     expect(await snapshot(t)).toEqual(before);
   });
 
-  it('an undo interrupted by its signal rolls back whole: exit 130 semantics, nothing changed', async () => {
+  it('a stop request cancels the undo statement in hand at once: the transaction rolls back whole, journaled interrupted', async () => {
     const run = await runRecover(t, { quarantine: true });
     const after = await snapshot(t);
+    const shape = await inspectDatabase(t.database.db);
+    const plan = await planUndo(t.database, shape, run.runId!);
+    // The undo's transaction waits behind this lock (its safety checks read memory) until the stop.
+    const blocker = await t.pool.connect();
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE mega_agent.case_memory IN ACCESS EXCLUSIVE MODE');
     const controller = new AbortController();
-    const error = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, {
-      dryRun: false,
-      signal: controller.signal,
-      confirm: async () => {
-        controller.abort();
-        return true;
-      },
-    }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(InterruptedError);
+    try {
+      const undo = applyUndo(t.database, shape, plan, { log: silentLogger, signal: controller.signal }).catch((e: unknown) => e);
+      for (let i = 0; ; i++) {
+        const waiting = await t.pool.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        );
+        if (waiting.rows[0].n > 0) break;
+        if (i > 300) throw new Error('the undo never waited for the lock');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      controller.abort();
+      const error = await undo;
+      expect(error).toBeInstanceOf(InterruptedError);
+      expect((error as Error).message).toMatch(/rolled back: nothing was changed/);
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
     expect(await snapshot(t)).toEqual(after);
     const journaled = await t.pool.query("SELECT status FROM caseguard.runs WHERE command = 'recover --undo'");
     expect(journaled.rows).toEqual([{ status: 'interrupted' }]);
@@ -134,14 +145,14 @@ describe('undo and restore (legacy shape)', () => {
     // every row of the duplicate pair goes aside, so every one can come back
     const run = await runRecover(t, { quarantine: true, duplicates: 'quarantine-all' });
     expect((await runScan(t)).checks.find((c) => c.id === 'invalid_case_id')!.count).toBe(0);
-    const restored = await restoreRun(t.database, run.runId!, { dryRun: false });
+    const restored = await runRestore(t, run.runId!);
     expect(restored).toMatchObject({ restored: 8, notRestored: 0 });
     const report = await runScan(t);
     expect(report.checks.find((c) => c.id === 'invalid_case_id')!.count).toBe(4);
     expect(report.checks.find((c) => c.id === 'duplicate_progress')!.count).toBe(2);
     const q = await t.pool.query('SELECT count(*)::int AS n FROM caseguard.quarantine WHERE restored_at IS NULL');
     expect(q.rows[0].n).toBe(0);
-    await expect(restoreRun(t.database, run.runId!, { dryRun: false })).rejects.toThrow(/already restored/);
+    await expect(runRestore(t, run.runId!)).rejects.toThrow(/already restored/);
   });
 
   it('a quarantined row whose key is taken meanwhile is reported, not overwritten', async () => {
@@ -149,9 +160,9 @@ describe('undo and restore (legacy shape)', () => {
     await t.pool.query(
       "INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block, current_step) VALUES ('u-invalid-1', 'not-a-uuid', 'matter', 5)",
     );
-    const restored = await restoreRun(t.database, run.runId!, { dryRun: false });
+    const restored = await runRestore(t, run.runId!);
     expect(restored.notRestored).toBe(1);
-    expect(restored.outcomes.find((o) => !o.restored)?.reason).toMatch(/same key/);
+    expect(restored.outcomes.find((o: { restored: boolean }) => !o.restored)?.reason).toMatch(/same key/);
     const row = await t.pool.query("SELECT current_step FROM mega_agent.case_intake_progress WHERE user_id = 'u-invalid-1'");
     expect(row.rows[0].current_step).toBe(5);
   });
@@ -171,9 +182,7 @@ describe('undo on the uuid shape', () => {
         "INSERT INTO mega_agent.case_intake_progress (user_id, case_id, updated_at) VALUES ('u-m', $1, now() - interval '1 hour')",
         [id(700)],
       );
-      await expect(undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false })).rejects.toThrow(
-        /cascade to 1 progress row/,
-      );
+      await expect(runUndo(t, run.runId!)).rejects.toThrow(/cascade to 1 progress row/);
     } finally {
       await t.drop();
     }
@@ -202,7 +211,7 @@ describe('recover and undo on a partitioned cases table', () => {
         [run.runId],
       );
       expect(written.rows[0]).toEqual({ same: true, n: 5 });
-      const undo = await undoRun(t.database, await inspectDatabase(t.database.db), run.runId!, { dryRun: false });
+      const undo = await runUndo(t, run.runId!);
       expect(undo.casesDeleted).toBe(5);
       expect(await snapshot(t)).toEqual(before);
     } finally {

@@ -26,7 +26,7 @@ never appears in output or logs.
 ${examples('caseguard bot --console', 'caseguard bot --console --user alice', 'TELEGRAM_BOT_TOKEN=123:abc caseguard bot', 'caseguard bot --api-root http://localhost:8081')}`,
     )
     .action(async (flags: BotFlags, command: Command) => {
-      const { UsageError } = await import('../../core/errors.js');
+      const { UsageError } = await import('../../core/index.js');
       const token = flags.token ?? process.env.TELEGRAM_BOT_TOKEN;
       if (!flags.console && !token) throw new UsageError('give --console, or a Telegram token in TELEGRAM_BOT_TOKEN (or --token)');
       if (flags.console && (flags.token || flags.apiRoot)) throw new UsageError('--console does not take --token or --api-root');
@@ -38,17 +38,17 @@ ${examples('caseguard bot --console', 'caseguard bot --console --user alice', 'T
         }
       }
       const { withDatabase } = await import('../context.js');
-      const { createIntakeHandlers } = await import('../../core/intake/handlers.js');
+      const { createIntakeHandlers } = await import('../../core/index.js');
       await withDatabase(
         command,
         { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true, createsDatabase: true, pipeline: true },
         async (ctx) => {
           const shape = await ctx.shape();
           // The intake writes; a standby or read-only database is refused before the first user.
-          const { assertWritable } = await import('../../core/db/database.js');
+          const { assertWritable } = await import('../../core/index.js');
           assertWritable(ctx.database, 'caseguard bot');
           const log = ctx.log.child({ command: 'bot' }, flags.console && !ctx.logLevelExplicit ? { level: 'warn' } : {});
-          const { keepsPreparedStatements } = await import('../../core/intake/session.js');
+          const { keepsPreparedStatements } = await import('../../core/index.js');
           const handlers = createIntakeHandlers({
             db: ctx.database.db,
             shape,

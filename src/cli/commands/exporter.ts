@@ -56,7 +56,7 @@ ${examples(
     )
     .action(async (flags: ExporterFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { readSnapshot } = await import('../../core/monitor/snapshot.js');
+      const { readSnapshot } = await import('../../core/index.js');
       const { startExporter } = await import('../../exporter/server.js');
       // One connection, closed as soon as a refresh is done: nothing held between refreshes.
       await withDatabase(command, { judgesData: true, poolSize: 1, idleTimeoutMs: 1, graceful: true }, async (ctx) => {

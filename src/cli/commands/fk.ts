@@ -1,5 +1,7 @@
 /** caseguard fk status|plan|add|abort|drop: the foreign key, added online-safely and resumably. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { FkTiming } from '../../core/index.js';
+import { REFERENCE_IDS, type ReferenceId } from '../../core/vocabulary.js';
 import { durationMs, examples, integer, pgDuration } from '../options.js';
 
 interface LockFlags {
@@ -11,7 +13,7 @@ interface LockFlags {
 }
 
 interface ReferenceFlags {
-  reference?: Array<'progress' | 'memory' | 'active_case'>;
+  reference?: ReferenceId[];
 }
 
 /** --reference, repeatable: the references a command works on (default: every one whose table exists). */
@@ -19,11 +21,10 @@ function referenceOption(command: Command): Command {
   return command.addOption(
     new Option(
       '--reference <reference>',
-      'only this reference (repeatable): progress, memory or active_case (default: all whose table exists)',
-    ).argParser((value: string, previous: string[] | undefined) => {
-      if (!['progress', 'memory', 'active_case'].includes(value))
-        throw new InvalidArgumentError('expected progress, memory or active_case');
-      return [...(previous ?? []), value];
+      `only this reference (repeatable): ${REFERENCE_IDS.join(', ')} (default: all whose table exists)`,
+    ).argParser((value: string, previous: ReferenceId[] | undefined) => {
+      if (!(REFERENCE_IDS as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected ${REFERENCE_IDS.join(', ')}`);
+      return [...(previous ?? []), value as ReferenceId];
     }),
   );
 }
@@ -73,13 +74,15 @@ function timingOptions(command: Command): Command {
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'));
 }
 
-const timing = (f: LockFlags) => ({
+const timing = (f: LockFlags): FkTiming => ({
   lockTimeoutMs: f.lockTimeout,
   maxLockTimeoutMs: Math.max(f.lockTimeout, f.maxLockTimeout),
   retryBudgetMs: f.lockRetryBudget,
   maxAttempts: f.retries + 1,
   statementTimeout: f.statementTimeout,
 });
+
+const settings = (f: TimingFlags) => ({ strategy: f.strategy, timing: timing(f), batchSize: f.batchSize, only: f.reference });
 
 export function defineFk(program: Command): void {
   const fk = program
@@ -112,7 +115,7 @@ ${examples(
     .addHelpText('after', examples('caseguard fk status', 'caseguard fk status --reference memory', 'caseguard fk status --format json'))
     .action(async (flags: ReferenceFlags & { format: 'table' | 'json'; strategy: 'online' | 'rewrite' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { fkStatus } = await import('../../core/fk/fk.js');
+      const { fkStatus } = await import('../../core/index.js');
       const { renderFkStatus } = await import('../output/fkReport.js');
       await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         const status = await fkStatus(ctx.database, await ctx.shape(), { strategy: flags.strategy, only: flags.reference });
@@ -127,17 +130,13 @@ ${examples(
     )
     .action(async (flags: TimingFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { fkPlan } = await import('../../core/fk/fk.js');
-      const { presentStates } = await import('../../core/fk/state.js');
+      const { ExitCode, readFkPlan, UsageError } = await import('../../core/index.js');
       await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         await ctx.shape();
-        const plan = fkPlan(await presentStates(ctx.database.db, flags.reference), flags.strategy, timing(flags), flags.batchSize);
-        if (plan.refusal && flags.format !== 'json') {
-          const { UsageError } = await import('../../core/errors.js');
-          throw new UsageError(plan.refusal);
-        }
+        const plan = await readFkPlan(ctx.database, settings(flags));
+        if (plan.refusal && flags.format !== 'json') throw new UsageError(plan.refusal);
         process.stdout.write(flags.format === 'json' ? `${JSON.stringify(plan, null, 2)}\n` : plan.script);
-        if (plan.refusal) process.exitCode = 2;
+        if (plan.refusal) process.exitCode = ExitCode.usage;
       });
     });
 
@@ -152,47 +151,37 @@ ${examples(
     )
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .action(async (flags: TimingFlags & { yes?: boolean }, command: Command) => {
-      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const { assertCanConfirm } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'change the table' });
       const { withDatabase } = await import('../context.js');
-      const { fkAdd, fkPlan } = await import('../../core/fk/fk.js');
-      const { presentStates } = await import('../../core/fk/state.js');
+      const { runPlanned } = await import('../planned.js');
+      const { applyFkAdd, planFkAdd } = await import('../../core/index.js');
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
-        await ctx.assertCanWrite('caseguard fk add');
-        const plan = fkPlan(await presentStates(ctx.database.db, flags.reference), flags.strategy, timing(flags), flags.batchSize);
-        if (plan.refusal) {
-          const { UsageError } = await import('../../core/errors.js');
-          throw new UsageError(plan.refusal);
-        }
-        if (!flags.yes) {
-          process.stdout.write(plan.script);
-          if (!(await confirmWrite(`Run these steps on ${ctx.database.name}?`, { yes: false, isTerminal, what: 'change the table' }))) {
-            process.stdout.write('Declined: nothing was changed.\n');
-            process.exitCode = 1;
-            return;
-          }
-        }
-        const result = await fkAdd(ctx.database, shape, {
-          strategy: flags.strategy,
-          timing: timing(flags),
-          batchSize: flags.batchSize,
-          only: flags.reference,
-          log: ctx.log.child({ command: 'fk add' }),
-          signal: ctx.signal,
-          lockWaitMs: ctx.lockWaitMs,
-          onStep: (e) => {
-            if (flags.format === 'table')
-              process.stdout.write(
-                `${e.status === 'done' ? 'done   ' : 'skipped'} ${e.step}${e.status === 'done' ? ` (${e.ms} ms, ${e.attempts} attempt(s))` : ''}\n`,
-              );
+        await runPlanned(
+          {
+            what: 'change the table',
+            plan: () => planFkAdd(ctx.database, shape, settings(flags)),
+            preview: (plan) => plan.script,
+            question: () => `Run these steps on ${ctx.database.name}?`,
+            apply: (plan) =>
+              applyFkAdd(ctx.database, plan, {
+                log: ctx.log.child({ command: 'fk add' }),
+                signal: ctx.signal,
+                lockWaitMs: ctx.lockWaitMs,
+                onStep: (e) => {
+                  if (flags.format === 'table') {
+                    process.stdout.write(
+                      `${e.status === 'done' ? 'done   ' : 'skipped'} ${e.step}${e.status === 'done' ? ` (${e.ms} ms, ${e.attempts} attempt(s))` : ''}\n`,
+                    );
+                  }
+                },
+              }),
+            print: (result) =>
+              `The foreign key${result.references.length === 1 ? ' is' : 's are'} in place and validated: ${result.references.join(', ')} (run ${result.runId}, ${(result.durationMs / 1000).toFixed(2)} s${result.backfilled ? `, ${result.backfilled} rows backfilled` : ''}).\n`,
           },
-        });
-        process.stdout.write(
-          flags.format === 'json'
-            ? `${JSON.stringify(result, null, 2)}\n`
-            : `The foreign key${result.references.length === 1 ? ' is' : 's are'} in place and validated: ${result.references.join(', ')} (run ${result.runId}, ${(result.durationMs / 1000).toFixed(2)} s${result.backfilled ? `, ${result.backfilled} rows backfilled` : ''}).\n`,
+          { yes: Boolean(flags.yes), format: flags.format, isTerminal },
         );
       });
     });
@@ -210,45 +199,26 @@ fk drop --revert-type rolls it back.
 ${examples('caseguard fk status        # "partial": where the run stopped', 'caseguard fk abort --yes')}`,
     )
     .action(async (flags: LockFlags & ReferenceFlags & { yes?: boolean }, command: Command) => {
-      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const { assertCanConfirm } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'undo the partial fk add' });
       const { withDatabase } = await import('../context.js');
-      const { fkAbort } = await import('../../core/fk/fk.js');
-      const { abortRefusal, abortStatements } = await import('../../core/fk/undo.js');
-      const { UsageError } = await import('../../core/errors.js');
-      const { presentStates } = await import('../../core/fk/state.js');
+      const { runPlanned } = await import('../planned.js');
+      const { applyFkAbort, planFkAbort } = await import('../../core/index.js');
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         await ctx.shape();
-        await ctx.assertCanWrite('caseguard fk abort');
-        const states = await presentStates(ctx.database.db, flags.reference);
-        const refusal = abortRefusal(states);
-        if (refusal) throw new UsageError(refusal);
-        const parts = states.flatMap(abortStatements);
-        if (parts.length === 0) {
-          process.stdout.write('No partial fk add to abort: nothing was changed.\n');
-          return;
-        }
-        if (!flags.yes) process.stdout.write(`${parts.map((p) => `${p.statement};`).join('\n')}\n`);
-        if (
-          !(await confirmWrite(`Remove ${parts.map((p) => p.what).join(', ')}?`, {
-            yes: Boolean(flags.yes),
-            isTerminal,
+        await runPlanned(
+          {
             what: 'undo the partial fk add',
-          }))
-        ) {
-          process.stdout.write('Declined: nothing was changed.\n');
-          process.exitCode = 1;
-          return;
-        }
-        const result = await fkAbort(ctx.database, {
-          timing: timing(flags),
-          log: ctx.log,
-          only: flags.reference,
-          signal: ctx.signal,
-          lockWaitMs: ctx.lockWaitMs,
-        });
-        process.stdout.write(`Removed ${result.removed.join(', ')} (run ${result.runId}); the table is back in its previous shape.\n`);
+            plan: () => planFkAbort(ctx.database, { timing: timing(flags), only: flags.reference }),
+            nothingToDo: (plan) => (plan.statements.length === 0 ? 'No partial fk add to abort: nothing was changed.\n' : undefined),
+            preview: (plan) => `${plan.statements.map((statement) => `${statement};`).join('\n')}\n`,
+            question: (plan) => `Remove ${plan.removed.join(', ')}?`,
+            apply: (plan) => applyFkAbort(ctx.database, plan, { log: ctx.log, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs }),
+            print: (result) => `Removed ${result.removed.join(', ')} (run ${result.runId}); the table is back in its previous shape.\n`,
+          },
+          { yes: Boolean(flags.yes), format: 'table', isTerminal },
+        );
       });
     });
 
@@ -265,35 +235,25 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
       ),
     )
     .action(async (flags: LockFlags & ReferenceFlags & { revertType?: boolean; yes?: boolean }, command: Command) => {
-      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const { assertCanConfirm } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'drop the foreign key' });
       const { withDatabase } = await import('../context.js');
-      const { fkDrop } = await import('../../core/fk/fk.js');
+      const { runPlanned } = await import('../planned.js');
+      const { applyFkDrop, planFkDrop } = await import('../../core/index.js');
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         await ctx.shape();
-        await ctx.assertCanWrite('caseguard fk drop');
-        if (
-          !(await confirmWrite(`Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`, {
-            yes: Boolean(flags.yes),
-            isTerminal,
+        await runPlanned(
+          {
             what: 'drop the foreign key',
-          }))
-        ) {
-          process.stdout.write('Declined: nothing was changed.\n');
-          process.exitCode = 1;
-          return;
-        }
-        const result = await fkDrop(ctx.database, {
-          revertType: Boolean(flags.revertType),
-          only: flags.reference,
-          timing: timing(flags),
-          log: ctx.log,
-          signal: ctx.signal,
-          lockWaitMs: ctx.lockWaitMs,
-        });
-        process.stdout.write(
-          `${result.droppedConstraints.length ? `Dropped ${result.droppedConstraints.join(', ')}` : 'No foreign key to drop'}${result.revertedType.length ? `; text again: ${result.revertedType.join(', ')}` : ''} (run ${result.runId}).\n`,
+            plan: () => planFkDrop(ctx.database, { timing: timing(flags), revertType: Boolean(flags.revertType), only: flags.reference }),
+            preview: () => '',
+            question: () => `Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`,
+            apply: (plan) => applyFkDrop(ctx.database, plan, { log: ctx.log, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs }),
+            print: (result) =>
+              `${result.droppedConstraints.length ? `Dropped ${result.droppedConstraints.join(', ')}` : 'No foreign key to drop'}${result.revertedType.length ? `; text again: ${result.revertedType.join(', ')}` : ''} (run ${result.runId}).\n`,
+          },
+          { yes: Boolean(flags.yes), format: 'table', isTerminal },
         );
       });
     });

@@ -29,7 +29,7 @@ ${examples('caseguard funnel', 'caseguard funnel --days 30 --abandoned-after 48h
     )
     .action(async (flags: FunnelFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { readFunnel } = await import('../../core/monitor/funnel.js');
+      const { readFunnel } = await import('../../core/index.js');
       const { renderFunnel } = await import('../output/funnelReport.js');
       await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
         await ctx.shape();

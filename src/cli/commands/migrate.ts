@@ -16,7 +16,7 @@ ${examples('caseguard migrate', 'caseguard migrate --database-url postgres://loc
     )
     .action(async (_options, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { migrateDatabase } = await import('../../core/db/migrate.js');
+      const { migrateDatabase } = await import('../../core/index.js');
       await withDatabase(
         command,
         { judgesData: true, graceful: true, createsDatabase: true },

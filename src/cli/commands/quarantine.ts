@@ -29,7 +29,7 @@ export function defineQuarantine(program: Command): void {
     )
     .action(async (flags: { run?: number; all?: boolean; limit: number; format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { listQuarantine } = await import('../../core/recover/quarantine.js');
+      const { listQuarantine } = await import('../../core/index.js');
       const { renderTable } = await import('../output/table.js');
       const { visible } = await import('../output/scanFormats.js');
       await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
@@ -73,49 +73,38 @@ export function defineQuarantine(program: Command): void {
     )
     .action(async (runId: number, flags: { dryRun?: boolean; yes?: boolean; format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { restoreRun } = await import('../../core/recover/quarantine.js');
-      const { ExitCode } = await import('../../core/errors.js');
-      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
-      if (!flags.dryRun)
-        assertCanConfirm({
-          yes: Boolean(flags.yes),
-          isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
-          what: 'restore rows',
-        });
+      const { applyRestore, ExitCode, planRestore } = await import('../../core/index.js');
+      const { assertCanConfirm } = await import('../prompts.js');
+      const { runPlanned } = await import('../planned.js');
+      const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'restore rows' });
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
-        if (!flags.dryRun) await ctx.assertCanWrite('caseguard quarantine restore');
-        if (!flags.dryRun && !flags.yes) {
-          // Asked before any lock or journal row: what the dry run finds is what would go back.
-          const { listQuarantine } = await import('../../core/recover/quarantine.js');
-          const waiting = shape.hasJournal ? (await listQuarantine(ctx.database.db, { runId, includeRestored: false, limit: 0 })).total : 0;
-          if (
-            waiting > 0 &&
-            !(await confirmWrite(`Restore ${waiting} row(s) quarantined by run ${runId}?`, {
-              yes: false,
-              isTerminal: ctx.isTerminal,
-              what: 'restore rows',
-            }))
-          ) {
-            process.stdout.write('Declined: nothing was changed.\n');
-            process.exitCode = ExitCode.findings;
-            return;
-          }
-        }
-        const result = await restoreRun(ctx.database, runId, {
-          dryRun: Boolean(flags.dryRun),
-          hasJournal: shape.hasJournal,
-          signal: ctx.signal,
-          lockWaitMs: ctx.lockWaitMs,
-        });
-        if (flags.format === 'json') return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-        if (result.dryRun)
-          return void process.stdout.write(`Dry run: the rows run ${runId} quarantined can be restored; nothing was changed.\n`);
-        const lines = [`Restored ${result.restored} row(s) (run ${result.runId}).`];
-        for (const o of result.outcomes.filter((x) => !x.restored))
-          lines.push(`not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`);
-        process.stdout.write(`${lines.join('\n')}\n`);
-        if (result.notRestored > 0) process.exitCode = ExitCode.findings;
+        await runPlanned(
+          {
+            what: 'restore rows',
+            plan: () => planRestore(ctx.database, shape, runId),
+            preview: () => '',
+            dryRunNote: (plan) => `Dry run: ${plan.waiting} row(s) run ${runId} quarantined can be restored; nothing was changed.\n`,
+            question: (plan) => `Restore ${plan.waiting} row(s) quarantined by run ${runId}?`,
+            apply: (plan) =>
+              applyRestore(ctx.database, plan, {
+                log: ctx.log.child({ command: 'quarantine restore' }),
+                signal: ctx.signal,
+                lockWaitMs: ctx.lockWaitMs,
+              }),
+            print: (result) =>
+              `${[
+                `Restored ${result.restored} row(s) (run ${result.runId}).`,
+                ...result.outcomes.map((o) => `not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`),
+                ...(result.notRestored > result.outcomes.length
+                  ? [`… and ${result.notRestored - result.outcomes.length} more not restored`]
+                  : []),
+              ].join('\n')}\n`,
+            exitCode: (result) => (result.notRestored > 0 ? ExitCode.findings : ExitCode.ok),
+          },
+          { yes: Boolean(flags.yes), dryRun: flags.dryRun, format: flags.format, isTerminal: ctx.isTerminal },
+        );
       });
     });
 }

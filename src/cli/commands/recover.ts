@@ -75,57 +75,38 @@ ${examples(
     )
     .action(async (flags: RecoverFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { assertCanConfirm, confirmWrite } = await import('../prompts.js');
+      const { assertCanConfirm } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       // Without a terminal and --yes, refuse before connecting; an undo first says whether its run exists.
       if (!flags.dryRun && flags.undo === undefined)
         assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'write to the database' });
       await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
         const shape = await ctx.shape();
-        const log = ctx.log.child({ command: 'recover' });
+        const log = ctx.log.child({ command: flags.undo === undefined ? 'recover' : 'recover --undo' });
+        const { runPlanned } = await import('../planned.js');
+        const run = { log, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs };
+        const common = { yes: Boolean(flags.yes), dryRun: flags.dryRun, format: flags.format, isTerminal: ctx.isTerminal };
         if (flags.undo !== undefined) {
-          const { undoRun } = await import('../../core/recover/undo.js');
-          if (!flags.dryRun) {
-            await ctx.assertCanWrite('caseguard recover --undo');
-            if (!flags.yes) {
-              // The safety checks run read-only first; the prompt comes before any lock or journal row.
-              const preview = await undoRun(ctx.database, shape, flags.undo, { dryRun: true });
-              if (
-                !(await confirmWrite(`Undo run ${flags.undo}: ${preview.summary}. Proceed?`, {
-                  yes: false,
-                  isTerminal: ctx.isTerminal,
-                  what: `undo run ${flags.undo}`,
-                }))
-              ) {
-                process.stdout.write('Declined: nothing was changed.\n');
-                process.exitCode = 1;
-                return;
-              }
-            }
-          }
-          const result = await undoRun(ctx.database, shape, flags.undo, {
-            dryRun: Boolean(flags.dryRun),
-            signal: ctx.signal,
-            lockWaitMs: ctx.lockWaitMs,
-          });
-          process.stdout.write(
-            flags.format === 'json'
-              ? `${JSON.stringify(result, null, 2)}\n`
-              : result.dryRun
-                ? `Dry run: undoing run ${result.undoneRun} is safe: ${result.summary}. Nothing was changed.\n`
-                : `Undid run ${result.undoneRun} (run ${result.runId}): ${result.casesDeleted} case(s) deleted, ${result.spellingsRestored} spelling(s) restored, ${result.rowsRestored} row(s) put back.\n`,
+          const undone = flags.undo;
+          const { planUndo, applyUndo } = await import('../../core/index.js');
+          return runPlanned(
+            {
+              what: `undo run ${undone}`,
+              plan: () => planUndo(ctx.database, shape, undone),
+              preview: () => '',
+              dryRunNote: (plan) => `Dry run: undoing run ${undone} is safe: ${plan.summary}. Nothing was changed.\n`,
+              dryRunRefuses: true,
+              question: (plan) => `Undo run ${undone}: ${plan.summary}. Proceed?`,
+              apply: (plan) => applyUndo(ctx.database, shape, plan, run),
+              print: (r) =>
+                `Undid run ${r.undoneRun} (run ${r.runId}): ${r.casesDeleted} case(s) deleted, ${r.spellingsRestored} spelling(s) restored, ${r.rowsRestored} row(s) put back.\n`,
+            },
+            common,
           );
-          return;
         }
-        const { applyRecovery, planRecovery, recover } = await import('../../core/recover/recover.js');
+        const { applyRecovery, ExitCode, planRecovery } = await import('../../core/index.js');
         const { renderPlan, renderResult } = await import('../output/recoverReport.js');
         const { progressBar } = await import('../output/progress.js');
-        const { ExitCode, UsageError } = await import('../../core/errors.js');
-        let bar: ReturnType<typeof progressBar> | undefined;
-        const showPlan = (plan: Parameters<typeof renderPlan>[0]) => {
-          if (flags.format === 'table')
-            process.stdout.write(renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: Boolean(flags.quarantine) }));
-        };
         const settings = {
           quarantine: Boolean(flags.quarantine),
           batchSize: flags.batchSize,
@@ -133,54 +114,37 @@ ${examples(
           duplicates: flags.duplicates,
           caseValues: flags.caseValue,
         };
-        let confirmed: Awaited<ReturnType<typeof planRecovery>> | undefined;
-        if (!flags.dryRun) {
-          await ctx.assertCanWrite('caseguard recover');
-          if (!flags.yes) {
-            // The plan is read (writing nothing) and confirmed before any lock or journal row.
-            const plan = await planRecovery(ctx.database, shape, settings);
-            showPlan(plan);
-            if (plan.total === 0) {
-              process.stdout.write('Nothing to recover.\n');
-              return;
-            }
-            if (plan.constraints.blockers.length > 0) {
-              throw new UsageError(`recover cannot run as asked; nothing was changed: ${plan.constraints.blockers.join('; ')}`);
-            }
-            const ok = await confirmWrite(`Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`, {
-              yes: false,
-              isTerminal: ctx.isTerminal,
-              what: 'write to the database',
-            });
-            if (!ok) {
-              process.stdout.write('Declined: nothing was changed.\n');
-              process.exitCode = ExitCode.findings;
-              return;
-            }
-            confirmed = plan;
-          }
-        }
+        const show = (plan: Parameters<typeof renderPlan>[0]) =>
+          renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: settings.quarantine });
+        let bar: ReturnType<typeof progressBar> | undefined;
         try {
-          const running = {
-            ...settings,
-            log,
-            signal: ctx.signal,
-            lockWaitMs: ctx.lockWaitMs,
-            onBatch: (e: { total: number; doneTotal: number }) => {
-              bar ??= progressBar(ctx.isTerminal, e.total, 'targets');
-              bar.update(e.doneTotal);
+          await runPlanned(
+            {
+              what: 'write to the database',
+              // Applied at once (--yes), the run reads its own snapshot: the plan needs only what decides whether it can run.
+              plan: () => planRecovery(ctx.database, shape, settings, { preview: Boolean(flags.dryRun) || !flags.yes }),
+              preview: show,
+              dryRunNote: () => renderResult({ status: 'dry_run' }, ctx.useColor),
+              nothingToDo: (plan) => (plan.previewed && plan.total === 0 ? `${show(plan)}Nothing to recover.\n` : undefined),
+              question: (plan) => `Apply this plan (${plan.total} target(s)) to ${ctx.database.name}?`,
+              apply: (plan) =>
+                applyRecovery(ctx.database, shape, plan, {
+                  ...run,
+                  onBatch: (e) => {
+                    bar ??= progressBar(ctx.isTerminal, e.total, 'targets');
+                    bar.update(e.doneTotal);
+                  },
+                }),
+              print: (result) => {
+                bar?.stop();
+                // What the run snapshotted, where no plan was shown before it
+                const plan = result.status === 'nothing_to_do' || flags.yes ? show(result.plan) : '';
+                return `${plan}${renderResult(result, ctx.useColor)}`;
+              },
+              exitCode: (result) => (result.status === 'partial' ? ExitCode.findings : ExitCode.ok),
             },
-          };
-          const result = confirmed
-            ? await applyRecovery(ctx.database, shape, confirmed, running)
-            : await recover(ctx.database, shape, { ...running, dryRun: Boolean(flags.dryRun) });
-          bar?.stop();
-          if (flags.format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-          else {
-            if (result.status === 'dry_run' || result.status === 'nothing_to_do' || flags.yes) showPlan(result.plan);
-            process.stdout.write(renderResult(result, ctx.useColor));
-          }
-          if (result.status === 'partial') process.exitCode = ExitCode.findings;
+            common,
+          );
         } finally {
           bar?.stop();
         }

@@ -17,7 +17,7 @@ export function defineRuns(program: Command): void {
     .helpCommand(true)
     .action(async (flags: RunsFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { listRuns } = await import('../../core/journal/journal.js');
+      const { listRuns } = await import('../../core/index.js');
       const { renderTable } = await import('../output/table.js');
       await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
         const shape = await ctx.shape();
@@ -54,8 +54,8 @@ export function defineRuns(program: Command): void {
     .addHelpText('after', examples('caseguard runs show 12', 'caseguard runs show 12 --format json'))
     .action(async (runId: number, flags: { format: 'table' | 'json' }, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { getRun } = await import('../../core/journal/journal.js');
-      const { UsageError } = await import('../../core/errors.js');
+      const { getRun } = await import('../../core/index.js');
+      const { UsageError } = await import('../../core/index.js');
       const { renderTable } = await import('../output/table.js');
       await withDatabase(command, { judgesData: false, poolSize: 1, readsOnly: true }, async (ctx) => {
         const shape = await ctx.shape();

@@ -1,6 +1,7 @@
 /** caseguard scan: the integrity checks; read-only; a CI gate. */
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { checkList } from '../../core/vocabulary.js';
 import { examples, integer, pgDuration } from '../options.js';
 
 interface ScanFlags {
@@ -38,10 +39,10 @@ export function defineScan(program: Command): void {
     .addHelpText(
       'after',
       `
-Checks: orphaned_progress, invalid_case_id, duplicate_progress, orphaned_memory,
-dangling_active_case (error); noncanonical_case_id, owner_mismatch (warn). A check on an absent
-optional table is reported as skipped. Exit 1 when an error-severity check finds anything
-(--fail-on warn to include warnings, --max-findings N to tolerate some).
+Checks of severity error: ${checkList('error')};
+of severity warn: ${checkList('warn')}.
+A check on an absent optional table is reported as skipped. Exit 1 when an error-severity check
+finds anything (--fail-on warn to include warnings, --max-findings N to tolerate some).
 ${examples(
   'caseguard scan',
   'caseguard scan --format json > scan.json',
@@ -52,17 +53,17 @@ ${examples(
 )}`,
     )
     .action(async (flags: ScanFlags, command: Command) => {
-      const { UsageError } = await import('../../core/errors.js');
+      const { UsageError } = await import('../../core/index.js');
       if (flags.all && !['json', 'csv'].includes(flags.format)) {
         throw new UsageError('--all streams every finding as --format json or csv; table, junit and prometheus show samples (--limit)');
       }
       const { withDatabase } = await import('../context.js');
-      const { scan } = await import('../../core/scan/scan.js');
-      const { BusyError } = await import('../../core/errors.js');
-      const { SqlState, sqlStateOf } = await import('../../core/db/sqlstate.js');
+      const { scan } = await import('../../core/index.js');
+      const { BusyError } = await import('../../core/index.js');
+      const { SqlState, sqlStateOf } = await import('../../core/index.js');
       const out = await import('../output/scanFormats.js');
-      const { assertWritable, fileSink, stdoutSink } = await import('../output/sink.js');
-      if (flags.output) assertWritable(path.resolve(flags.output));
+      const { assertCanWriteFile, fileSink, stdoutSink } = await import('../output/sink.js');
+      if (flags.output) assertCanWriteFile(path.resolve(flags.output));
       await withDatabase(command, { judgesData: true, poolSize: 1, readsOnly: true }, async (ctx) => {
         const shape = await ctx.shape();
         const sink = flags.output ? fileSink(flags.output) : stdoutSink();
@@ -113,7 +114,7 @@ ${examples(
           await sink.discard();
           throw error;
         }
-        process.exitCode = report.summary.exitCode;
+        process.exitCode = out.GATE_EXIT_CODE[report.summary.gate];
       });
     });
 }

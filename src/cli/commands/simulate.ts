@@ -36,17 +36,17 @@ export function defineSimulate(program: Command): void {
     )
     .action(async (flags: SimulateFlags, command: Command) => {
       const { withDatabase } = await import('../context.js');
-      const { simulate } = await import('../../core/simulate/simulate.js');
+      const { simulate } = await import('../../core/index.js');
       const { printSimulateReport } = await import('../output/simulateReport.js');
       const { progressBar } = await import('../output/progress.js');
-      const { ExitCode } = await import('../../core/errors.js');
+      const { ExitCode } = await import('../../core/index.js');
       await withDatabase(
         command,
         { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true, pipeline: true },
         async (ctx) => {
           const shape = await ctx.shape();
           // The intake writes; a standby or read-only database is refused before the first user.
-          const { assertWritable } = await import('../../core/db/database.js');
+          const { assertWritable } = await import('../../core/index.js');
           assertWritable(ctx.database, 'caseguard simulate');
           const usersGiven = command.getOptionValueSource('users') !== 'default';
           const users = flags.duration !== undefined && !usersGiven ? 10_000_000 : flags.users;
@@ -56,7 +56,7 @@ export function defineSimulate(program: Command): void {
             // Per-user intake events, and the guard's warnings the user asked for with --legacy-rate,
             // would drown the report: they are summarised after it unless a log level was asked for.
             const log = ctx.log.child({ command: 'simulate' }, ctx.logLevelExplicit ? {} : { level: 'error' });
-            const { keepsPreparedStatements } = await import('../../core/intake/session.js');
+            const { keepsPreparedStatements } = await import('../../core/index.js');
             report = await simulate(ctx.database.db, shape, log, {
               preparedStatements: await keepsPreparedStatements(ctx.database.pool),
               users,
@@ -85,7 +85,7 @@ export function defineSimulate(program: Command): void {
             );
           }
           if (report.errors > 0 && report.errors === report.connectionErrors) {
-            const { ConnectionError } = await import('../../core/errors.js');
+            const { ConnectionError } = await import('../../core/index.js');
             throw new ConnectionError(
               `every failing user failed for a privilege or the connection (${report.errors} of ${report.users}): ${report.firstErrors[0] ?? ''}`,
             );

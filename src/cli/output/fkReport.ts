@@ -1,17 +1,11 @@
 /** Printing fk status: one section per reference, the blockers, and a verdict. */
-import type { FkStatus, ReferenceStatus } from '../../core/fk/fk.js';
+import { describeReference, FK_BLOCKING_CHECKS, referenceById, type FkStatus, type ReferenceStatus } from '../../core/index.js';
 import { painter, renderTable } from './table.js';
-
-const TITLES: Record<ReferenceStatus['reference'], string> = {
-  progress: 'case_intake_progress.case_id → cases (ON DELETE CASCADE)',
-  memory: 'case_memory.case_id → cases (ON DELETE CASCADE)',
-  active_case: 'bot_user_context.active_case_id → cases (ON DELETE SET NULL)',
-};
 
 function renderReference(r: ReferenceStatus, useColor: boolean): string {
   const paint = painter(useColor);
   const s = r.state;
-  if (!s) return `${paint.bold(TITLES[r.reference])}\n  table absent: nothing to add\n`;
+  if (!s) return `${paint.bold(describeReference(referenceById(r.reference)))}\n  table absent: nothing to add\n`;
   const facts = renderTable(
     ['what', 'state'],
     [
@@ -31,7 +25,7 @@ function renderReference(r: ReferenceStatus, useColor: boolean): string {
       ],
       ['partitioned', s.partitioned ? 'yes' : 'no'],
       ['column position', `column ${s.columnPosition}`],
-      ['rows (estimate)', s.rows ?? `unknown: never analysed (ANALYZE ${s.reference.table})`],
+      ['rows (estimate)', s.rows ?? `unknown: never analysed (ANALYZE ${s.reference.qualified})`],
     ],
     useColor,
   );
@@ -52,22 +46,16 @@ function renderReference(r: ReferenceStatus, useColor: boolean): string {
     useColor,
   );
   const refusal = r.refusal ? `${paint.red(`Refused: ${r.refusal}.`)}\n` : '';
-  return `${paint.bold(TITLES[r.reference])}\n${facts}\n${dependents}${steps}\n${refusal}`;
+  return `${paint.bold(describeReference(referenceById(r.reference)))}\n${facts}\n${dependents}${steps}\n${refusal}`;
 }
 
 export function renderFkStatus(status: FkStatus, useColor: boolean): string {
   const paint = painter(useColor);
   const b = status.blockers;
-  const blocked = Object.values(b).some((n) => n > 0);
+  const blocked = Object.values(b).some((n) => (n ?? 0) > 0);
   const blockers = renderTable(
     ['blocker', 'rows'],
-    [
-      ['orphaned_progress (no case to reference)', b.orphaned_progress],
-      ['invalid_case_id (cannot become uuid)', b.invalid_case_id],
-      ['duplicate_progress (collide as uuid)', b.duplicate_progress],
-      ['orphaned_memory (memory without its case)', b.orphaned_memory],
-      ['dangling_active_case (a pointer without its case)', b.dangling_active_case],
-    ],
+    FK_BLOCKING_CHECKS.map((c) => [`${c.id} (${c.blocks!.why})`, b[c.id] ?? 0]),
     useColor,
   );
   const refused = status.references.find((r) => r.refusal);

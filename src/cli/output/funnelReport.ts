@@ -1,5 +1,5 @@
 /** The intake funnel as a table: one row per day, a total, the ratio and completion times. */
-import type { FunnelDay, FunnelReport } from '../../core/monitor/funnel.js';
+import type { FunnelDay, FunnelReport } from '../../core/index.js';
 import { painter, renderTable } from './table.js';
 
 const percent = (day: Omit<FunnelDay, 'day'>) => {

@@ -1,6 +1,5 @@
 /** Printing recover's plan and result, as tables or JSON. */
-import type { RecoverResult, RecoveryPlan } from '../../core/recover/recover.js';
-import { isQuarantineKind, TARGET_KINDS } from '../../core/recover/targets.js';
+import { constraintsRefusal, isQuarantineKind, TARGET_KINDS, type RecoverResult, type RecoveryPlan } from '../../core/index.js';
 import { visible } from './scanFormats.js';
 import { painter, renderTable } from './table.js';
 
@@ -71,7 +70,10 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
       `note: ${plan.counts.keep_duplicate} duplicate group(s): ${plan.duplicates === 'keep-latest' ? 'each user keeps the row the bot reads (the most recently updated), canonicalised; the other rows are quarantined' : 'every row is quarantined (--duplicates quarantine-all)'}`,
     );
   }
+  // the application's rules one by one; what else refuses the plan here (the server, a privilege) after them
   for (const blocker of plan.constraints.blockers) out.push(paint.red(`blocker: ${blocker}`));
+  for (const blocker of plan.blockers.filter((b) => b.reason !== constraintsRefusal(plan.constraints)))
+    out.push(paint.red(`blocker: ${blocker.reason}`));
   for (const risk of plan.constraints.risks) out.push(paint.yellow(`risk: ${risk}`));
   if (options.showSql) {
     for (const s of plan.statements) {
@@ -82,13 +84,12 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
   return `${out.join('\n')}\n`;
 }
 
-export function renderResult(result: RecoverResult, useColor: boolean): string {
+export function renderResult(result: RecoverResult | { status: 'dry_run' }, useColor: boolean): string {
   const paint = painter(useColor);
   if (result.status === 'dry_run')
     return `${paint.bold('Dry run')}: nothing was changed and nothing was journaled. Run without --dry-run to apply.\n`;
   if (result.status === 'nothing_to_do')
     return `${paint.green('Nothing to do')}: no missing case, spelling or quarantine target (run ${result.runId} journaled).\n`;
-  if (result.status === 'declined') return 'Declined: nothing was changed.\n';
   const table = renderTable(
     ['step', 'planned', 'applied'],
     TARGET_KINDS.filter((k) => result.plan.counts[k] > 0).map((k) => [KIND_LABEL[k]!, result.plan.counts[k], result.applied[k]]),

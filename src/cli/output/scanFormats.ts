@@ -3,16 +3,24 @@
  * unicode, SQL-looking text in user ids): JSON by construction, CSV quoted per RFC 4180, JUnit
  * escaped for XML 1.0, table cells with control characters made visible.
  */
-import type { CheckResult, Finding, ScanReport } from '../../core/scan/scan.js';
+import { ExitCode, type CheckResult, type Finding, type GateVerdict, type ScanReport } from '../../core/index.js';
 import type { Sink } from './sink.js';
 import { fit, painter, renderTable, terminalWidth } from './table.js';
 
 export type ScanFormat = 'table' | 'json' | 'csv' | 'junit' | 'prometheus';
 
+/** The process exit code of a gate's verdict. */
+export const GATE_EXIT_CODE: Record<GateVerdict, ExitCode> = { passed: ExitCode.ok, failed: ExitCode.findings };
+
+/** The report as the JSON contract has it: the summary carries the gate's exit code too. */
+function contract(report: ScanReport) {
+  return { ...report, summary: { ...report.summary, exitCode: GATE_EXIT_CODE[report.summary.gate] } };
+}
+
 /** The report as JSON; each check says how many findings its samples leave out (--limit). */
 export function renderJson(report: ScanReport): string {
   const checks = report.checks.map((c) => ({ ...c, omitted: c.count - c.samples.length }));
-  return `${JSON.stringify({ ...report, checks }, null, 2)}\n`;
+  return `${JSON.stringify({ ...contract(report), checks }, null, 2)}\n`;
 }
 
 const CSV_COLUMNS = ['check', 'severity', 'table', 'user_id', 'case_id', 'canonical_id', 'owner', 'memory_id', 'detail'] as const;
@@ -67,7 +75,7 @@ function describeFinding(f: Finding): string {
  * so a CI that reads the report agrees with the gate.
  */
 export function renderJunit(report: ScanReport, failOn: 'error' | 'warn'): string {
-  const counts = (c: CheckResult) => report.summary.exitCode !== 0 && c.count > 0 && (failOn === 'warn' || c.severity === 'error');
+  const counts = (c: CheckResult) => report.summary.gate === 'failed' && c.count > 0 && (failOn === 'warn' || c.severity === 'error');
   const failures = report.checks.filter(counts).length;
   const skipped = report.checks.filter((c) => c.status === 'skipped').length;
   const seconds = (report.durationMs / 1000).toFixed(3);
@@ -157,7 +165,7 @@ export function renderTableReport(report: ScanReport, useColor: boolean, maxWidt
       return `${head}\n${table}`;
     });
   const s = report.summary;
-  const verdict = s.exitCode === 0 ? paint.green('OK') : paint.red('FAILED');
+  const verdict = s.gate === 'passed' ? paint.green('OK') : paint.red('FAILED');
   const footer = `${verdict}: ${s.errors} error finding(s), ${s.warnings} warning(s), ${s.missingCases} missing case(s); ${report.durationMs} ms`;
   return [summary, ...sections, footer, ''].join('\n');
 }
@@ -165,7 +173,7 @@ export function renderTableReport(report: ScanReport, useColor: boolean, maxWidt
 /** --all as JSON: the report with every finding in place of the samples, streamed. */
 export async function streamJson(sink: Sink, report: ScanReport, pages: AsyncIterable<Finding[]>): Promise<void> {
   const write = (text: string) => sink.write(text);
-  const { checks, ...head } = report;
+  const { checks, ...head } = contract(report);
   const headJson = JSON.stringify(head, null, 2);
   await write(`${headJson.slice(0, -2)},\n  "checks": [`);
   const iterator = pages[Symbol.asyncIterator]();

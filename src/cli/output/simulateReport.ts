@@ -1,5 +1,5 @@
 /** Prints a simulate report: a table on stdout, or JSON. */
-import type { SimulateReport } from '../../core/simulate/simulate.js';
+import type { SimulateReport } from '../../core/index.js';
 import { renderTable } from './table.js';
 
 export function printSimulateReport(report: SimulateReport, format: 'table' | 'json', useColor: boolean): void {

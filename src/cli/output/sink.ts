@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../../core/errors.js';
+import { UsageError } from '../../core/index.js';
 
 export interface Sink {
   write(text: string): Promise<void>;
@@ -25,7 +25,7 @@ export function stdoutSink(): Sink {
 }
 
 /** Fails at once (exit 2, before any work) when the file could not be written. */
-export function assertWritable(final: string): void {
+export function assertCanWriteFile(final: string): void {
   try {
     if (fs.statSync(final, { throwIfNoEntry: false })?.isDirectory()) throw Object.assign(new Error('is a folder'), { code: 'EISDIR' });
     fs.accessSync(path.dirname(final), fs.constants.W_OK);
@@ -36,7 +36,7 @@ export function assertWritable(final: string): void {
 
 export function fileSink(target: string): Sink {
   const final = path.resolve(target);
-  assertWritable(final);
+  assertCanWriteFile(final);
   const temporary = path.join(path.dirname(final), `.${path.basename(final)}.${process.pid}.tmp`);
   let failure: Error | undefined;
   const stream = fs.createWriteStream(temporary, { flags: 'wx' });

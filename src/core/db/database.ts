@@ -156,16 +156,19 @@ export async function openDatabase(target: ConnectionTarget, options: OpenOption
   };
 }
 
+/** Why the server takes no writes for `what`, or undefined where it takes them. */
+export function writeRefusal(database: Database, what: string): string | undefined {
+  if (database.readOnly === 'standby') return `${database.name} is a hot standby (read-only): ${what} writes; run it against the primary`;
+  if (database.readOnly === 'read-only') {
+    return `${database.name} is read-only (default_transaction_read_only = on): ${what} writes; run it against a writable database`;
+  }
+  return undefined;
+}
+
 /** Refuses (exit 2) on a server that takes no writes, before the command changes anything. */
 export function assertWritable(database: Database, what: string): void {
-  if (database.readOnly === 'standby') {
-    throw new UsageError(`${database.name} is a hot standby (read-only): ${what} writes; run it against the primary`);
-  }
-  if (database.readOnly === 'read-only') {
-    throw new UsageError(
-      `${database.name} is read-only (default_transaction_read_only = on): ${what} writes; run it against a writable database`,
-    );
-  }
+  const refusal = writeRefusal(database, what);
+  if (refusal) throw new UsageError(refusal);
 }
 
 /** One line saying why the connection failed, naming the redacted target; never the password. */

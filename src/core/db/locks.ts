@@ -3,19 +3,19 @@
  * undo, quarantine restore, fk add/drop, migrate), so they exclude each other. Advisory locks
  * live in one database, so the lock is per database, and so is the holder lookup.
  *
- * A session lock needs a session that stays put, so withRunLock first refuses where it cannot
- * hold: a read-only server, or a transaction pooler (PgBouncer pool_mode=transaction) that
- * would hand the lock's server connection to someone else. It waits a bounded time for a
+ * A session lock needs a session that stays put: runBlockers says where it cannot hold (a
+ * read-only server, or a transaction pooler that would hand the lock's server connection to
+ * someone else), and plans carry that. withRunLock waits a bounded time for a
  * holder, polling so that SIGINT is honoured, and hands the command a RunLock whose
  * assertHeld() is called before every write: a run whose lock session died stops there.
  */
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { BusyError, ConnectionError, InterruptedError, InternalError, UsageError } from '../errors.js';
+import { BusyError, ConnectionError, ExitCode, InterruptedError, type Blocker } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { assertWritable, type Database, type Session } from './database.js';
-import { safeMessage } from './sqlstate.js';
+import { writeRefusal, type Database, type Session } from './database.js';
+import { isConnectionLost, safeMessage } from './sqlstate.js';
 
 /** First half of every caseguard advisory lock key ('cg'). */
 const NAMESPACE = 0x6367;
@@ -43,7 +43,7 @@ export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
     return await fn(client);
   } catch (error) {
     // A connection whose state is unknown (killed mid-query) must not go back to the pool.
-    if ((error as { code?: string }).code === '57P01' || (error as Error).message?.includes('terminat')) {
+    if (isConnectionLost(error)) {
       broken = error as Error;
     }
     throw error;
@@ -144,33 +144,44 @@ export interface RunLock {
   assertHeld(): Promise<void>;
 }
 
+/** Connections a run holds at once: the run lock's session, the run's own session, and one for the journal. */
+export const RUN_POOL_SIZE = 3;
+
 /**
- * Refuses (exit 2) where the run lock cannot be held: a read-only server, or a transaction
- * pooler. Commands call it before they prompt; withRunLock calls it again before it locks.
+ * Why a run could not hold the run lock here, read once while planning: a read-only server, a
+ * transaction pooler (it would hand the lock's server connection to someone else), or a pool
+ * too small for a run's connections. Each refuses with exit 2.
  */
-export async function assertCanHoldRunLock(database: Database, what: string): Promise<void> {
-  assertWritable(database, what);
+export async function runBlockers(database: Database, what: string): Promise<Blocker[]> {
+  const blockers: Blocker[] = [];
+  const refusal = writeRefusal(database, what);
+  if (refusal) blockers.push({ reason: refusal, exitCode: ExitCode.usage });
+  if ((database.pool.options.max ?? 10) < RUN_POOL_SIZE) {
+    blockers.push({
+      reason: `${what} needs a pool of at least ${RUN_POOL_SIZE} connections (poolSize); nothing was changed`,
+      exitCode: ExitCode.usage,
+    });
+    return blockers;
+  }
   const client = await database.pool.connect();
   try {
     if (await detectTransactionPooling(database.pool, client)) {
-      throw new UsageError(
-        `${database.name} goes through a transaction pooler (e.g. PgBouncer pool_mode=transaction): ${what} needs a session lock; use a direct or session-pooled URL (scan, simulate and bot work through it)`,
-      );
+      blockers.push({
+        reason: `${database.name} goes through a transaction pooler (e.g. PgBouncer pool_mode=transaction): ${what} needs a session lock; use a direct or session-pooled URL (scan, simulate and bot work through it)`,
+        exitCode: ExitCode.usage,
+      });
     }
   } finally {
     client.release();
   }
+  return blockers;
 }
 
 /**
- * Runs fn holding the run lock. Refuses first (exit 2) on a read-only server or through a
- * transaction pooler; waits for a holder at most waitMs (exit 5 after); releases in finally.
+ * Runs fn holding the run lock (the caller has checked runBlockers): waits for a holder at most
+ * waitMs (exit 5 after); releases in finally.
  */
 export async function withRunLock<T>(database: Database, options: AcquireOptions, fn: (lock: RunLock) => Promise<T>): Promise<T> {
-  // The lock holds one connection for the whole run; the run's own work needs others.
-  if ((database.pool.options.max ?? 10) < 3)
-    throw new InternalError(`${options.what} needs a pool of at least 3 connections (openDatabase poolSize)`);
-  await assertCanHoldRunLock(database, options.what);
   const client = await database.pool.connect();
   let lost: Error | undefined;
   const onError = (error: Error) => {

@@ -9,7 +9,8 @@ import { migrate as drizzleMigrate } from 'drizzle-orm/node-postgres/migrator';
 import { readMigrationFiles } from 'drizzle-orm/migrator';
 import type pg from 'pg';
 import type { Database } from './database.js';
-import { acquireRunLock, releaseRunLock, withClient, withRunLock, type AcquireOptions } from './locks.js';
+import { assertUnblocked } from '../errors.js';
+import { acquireRunLock, releaseRunLock, runBlockers, withClient, withRunLock, type AcquireOptions } from './locks.js';
 
 /** The two migration sets: the application's contract tables, and caseguard's own schema. */
 export type MigrationSet = 'contract' | 'journal';
@@ -53,6 +54,7 @@ export async function migrate(pool: pg.Pool, sets: MigrationSet[] = ['contract',
 /** migrate for a command: refuses a read-only server or a transaction pooler, waits boundedly. */
 export async function migrateDatabase(database: Database, options: AcquireOptions): Promise<MigrateResult> {
   const sets: MigrationSet[] = ['contract', 'journal'];
+  assertUnblocked({ blockers: await runBlockers(database, options.what) });
   return withRunLock(database, options, () => applyMigrations(database.pool, sets));
 }
 

@@ -15,6 +15,7 @@ export const SqlState = {
   lockNotAvailable: '55P03',
   queryCanceled: '57014',
   adminShutdown: '57P01',
+  crashShutdown: '57P02',
   cannotConnectNow: '57P03',
   serializationFailure: '40001',
   deadlockDetected: '40P01',
@@ -92,7 +93,10 @@ const LOST_CONNECTION =
 /** True when the error means the connection is gone (killed, server restarted, network). */
 export function isConnectionLost(error: unknown): boolean {
   const code = sqlStateOf(error);
-  if (code) return code.startsWith('08') || code === SqlState.adminShutdown || code === '57P02' || code === SqlState.cannotConnectNow;
+  if (code)
+    return (
+      code.startsWith('08') || code === SqlState.adminShutdown || code === SqlState.crashShutdown || code === SqlState.cannotConnectNow
+    );
   for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const errno = (e as { code?: unknown }).code;
     if (errno === 'ECONNRESET' || errno === 'EPIPE' || errno === 'ECONNREFUSED') return true;
@@ -143,7 +147,7 @@ export function expectedServerError(error: unknown): CaseguardError | undefined 
     code === SqlState.invalidCatalogName ||
     code === SqlState.tooManyConnections ||
     code === SqlState.adminShutdown ||
-    code === '57P02' ||
+    code === SqlState.crashShutdown ||
     code === SqlState.cannotConnectNow
   ) {
     return new ConnectionError(

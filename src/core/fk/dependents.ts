@@ -7,8 +7,7 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
-import { REFERENCES, type Reference } from './names.js';
-import type { Strategy } from './steps.js';
+import { REFERENCES, type Reference, type Strategy } from './names.js';
 
 export type DependentKind =
   'index' | 'constraint' | 'primary_key' | 'view' | 'trigger' | 'policy' | 'default' | 'statistics' | 'grant' | 'comment';
@@ -45,7 +44,7 @@ interface Row {
 
 export async function readDependents(db: Executor, ref: Reference): Promise<Dependent[]> {
   const result = await db.execute<Row & Record<string, unknown>>(sql`
-    WITH t AS (SELECT ${ref.table}::regclass AS oid),
+    WITH t AS (SELECT ${ref.qualified}::regclass AS oid),
     col AS (SELECT a.attnum FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attname = ${ref.column} AND NOT a.attisdropped),
     dep AS (
       SELECT DISTINCT d.classid, d.objid FROM pg_depend d, t, col
@@ -148,5 +147,5 @@ export function dependentsRefusal(dependents: Dependent[], strategy: Strategy, r
   const way = otherCan
     ? `--strategy ${other} carries them${other === 'rewrite' ? ' (one rewrite under ACCESS EXCLUSIVE: for tables small enough to wait for)' : ''}`
     : 'drop them, run caseguard fk add, then create them again on the uuid column (caseguard fk status --format json lists their definitions)';
-  return `the ${strategy} strategy cannot carry what depends on ${ref.relname}.${ref.column}: ${names}; nothing was changed; ${way}`;
+  return `the ${strategy} strategy cannot carry what depends on ${ref.table}.${ref.column}: ${names}; nothing was changed; ${way}`;
 }

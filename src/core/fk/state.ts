@@ -5,15 +5,9 @@
  * it is done, so a rerun after any failure resumes.
  */
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
 import type { Executor } from '../db/database.js';
 import { readDependents, type Dependent } from './dependents.js';
 import { PROGRESS, REFERENCES, type Reference, type ReferenceId } from './names.js';
-
-export { PROGRESS, REFERENCES, type Reference, type ReferenceId } from './names.js';
-
-/** A name read from the catalog, quoted for the DDL it goes into (mixed case, spaces, quotes). */
-export const quoted = (name: string): string => pg.escapeIdentifier(name);
 
 export interface FkState {
   reference: Reference;
@@ -45,7 +39,7 @@ export interface FkState {
 
 /** The state of one reference; undefined when its (optional) table is absent. */
 export async function readFkState(db: Executor, ref: Reference = PROGRESS): Promise<FkState | undefined> {
-  const present = await db.execute<{ oid: string | null }>(sql`SELECT to_regclass(${ref.table})::oid::text AS oid`);
+  const present = await db.execute<{ oid: string | null }>(sql`SELECT to_regclass(${ref.qualified})::oid::text AS oid`);
   if (!present.rows[0]?.oid) return undefined;
   const r = await db.execute<{
     column_type: string;
@@ -64,7 +58,7 @@ export async function readFkState(db: Executor, ref: Reference = PROGRESS): Prom
     partitioned: boolean;
     column_position: number;
   }>(sql`
-    WITH t AS (SELECT ${ref.table}::regclass AS oid),
+    WITH t AS (SELECT ${ref.qualified}::regclass AS oid),
     col AS (SELECT a.attnum FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attname = ${ref.column} AND NOT a.attisdropped),
     idx AS (SELECT ic.relname, i.indisvalid FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid, t, col
              WHERE i.indrelid = t.oid AND i.indkey[0] = col.attnum ORDER BY i.indisvalid DESC LIMIT 1),
@@ -117,7 +111,7 @@ export async function readFkState(db: Executor, ref: Reference = PROGRESS): Prom
 async function readCarriedIndexes(db: Executor, ref: Reference): Promise<Record<string, boolean>> {
   const r = await db.execute<{ relname: string; indisvalid: boolean }>(sql`
     SELECT ic.relname, i.indisvalid FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-     WHERE i.indrelid = ${ref.table}::regclass AND ic.relname LIKE 'caseguard_carry_%'`);
+     WHERE i.indrelid = ${ref.qualified}::regclass AND ic.relname LIKE 'caseguard_carry_%'`);
   return Object.fromEntries(r.rows.map((row) => [row.relname, row.indisvalid]));
 }
 

@@ -12,10 +12,10 @@
  */
 import pg from 'pg';
 import { carriedIndexName, type Dependent } from './dependents.js';
-import type { Reference } from './names.js';
-import { quoted, type FkState } from './state.js';
+import { quoted, type Reference, type Strategy } from './names.js';
+import type { FkState } from './state.js';
 
-export type Strategy = 'online' | 'rewrite';
+export type { Strategy } from './names.js';
 
 export interface FkStep {
   /** "<reference>.<step>", e.g. progress.swap. */
@@ -37,7 +37,7 @@ const isUuid = (s: FkState) => s.columnType === 'uuid';
 
 /** Catalog tests in SQL, mirroring readFkState (state.ts), for the psql script's guards. */
 function catalogTests(ref: Reference) {
-  const T = ref.table;
+  const T = ref.qualified;
   const attribute = (name: string) =>
     `(SELECT format_type(a.atttypid, NULL) FROM pg_attribute a WHERE a.attrelid = '${T}'::regclass AND a.attname = '${name}' AND NOT a.attisdropped)`;
   const constraintValid = (name: string) =>
@@ -64,7 +64,7 @@ const or = (...parts: string[]) => parts.map((p) => `(${p})`).join(' OR ');
  * their uuid filled in; returns the page's last key, or no row when the table is done.
  */
 export function backfillSql(ref: Reference): string {
-  const T = ref.table;
+  const T = ref.qualified;
   const keys = ref.key.map((k) => k.name).join(', ');
   const params = ref.key.map((k, i) => `$${i + 1}::${k.type}`).join(', ');
   const limit = `$${ref.key.length + 1}`;
@@ -89,7 +89,7 @@ const COLUMN_PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']);
  * dependents the online strategy carries; see dependents.ts).
  */
 function carriedStatements(state: FkState): string[] {
-  const { table: T, column } = state.reference;
+  const { qualified: T, column } = state.reference;
   const statements: string[] = [];
   for (const d of state.dependents) {
     if (d.kind === 'grant' && COLUMN_PRIVILEGES.has(d.definition)) {
@@ -107,7 +107,7 @@ const carriedIndexes = (state: FkState): Dependent[] => state.dependents.filter(
 
 /** The copy of one application index, on the shadow column. */
 function carryIndexSql(state: FkState, d: Dependent): string {
-  const { table: T, column, shadow } = state.reference;
+  const { qualified: T, column, shadow } = state.reference;
   const columns = d.index!.columns.map((c) => (c === column ? shadow : quoted(c))).join(', ');
   return `CREATE ${d.index!.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${carriedIndexName(d)} ON ${T} USING ${quoted(d.index!.method)} (${columns})`;
 }
@@ -115,10 +115,10 @@ function carryIndexSql(state: FkState, d: Dependent): string {
 /** The swap's statements, and the indexes of the two that squawk flags on purpose. */
 function swap(state: FkState): { statements: string[]; dropAt: number } {
   const ref = state.reference;
-  const T = ref.table;
-  const pk = ref.inPrimaryKey ? quoted(state.primaryKey?.name ?? `${ref.relname}_pkey`) : undefined;
+  const T = ref.qualified;
+  const pk = ref.inPrimaryKey ? quoted(state.primaryKey?.name ?? `${ref.table}_pkey`) : undefined;
   const head = [
-    ...(ref.notNull ? [`ALTER TABLE ${T} ALTER COLUMN ${ref.shadow} SET NOT NULL`] : []),
+    ...(!ref.nullable ? [`ALTER TABLE ${T} ALTER COLUMN ${ref.shadow} SET NOT NULL`] : []),
     `DROP TRIGGER IF EXISTS ${ref.trigger} ON ${T}`,
     ...(pk ? [`ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${pk}`] : []),
   ];
@@ -132,7 +132,7 @@ function swap(state: FkState): { statements: string[]; dropAt: number } {
       // the application's indexes went with the text column: their copies take their names
       ...carriedIndexes(state).map((d) => `ALTER INDEX mega_agent.${carriedIndexName(d)} RENAME TO ${quoted(d.name)}`),
       ...carriedStatements(state),
-      ...(ref.notNull ? [`ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${ref.notNullCheck}`] : []),
+      ...(!ref.nullable ? [`ALTER TABLE ${T} DROP CONSTRAINT IF EXISTS ${ref.notNullCheck}`] : []),
       `DROP FUNCTION IF EXISTS ${ref.fn}()`,
     ],
   };
@@ -140,13 +140,13 @@ function swap(state: FkState): { statements: string[]; dropAt: number } {
 
 function onlineSteps(state: FkState): FkStep[] {
   const ref = state.reference;
-  const { table: T, relname, column, shadow } = ref;
+  const { qualified: T, table, column, shadow } = ref;
   const Q = catalogTests(ref);
   const { statements: swapSql, dropAt } = swap(state);
   return [
     {
       id: 'add_shadow_column',
-      title: `add the uuid shadow column ${relname}.${shadow}`,
+      title: `add the uuid shadow column ${table}.${shadow}`,
       mode: 'transaction',
       lock: 'ACCESS EXCLUSIVE, brief (a nullable column without default is a catalog change, no rewrite)',
       effect: 'writers wait only for the catalog change',
@@ -179,7 +179,7 @@ function onlineSteps(state: FkState): FkStep[] {
       done: isUuid,
       doneSql: Q.uuid,
     },
-    ...(ref.notNull
+    ...(!ref.nullable
       ? ([
           {
             id: 'not_null_check',
@@ -258,7 +258,7 @@ function onlineSteps(state: FkState): FkStep[] {
       id: 'swap',
       title: `swap the columns${ref.inPrimaryKey ? ' and attach the primary key' : ''}, in one short transaction`,
       mode: 'transaction',
-      lock: `ACCESS EXCLUSIVE, brief: ${ref.notNull ? 'SET NOT NULL uses the validated CHECK' : 'catalog changes only'}${ref.inPrimaryKey ? ' and the primary key uses the built index' : ''}, so nothing is scanned`,
+      lock: `ACCESS EXCLUSIVE, brief: ${!ref.nullable ? 'SET NOT NULL uses the validated CHECK' : 'catalog changes only'}${ref.inPrimaryKey ? ' and the primary key uses the built index' : ''}, so nothing is scanned`,
       effect:
         `from now on ${column} is uuid: writers that send it as an untyped parameter or literal go on unchanged; one that sends it typed as text needs a cast. ` +
         `${column} becomes the table's last column (it is column ${state.columnPosition} now): SELECT * and INSERT without a column list see the new order; --strategy rewrite keeps the position`,
@@ -278,17 +278,17 @@ function onlineSteps(state: FkState): FkStep[] {
 
 export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
   const ref = state.reference;
-  const { table: T, relname, column } = ref;
+  const { qualified: T, table, column } = ref;
   const Q = catalogTests(ref);
   const typeSteps: FkStep[] =
     strategy === 'rewrite'
       ? [
           {
             id: 'alter_type',
-            title: `change ${relname}.${column} from text to uuid by rewriting the table`,
+            title: `change ${table}.${column} from text to uuid by rewriting the table`,
             mode: 'transaction',
-            lock: `ACCESS EXCLUSIVE on ${relname} for the whole rewrite`,
-            effect: `reads and writes of ${relname} wait until the table and its indexes are rewritten`,
+            lock: `ACCESS EXCLUSIVE on ${table} for the whole rewrite`,
+            effect: `reads and writes of ${table} wait until the table and its indexes are rewritten`,
             statements: [`ALTER TABLE ${T} ALTER COLUMN ${column} TYPE uuid USING ${column}::uuid`],
             suppress: {
               0: {
@@ -320,7 +320,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
       id: 'add_fk',
       title: 'add the foreign key NOT VALID (no scan)',
       mode: 'transaction',
-      lock: `SHARE ROW EXCLUSIVE on ${relname} and cases, brief`,
+      lock: `SHARE ROW EXCLUSIVE on ${table} and cases, brief`,
       effect: 'writers of both tables wait only for the catalog change; new rows are checked from now on',
       statements: [
         // cases first, in the order the application writes (case, then progress, memory and
@@ -335,7 +335,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
       id: 'validate_fk',
       title: 'validate the foreign key in its own transaction',
       mode: 'transaction',
-      lock: `SHARE UPDATE EXCLUSIVE on ${relname}, ROW SHARE on cases (reads and writes go on)`,
+      lock: `SHARE UPDATE EXCLUSIVE on ${table}, ROW SHARE on cases (reads and writes go on)`,
       effect: 'existing rows are checked without blocking writers',
       statements: [`ALTER TABLE ${T} VALIDATE CONSTRAINT ${quoted(state.foreignKey?.name ?? ref.fk)}`],
       done: (s) => s.foreignKey?.validated === true,

@@ -4,7 +4,6 @@
  * its id preserved, so the user can carry on and memory has a case to land on.
  */
 import type { Executor } from '../db/database.js';
-import type { DatabaseShape } from '../db/inspect.js';
 import type { Logger } from '../logger.js';
 import { drizzleRunner, type SqlRunner } from '../db/statement.js';
 import { canonicalUuid } from '../uuid.js';
@@ -31,7 +30,7 @@ export type Guarded<R extends GuardedRow = store.ProgressRow> =
  */
 export async function ensureCase<R extends GuardedRow>(
   tx: Executor,
-  input: { row: R; handler: HandlerName | (string & {}); shape: DatabaseShape; log: Logger },
+  input: { row: R; handler: HandlerName | (string & {}); log: Logger },
 ): Promise<Guarded<R>> {
   return guardCase(drizzleRunner(tx), input);
 }

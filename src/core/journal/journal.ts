@@ -1,10 +1,10 @@
 /**
- * The run journal: every mutating run (dry or real) gets a row in caseguard.runs, and every row
- * it created, changed or quarantined a row in caseguard.run_items (written by the same statement
- * that does the change, so the record is exact).
+ * The run journal: every mutating run gets a row in caseguard.runs, and every row it created,
+ * changed or quarantined a row in caseguard.run_items (written by the same statement that does
+ * the change, so the record is exact). Runs go through withJournaledRun (run.ts).
  */
 import os from 'node:os';
-import { and, count, desc, eq, getTableColumns, not, sql } from 'drizzle-orm';
+import { and, count, desc, eq, getTableColumns, not, sql, type SQL } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
 import { BusyError } from '../errors.js';
 import { runItems, runs } from '../schema/journal.js';
@@ -30,6 +30,30 @@ export interface RunItemSummary {
   count: number;
 }
 
+/** What a run journals it did to a row (or, case_created, to a batch of cases). */
+export type ItemAction = 'case_created' | 'spelling_changed' | 'quarantined' | 'rejected' | 'restored' | 'case_deleted' | 'fk_step';
+
+/**
+ * The head of every statement that journals run items set-based, in the statement that makes
+ * the change: INSERT_ITEMS SELECT run_id, action, check_id, table_name, row_key, before, after …
+ */
+export const INSERT_ITEMS = sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)`;
+
+/** One item written on its own (an fk step, a rejected target), in the caller's transaction or session. */
+export async function journalItem(
+  db: Executor,
+  runId: number,
+  item: { action: ItemAction; checkId?: string | null; table: string; rowKey: Record<string, unknown>; before?: unknown; after?: unknown },
+): Promise<void> {
+  const json = (v: unknown) => (v === undefined || v === null ? sql`NULL` : sql`${JSON.stringify(v)}::jsonb`);
+  await db.execute(sql`${INSERT_ITEMS} VALUES (${runId}, ${item.action}, ${item.checkId ?? null}, ${item.table},
+    ${JSON.stringify(item.rowKey)}::jsonb, ${json(item.before)}, ${json(item.after)})`);
+}
+
+/** What a run's committed journal items say it did, by action: the durable truth, whatever the client counted. */
+const COMMITTED: SQL = sql`coalesce((SELECT jsonb_object_agg(done.action, done.n) FROM (
+    SELECT ${runItems.action} AS action, sum(${runItems.rowCount}) AS n FROM ${runItems} WHERE ${runItems.runId} = ${runs.runId} GROUP BY 1) done), '{}')`;
+
 /** A run's process is alive while a session of this database carries its identity. */
 const PROCESS_ALIVE = sql`EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = ${runs.process} AND a.datname = current_database())`;
 
@@ -46,16 +70,13 @@ export async function startRun(
   db: Executor,
   input: { command: string; options: Record<string, unknown>; dryRun: boolean; process: string },
 ): Promise<number> {
-  // what a dead run's committed batches did, as the journal recorded it
-  const committed = sql`coalesce((SELECT jsonb_object_agg(done.action, done.n) FROM (
-      SELECT ${runItems.action} AS action, sum(${runItems.rowCount}) AS n FROM ${runItems} WHERE ${runItems.runId} = ${runs.runId} GROUP BY 1) done), '{}')`;
   await db
     .update(runs)
     .set({
       status: 'abandoned',
       finishedAt: sql`now()`,
       error: sql`coalesce(${runs.error}, 'the process ended without finishing the run')`,
-      counts: sql`${runs.counts} || ${committed}`,
+      counts: sql`${runs.counts} || ${COMMITTED}`,
     })
     .where(and(eq(runs.status, 'running'), not(PROCESS_ALIVE)));
   const [other] = await db
@@ -75,6 +96,10 @@ export async function startRun(
   } catch {
     osUser = process.env.USER ?? null;
   }
+  // caseguard's own ids come from sequences moved past the highest id present first: a sequence
+  // can hand out a value again after a crash (its advance was not flushed), and a duplicate key
+  // on caseguard's own table must not fail a run. One run starts at a time (the run lock).
+  await reseatSequences(db);
   const [created] = await db
     .insert(runs)
     .values({ command: input.command, options: input.options, dryRun: input.dryRun, osUser, host: os.hostname(), process: input.process })
@@ -82,15 +107,31 @@ export async function startRun(
   return created!.runId;
 }
 
+/**
+ * A run's end. countsFromItems: the client's counts are overlaid with what the committed journal
+ * items say (a run that lost its connection may have counted a batch the server lost).
+ */
 export async function finishRun(
   db: Executor,
   runId: number,
-  outcome: { status: RunStatus; counts: Record<string, number>; error?: string },
+  outcome: { status: RunStatus; counts: Record<string, number>; error?: string; countsFromItems?: boolean },
 ): Promise<void> {
+  const counts = outcome.countsFromItems ? sql`${JSON.stringify(outcome.counts)}::jsonb || ${COMMITTED}` : outcome.counts;
   await db
     .update(runs)
-    .set({ status: outcome.status, counts: outcome.counts, error: outcome.error ?? null, finishedAt: sql`now()` })
+    .set({ status: outcome.status, counts, error: outcome.error ?? null, finishedAt: sql`now()` })
     .where(eq(runs.runId, runId));
+}
+
+/** caseguard's identity sequences (runs, run_items, quarantine) moved past their table's highest id, where a crash set them back. */
+async function reseatSequences(db: Executor): Promise<void> {
+  const reseat = (table: string, column: string) => sql`
+    SELECT setval(pg_get_serial_sequence(${table}, ${column}), m)
+      FROM (SELECT max(${sql.identifier(column)}) AS m FROM ${sql.raw(table)}) x
+     WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence(${table}, ${column})::regclass), 0)`;
+  await db.execute(reseat('caseguard.runs', 'run_id'));
+  await db.execute(reseat('caseguard.run_items', 'item_id'));
+  await db.execute(reseat('caseguard.quarantine', 'quarantine_id'));
 }
 
 const { process: _process, status: _status, ...recordColumns } = getTableColumns(runs);

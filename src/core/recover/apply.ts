@@ -8,10 +8,10 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Session } from '../db/database.js';
-import type { RunLock } from '../db/locks.js';
 import { describePgError, sqlStateOf } from '../db/sqlstate.js';
-import { InterruptedError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { INSERT_ITEMS } from '../journal/journal.js';
+import type { Run } from '../journal/run.js';
+import type { ReferencingTable } from '../references.js';
 import { batchStatement, type BatchSettings } from './batches.js';
 import { isQuarantineKind, TARGET_KINDS, targetPosition, TARGETS, type TargetKind } from './targets.js';
 
@@ -50,15 +50,12 @@ export function emptyProgress(): ApplyProgress {
 export interface ApplyContext {
   /** The run's session: the one that holds its temporary targets table. */
   db: Session;
-  runId: number;
+  run: Run;
   counts: Record<TargetKind, number>;
   total: number;
   quarantine: boolean;
   batchSize: number;
   settings: BatchSettings;
-  lock: RunLock;
-  log: Logger;
-  signal?: AbortSignal;
   onBatch?: (event: BatchEvent) => void | Promise<void>;
 }
 
@@ -68,7 +65,7 @@ function isRejection(error: unknown): boolean {
   return code !== undefined && (code.startsWith('23') || code.startsWith('P0') || code.startsWith('22'));
 }
 
-const TABLE_OF: Record<TargetKind, string> = {
+const TABLE_OF: Record<TargetKind, 'cases' | ReferencingTable> = {
   create_case: 'cases',
   normalise_progress: 'case_intake_progress',
   keep_duplicate: 'case_intake_progress',
@@ -79,19 +76,18 @@ const TABLE_OF: Record<TargetKind, string> = {
   quarantine_pointer: 'bot_user_context',
 };
 
+/** Every kind's targets, page by page, in the run's batch loop (its checkpoint before each page). */
 export async function applyTargets(ctx: ApplyContext, progress: ApplyProgress): Promise<void> {
-  for (const kind of TARGET_KINDS) {
-    if (isQuarantineKind(kind) && !ctx.quarantine) continue;
-    for (let afterSeq = 0; afterSeq < ctx.counts[kind]; afterSeq += ctx.batchSize) {
-      if (ctx.signal?.aborted) {
-        throw new InterruptedError(
-          `recover interrupted after ${progress.batches} batch(es); run ${ctx.runId} is journaled as interrupted; rerun to finish`,
-        );
-      }
-      await ctx.lock.assertHeld();
-      await applyRange(ctx, progress, kind, afterSeq, Math.min(ctx.batchSize, ctx.counts[kind] - afterSeq));
-    }
-  }
+  const pages = TARGET_KINDS.filter((kind) => ctx.quarantine || !isQuarantineKind(kind)).flatMap((kind) =>
+    Array.from({ length: Math.ceil(ctx.counts[kind] / ctx.batchSize) }, (_, i) => ({ kind, afterSeq: i * ctx.batchSize })),
+  );
+  let next = 0;
+  await ctx.run.batches(async () => {
+    const page = pages[next++];
+    if (!page) return false;
+    await applyRange(ctx, progress, page.kind, page.afterSeq, Math.min(ctx.batchSize, ctx.counts[page.kind] - page.afterSeq));
+    return true;
+  });
 }
 
 /** Targets afterSeq+1 .. afterSeq+size of a kind: whole, or in halves when the database rejects one. */
@@ -100,7 +96,7 @@ async function applyRange(ctx: ApplyContext, progress: ApplyProgress, kind: Targ
   let row: { taken: string; applied: string; vanished: string[] | null };
   try {
     const res = await ctx.db.execute<{ taken: string; applied: string; vanished: string[] | null }>(
-      batchStatement(kind, ctx.runId, afterSeq, size, ctx.settings),
+      batchStatement(kind, ctx.run.id, afterSeq, size, ctx.settings),
     );
     row = res.rows[0]!;
   } catch (error) {
@@ -109,7 +105,7 @@ async function applyRange(ctx: ApplyContext, progress: ApplyProgress, kind: Targ
       await journalRejected(ctx, kind, afterSeq + 1, sqlStateOf(error)!, describePgError(error));
       progress.rejected++;
       progress.taken++;
-      ctx.log.warn({ event: 'recover.target_rejected', kind, sqlstate: sqlStateOf(error) });
+      ctx.run.log.warn({ event: 'recover.target_rejected', kind, sqlstate: sqlStateOf(error) });
       return;
     }
     const half = Math.ceil(size / 2);
@@ -126,7 +122,7 @@ async function applyRange(ctx: ApplyContext, progress: ApplyProgress, kind: Targ
   progress.longestBatchMs = Math.max(progress.longestBatchMs, ms);
   if (row.vanished && row.vanished.length > 0) await journalSuppressed(ctx, progress, row.vanished);
   const event = {
-    runId: ctx.runId,
+    runId: ctx.run.id,
     kind,
     batch: progress.batches,
     taken,
@@ -135,14 +131,14 @@ async function applyRange(ctx: ApplyContext, progress: ApplyProgress, kind: Targ
     doneTotal: progress.taken,
     total: ctx.total,
   };
-  ctx.log.info({ event: 'recover.batch_committed', kind, batch: event.batch, rows: taken, applied, ms: event.ms });
+  ctx.run.log.info({ event: 'recover.batch_committed', kind, batch: event.batch, rows: taken, applied, ms: event.ms });
   await ctx.onBatch?.(event);
 }
 
 async function journalRejected(ctx: ApplyContext, kind: TargetKind, seq: number, sqlstate: string, reason: string): Promise<void> {
   await ctx.db.execute(sql`
-    INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
-    SELECT ${ctx.runId}, 'rejected', t.check_id, ${TABLE_OF[kind]},
+    ${INSERT_ITEMS}
+    SELECT ${ctx.run.id}, 'rejected', t.check_id, ${TABLE_OF[kind]},
            jsonb_strip_nulls(jsonb_build_object('kind', t.kind, 'user_id', t.user_id, 'case_id', coalesce(t.canonical_id::text, t.case_id), 'memory_id', t.memory_id)),
            NULL, jsonb_build_object('sqlstate', ${sqlstate}::text, 'reason', ${reason}::text)
       FROM ${TARGETS} t WHERE t.pos = ${targetPosition(kind, seq)}::bigint`);
@@ -161,8 +157,8 @@ async function journalSuppressed(ctx: ApplyContext, progress: ApplyProgress, ids
          AND NOT EXISTS (SELECT 1 FROM mega_agent.cases c WHERE c.case_id = t.canonical_id)
     ),
     items AS (
-      INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
-      SELECT ${ctx.runId}, 'rejected', g.check_id, 'cases', jsonb_build_object('kind', g.kind, 'user_id', g.user_id, 'case_id', g.canonical_id::text),
+      ${INSERT_ITEMS}
+      SELECT ${ctx.run.id}, 'rejected', g.check_id, 'cases', jsonb_build_object('kind', g.kind, 'user_id', g.user_id, 'case_id', g.canonical_id::text),
              NULL, jsonb_build_object('sqlstate', NULL, 'reason', 'suppressed: a trigger on cases returned NULL, so no row was inserted')
         FROM gone g
       RETURNING 1
@@ -171,6 +167,6 @@ async function journalSuppressed(ctx: ApplyContext, progress: ApplyProgress, ids
   const suppressed = Number(res.rows[0]?.n ?? 0);
   if (suppressed > 0) {
     progress.rejected += suppressed;
-    ctx.log.warn({ event: 'recover.target_rejected', kind: 'create_case', suppressed });
+    ctx.run.log.warn({ event: 'recover.target_rejected', kind: 'create_case', suppressed });
   }
 }

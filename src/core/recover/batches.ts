@@ -6,7 +6,8 @@
  * temporary targets table, so it runs on the run's session.
  */
 import { sql, type SQL } from 'drizzle-orm';
-import type { QuarantineTable } from './quarantine.js';
+import { INSERT_ITEMS } from '../journal/journal.js';
+import type { ReferencingTable } from '../references.js';
 import { targetPosition, TARGETS, type TargetKind } from './targets.js';
 
 import { RECOVERED_TITLE } from '../intake/store.js';
@@ -20,8 +21,6 @@ function page(kind: TargetKind, afterSeq: number, size: number): SQL {
 
 /** The checks a created case comes from (see targets.ts, chosen). */
 const CREATE_CHECKS = ['orphaned_progress', 'orphaned_memory', 'dangling_active_case'] as const;
-
-const ITEM_INSERT = sql`INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)`;
 
 export interface BatchSettings {
   shapeIsUuid: boolean;
@@ -158,7 +157,7 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
 function normalise(
   b: SQL,
   runId: number,
-  table: QuarantineTable,
+  table: ReferencingTable,
   column: string,
   canonical: SQL,
   match: SQL,
@@ -174,7 +173,7 @@ function normalise(
       RETURNING ${key} AS row_key, b.case_id AS old_value, t.${col}::text AS new_value
     ),
     items AS (
-      ${ITEM_INSERT}
+      ${INSERT_ITEMS}
       SELECT ${runId}, 'spelling_changed', 'noncanonical_case_id', ${table}, row_key,
              jsonb_build_object(${column}::text, old_value), jsonb_build_object(${column}::text, new_value)
         FROM upd
@@ -184,7 +183,7 @@ function normalise(
 }
 
 /** Copy into the quarantine and delete, in one statement: nothing is deleted without its copy. */
-function quarantine(b: SQL, runId: number, table: QuarantineTable, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
+function quarantine(b: SQL, runId: number, table: ReferencingTable, match: SQL, key: SQL, tail: (applied: SQL) => SQL): SQL {
   return sql`
     WITH b AS (${b}),
     del AS (
@@ -197,7 +196,7 @@ function quarantine(b: SQL, runId: number, table: QuarantineTable, match: SQL, k
       RETURNING quarantine_id, row_data, reason
     ),
     items AS (
-      INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+      ${INSERT_ITEMS}
       SELECT ${runId}, 'quarantined', q.reason, ${table}, jsonb_build_object('quarantine_id', q.quarantine_id), q.row_data, NULL
         FROM q
       RETURNING 1

@@ -66,3 +66,9 @@ export async function inspectCaseConstraints(db: Executor, caseValues: Record<st
   }
   return { blockers, risks };
 }
+
+/** The refusal the blockers among the application's rules make, one sentence; undefined when none. */
+export function constraintsRefusal(constraints: CaseConstraints): string | undefined {
+  if (constraints.blockers.length === 0) return undefined;
+  return `recover cannot run as asked; nothing was changed: ${constraints.blockers.join('; ')}`;
+}

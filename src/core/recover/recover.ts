@@ -3,28 +3,27 @@
  *
  * 1. planRecovery is the dry run: the same target query as a real run, read in one READ ONLY
  *    REPEATABLE READ transaction that writes nothing anywhere (a SELECT-only role and a hot
- *    standby can run it); what a terminal prompt shows before anything is locked or journaled.
- * 2. A real run takes the run lock (see db/locks.ts), is journaled, and snapshots its targets in
- *    one set-based pass (see targets.ts) with the same query, so it executes the plan shown,
- *    into a temporary table of one session that the run then works on.
- * 3. The real run works through the targets in keyset batches, one statement (and so one
- *    transaction) per batch, journaling what each batch actually changed.
- * 4. Interrupted between batches (signal), it stops after the current batch and records the run
- *    as interrupted; a rerun finishes the job. A rerun after success changes nothing.
+ *    standby can run it), with the blockers that would refuse a real run; what a terminal
+ *    prompt shows before anything is locked or journaled.
+ * 2. applyRecovery runs inside the run protocol (journal/run.ts: lock, journal, checkpoints,
+ *    one finish policy) and snapshots its targets in one set-based pass (see targets.ts) with
+ *    the same query, so it executes the plan shown, into a temporary table of its own session.
+ * 3. The run works through the targets in keyset batches, one statement (and so one
+ *    transaction) per batch, journaling what each batch actually changed (apply.ts).
+ * 4. Stopped by a signal, it stops at the next checkpoint between batches and is journaled as
+ *    interrupted; a rerun finishes the job. A rerun after success changes nothing.
  */
 import { sql } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Database, Session } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { withRunLock, withSession, type RunLock } from '../db/locks.js';
-import { ensureJournalSchema } from '../db/migrate.js';
-import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.js';
-import { ConnectionError, InterruptedError, UsageError } from '../errors.js';
-import { finishRun, startRun } from '../journal/journal.js';
+import { runBlockers } from '../db/locks.js';
+import { assertUnblocked, ExitCode, UsageError, type Blocker } from '../errors.js';
+import { withJournaledRun, type Run, type RunEnd } from '../journal/run.js';
 import type { Logger } from '../logger.js';
 import { applyTargets, emptyProgress, type BatchEvent } from './apply.js';
 import { batchStatement } from './batches.js';
-import { inspectCaseConstraints, type CaseConstraints } from './constraints.js';
+import { constraintsRefusal, inspectCaseConstraints, type CaseConstraints } from './constraints.js';
 import {
   ambiguousOwners,
   dropTargets,
@@ -38,32 +37,38 @@ import {
   type TargetSample,
 } from './targets.js';
 
-export interface RecoverOptions {
-  dryRun: boolean;
+/** What a recover run does: the settings a plan is read with and applied with. */
+export interface RecoverSettings {
   /** Move invalid and duplicate rows into the quarantine (otherwise they are reported and left). */
   quarantine: boolean;
   batchSize: number;
   /** Samples per kind in the plan. */
   sampleLimit: number;
-  log: Logger;
-  signal?: AbortSignal;
-  /** Asked once the plan is known, before anything is written; false declines. */
-  confirm?: (plan: RecoveryPlan) => Promise<boolean>;
-  /** How long to wait for the run lock. */
-  lockWaitMs?: number;
   /** Duplicate groups: keep the row the bot reads (default), or quarantine every row. */
   duplicates?: DuplicatePolicy;
   /** Values for the application's required columns of cases (--case-value), by column. */
   caseValues?: Record<string, string>;
+}
+
+/** How a plan is applied: the run's logger, its stop signal, and what it reports batch by batch. */
+export interface ApplyOptions {
+  log: Logger;
+  signal?: AbortSignal;
+  /** How long to wait for the run lock. */
+  lockWaitMs?: number;
   /** Called after each committed batch; awaited. */
   onBatch?: (event: BatchEvent) => void | Promise<void>;
 }
 
 export interface RecoveryPlan {
-  /** The run executing it; null for a plan read without a run (the dry run). */
+  /** The run executing it; null for a plan read without a run (planRecovery). */
   runId: number | null;
+  /** Read without a run, in a READ ONLY transaction (what --dry-run shows). */
   dryRun: boolean;
+  /** Whether counts and samples were read (a plan read only to be applied at once skips them: the run snapshots its own). */
+  previewed: boolean;
   shape: DatabaseShape['shape'];
+  settings: RecoverSettings;
   /** Targets found, per kind (quarantine kinds whether or not --quarantine was given). */
   counts: Record<TargetKind, number>;
   /** Targets this run will act on. */
@@ -77,6 +82,8 @@ export interface RecoveryPlan {
   duplicates: DuplicatePolicy;
   /** The application's rules on cases: blockers stop the run before it starts; risks may reject rows. */
   constraints: CaseConstraints;
+  /** Why the plan cannot be applied here (the server, a privilege, the application's rules); empty when it can. */
+  blockers: Blocker[];
   /** The statement each kind runs per batch, with its parameters. */
   statements: Array<{ kind: TargetKind; sql: string; params: unknown[] }>;
 }
@@ -84,12 +91,12 @@ export interface RecoveryPlan {
 export type { BatchEvent } from './apply.js';
 
 /** partial: the run finished, but the database rejected some targets (journaled as 'rejected'). */
-export type RecoverStatus = 'completed' | 'partial' | 'nothing_to_do' | 'dry_run' | 'declined';
+export type RecoverStatus = 'completed' | 'partial' | 'nothing_to_do';
 
 export interface RecoverResult {
-  /** null for a dry run, which journals nothing. */
-  runId: number | null;
+  runId: number;
   status: RecoverStatus;
+  /** The plan as the run snapshotted it. */
   plan: RecoveryPlan;
   applied: Record<TargetKind, number>;
   /** Targets already handled by someone else meanwhile (e.g. a case the live bot re-created). */
@@ -102,216 +109,189 @@ export interface RecoverResult {
 }
 
 const dialect = new PgDialect();
+const WHAT = 'caseguard recover';
 
-export function validateRecoverOptions(o: Pick<RecoverOptions, 'batchSize'>): void {
+export function validateRecoverSettings(o: Pick<RecoverSettings, 'batchSize'>): void {
   if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > 100_000) {
     throw new UsageError('--batch-size must be a whole number from 1 to 100000');
   }
 }
 
 /**
- * The plan without a run: one READ ONLY REPEATABLE READ transaction; nothing is written
- * anywhere, no lock is taken. The statements shown carry run id 0 where the real run's id goes.
+ * The plan, read-only: one READ ONLY REPEATABLE READ transaction, nothing written anywhere, no
+ * lock taken (a SELECT-only role and a hot standby can read it: its blockers then say why it
+ * cannot be applied there). The statements shown carry run id 0 where the real run's id goes.
+ * With preview false only what decides whether it can run is read (a run applied at once
+ * snapshots its own targets).
  */
 export async function planRecovery(
   database: Database,
   shape: DatabaseShape,
-  options: Pick<RecoverOptions, 'quarantine' | 'batchSize' | 'sampleLimit' | 'duplicates' | 'caseValues'>,
+  settings: RecoverSettings,
+  options: { preview?: boolean } = {},
 ): Promise<RecoveryPlan> {
-  validateRecoverOptions(options);
+  validateRecoverSettings(settings);
+  const preview = options.preview ?? true;
+  const blockers = await runBlockers(database, WHAT);
+  const temporary = await temporaryRefusal(database);
+  if (temporary) blockers.push({ reason: temporary, exitCode: ExitCode.connection });
+  // Outside the snapshot: a --case-value that does not fit is found by a cast that fails.
+  const constraints = await inspectCaseConstraints(database.db, settings.caseValues ?? {});
   return database.db.transaction(
     async (tx) => {
-      const preview = await previewTargets(tx, shape, options.sampleLimit, options.duplicates ?? 'keep-latest');
-      const constraints = await inspectCaseConstraints(tx, options.caseValues ?? {});
-      return planFrom(shape, null, preview.counts, { ...options, dryRun: true }, preview.samples, preview.ambiguous, constraints);
+      if (constraints.blockers.length > 0) {
+        blockers.push({
+          reason: `recover cannot run as asked; nothing was changed: ${constraints.blockers.join('; ')}`,
+          exitCode: ExitCode.usage,
+        });
+      }
+      const found = preview
+        ? await previewTargets(tx, shape, settings.sampleLimit, settings.duplicates ?? 'keep-latest')
+        : { counts: noTargets(), samples: [], ambiguous: { count: 0, samples: [] } };
+      return planFrom(shape, null, found.counts, settings, found.samples, found.ambiguous, constraints, blockers, preview);
     },
     { isolationLevel: 'repeatable read', accessMode: 'read only' },
   );
 }
 
 /**
- * Applies a plan read by planRecovery (after the user confirmed it): takes the run lock,
- * snapshots the targets again with the plan's settings (the live bot may have fixed some
- * meanwhile: each batch re-checks its targets) and journals what it did.
+ * Applies a plan: takes the run lock, snapshots the targets again with the plan's settings (the
+ * live bot may have fixed some meanwhile: each batch re-checks its targets), works through them
+ * in batches and journals what each did.
  */
 export async function applyRecovery(
   database: Database,
   shape: DatabaseShape,
   plan: RecoveryPlan,
-  options: Omit<RecoverOptions, 'dryRun' | 'batchSize' | 'duplicates' | 'confirm'>,
+  options: ApplyOptions,
 ): Promise<RecoverResult> {
-  return recover(database, shape, { ...options, dryRun: false, batchSize: plan.batchSize, duplicates: plan.duplicates });
-}
-
-export async function recover(database: Database, shape: DatabaseShape, options: RecoverOptions): Promise<RecoverResult> {
-  validateRecoverOptions(options);
-  if (options.dryRun) {
-    const started = performance.now();
-    const plan = await planRecovery(database, shape, options);
-    return {
-      runId: null,
-      status: 'dry_run',
-      plan,
-      applied: emptyProgress().applied,
-      skipped: 0,
-      rejected: 0,
-      batches: 0,
-      longestBatchMs: 0,
-      durationMs: performance.now() - started,
-    };
-  }
-  // The application's rules that would stop the run are reported before any lock or journal row.
-  const { blockers } = await inspectCaseConstraints(database.db, options.caseValues ?? {});
-  if (blockers.length > 0) throw new UsageError(`recover cannot run as asked; nothing was changed: ${blockers.join('; ')}`);
-  await assertCanCreateTemporaryTable(database);
-  // held at once: the run lock's session, the run's own session, and one for the journal
-  if ((database.pool.options.max ?? 10) < 3)
-    throw new UsageError('recover needs a pool of at least 3 connections (poolSize); nothing was changed');
-  return withRunLock(
+  assertUnblocked(plan);
+  const settings = plan.settings;
+  const duplicates = settings.duplicates ?? 'keep-latest';
+  const runOptions = {
+    quarantine: settings.quarantine,
+    batchSize: settings.batchSize,
+    duplicates,
+    caseValues: Object.keys(settings.caseValues ?? {}),
+  };
+  return withJournaledRun(
     database,
-    { what: 'caseguard recover', waitMs: options.lockWaitMs, signal: options.signal, log: options.log },
-    async (lock) => {
-      await ensureJournalSchema(database.pool);
-      return withSession(database.pool, (session) => run(database, session, shape, options, lock));
+    {
+      command: 'recover',
+      options: runOptions,
+      log: options.log,
+      signal: options.signal,
+      lockWaitMs: options.lockWaitMs,
+      asyncCommit: true,
     },
+    (run) =>
+      run.withSession(async (session) => {
+        try {
+          return await work(session, shape, plan, options, run);
+        } finally {
+          // Gone with the session anyway; dropped now so the connection goes back to the pool clean.
+          await dropTargets(session).catch(() => undefined);
+          await session.execute(sql`RESET synchronous_commit`).catch(() => undefined);
+        }
+      }),
   );
 }
 
-/** A run keeps its targets in a temporary table: without the privilege it refuses before anything is written. */
-async function assertCanCreateTemporaryTable(database: Database): Promise<void> {
+/** Why a real run cannot keep its targets (a temporary table), or undefined when it can. */
+async function temporaryRefusal(database: Database): Promise<string | undefined> {
   const result = await database.db.execute<{ ok: boolean; db: string }>(
     sql`SELECT has_database_privilege(current_database(), 'TEMPORARY') AS ok, current_database() AS db`,
   );
   const row = result.rows[0]!;
-  if (!row.ok) {
-    throw new ConnectionError(
-      `the database user lacks a privilege this command needs: TEMPORARY on database ${row.db} (a recover run keeps its targets in a temporary table); grant it, or run as a role that has it; nothing was changed`,
-    );
-  }
+  if (row.ok) return undefined;
+  return `the database user lacks a privilege this command needs: TEMPORARY on database ${row.db} (a recover run keeps its targets in a temporary table); grant it, or run as a role that has it; nothing was changed`;
 }
 
-async function run(
-  database: Database,
+const noTargets = () => Object.fromEntries(TARGET_KINDS.map((k) => [k, 0])) as Record<TargetKind, number>;
+
+async function work(
   session: Session,
   shape: DatabaseShape,
-  options: RecoverOptions,
-  lock: RunLock,
-): Promise<RecoverResult> {
-  const { db } = database;
+  planned: RecoveryPlan,
+  options: ApplyOptions,
+  run: Run,
+): Promise<RunEnd<RecoverResult>> {
   const started = performance.now();
-  const duplicates = options.duplicates ?? 'keep-latest';
-  const runId = await startRun(db, {
-    command: 'recover',
-    options: {
-      quarantine: options.quarantine,
-      batchSize: options.batchSize,
-      duplicates,
-      caseValues: Object.keys(options.caseValues ?? {}),
-    },
-    dryRun: false,
-    process: database.identity,
-  });
-  const log = options.log.child({ run_id: runId });
   const progress = emptyProgress();
-  const finish = async (status: 'completed' | 'partial' | 'interrupted' | 'failed' | 'refused', error?: string) => {
-    const counts = { ...progress.applied, targets: plan?.total ?? 0, batches: progress.batches, rejected: progress.rejected };
-    await finishRun(db, runId, { status, counts, error }).catch((e: unknown) =>
-      log.error({ event: 'recover.journal_failed', err: safeMessage(e) }),
-    );
-    // Gone with the session anyway; dropped now so the connection goes back to the pool clean.
-    await dropTargets(session).catch(() => undefined);
-    await session.execute(sql`RESET synchronous_commit`).catch(() => undefined);
-  };
-  let plan: RecoveryPlan | undefined;
-  try {
-    const { counts, shared } = await snapshotTargets(session, shape, duplicates);
-    plan = await buildPlan(database, session, shape, runId, counts, shared, options);
-    const result = (status: RecoverStatus): RecoverResult => ({
-      runId,
-      status,
-      plan: plan!,
-      applied: progress.applied,
-      skipped: progress.taken - progress.rejected - Object.values(progress.applied).reduce((a, b) => a + b, 0),
-      rejected: progress.rejected,
-      batches: progress.batches,
-      longestBatchMs: progress.longestBatchMs,
-      durationMs: performance.now() - started,
-    });
-    if (plan.total === 0) {
-      await finish('completed');
-      return result('nothing_to_do');
-    }
-    if (options.confirm && !(await options.confirm(plan))) {
-      await finish('refused', 'declined at the confirmation prompt');
-      return result('declined');
-    }
-    // A batch's commit does not wait for its WAL to reach disk: the run's final journal entry
-    // is a synchronous commit (on the pool), which makes every batch before it durable. A server
-    // crash before that loses at most the last batches together with their journal items (one
-    // transaction each), and the run is then abandoned with the counts that survived.
-    await session.execute(sql`SET synchronous_commit = off`);
-    await applyTargets(
-      {
-        db: session,
-        runId,
-        counts: plan.counts,
-        total: plan.total,
-        quarantine: options.quarantine,
-        batchSize: options.batchSize,
-        settings: { shapeIsUuid: shape.shape === 'uuid', caseValues: options.caseValues ?? {} },
-        lock,
-        log,
-        signal: options.signal,
-        onBatch: options.onBatch,
+  const settings = planned.settings;
+  const { counts, shared } = await snapshotTargets(session, shape, settings.duplicates ?? 'keep-latest');
+  const plan = await snapshotPlan(session, shape, run.id, counts, shared, planned);
+  const record = () =>
+    Object.assign(run.counts, progress.applied, { targets: plan.total, batches: progress.batches, rejected: progress.rejected });
+  const result = (status: RecoverStatus): RecoverResult => ({
+    runId: run.id,
+    status,
+    plan,
+    applied: progress.applied,
+    skipped: progress.taken - progress.rejected - Object.values(progress.applied).reduce((a, b) => a + b, 0),
+    rejected: progress.rejected,
+    batches: progress.batches,
+    longestBatchMs: progress.longestBatchMs,
+    durationMs: performance.now() - started,
+  });
+  record();
+  if (plan.total === 0) return { status: 'completed', value: result('nothing_to_do') };
+  // A batch's commit does not wait for its WAL to reach disk: the run's final journal entry
+  // is a synchronous commit (on the pool), which makes every batch before it durable. A server
+  // crash before that loses at most the last batches together with their journal items (one
+  // transaction each), and the run is then abandoned with the counts that survived.
+  await session.execute(sql`SET synchronous_commit = off`);
+  await applyTargets(
+    {
+      db: session,
+      run,
+      counts: plan.counts,
+      total: plan.total,
+      quarantine: settings.quarantine,
+      batchSize: settings.batchSize,
+      settings: { shapeIsUuid: shape.shape === 'uuid', caseValues: settings.caseValues ?? {} },
+      onBatch: async (event) => {
+        record();
+        await options.onBatch?.(event);
       },
-      progress,
-    );
-    const status = progress.rejected > 0 ? 'partial' : 'completed';
-    await finish(
-      status,
-      progress.rejected > 0 ? `${progress.rejected} target(s) rejected by the database; see caseguard runs show ${runId}` : undefined,
-    );
-    return result(status);
-  } catch (error) {
-    if (error instanceof InterruptedError) {
-      await finish('interrupted', error.message);
-      throw error;
-    }
-    await finish('failed', describePgError(error));
-    if (error instanceof ConnectionError) throw error;
-    if (isConnectionLost(error)) {
-      throw new ConnectionError(
-        `the connection was lost during recover run ${runId} after ${progress.batches} committed batch(es); they are kept; rerun caseguard recover to finish`,
-        { cause: error },
-      );
-    }
-    throw error;
+    },
+    progress,
+  );
+  record();
+  if (progress.rejected > 0) {
+    return {
+      status: 'partial',
+      reason: `${progress.rejected} target(s) rejected by the database; see caseguard runs show ${run.id}`,
+      value: result('partial'),
+    };
   }
+  return { status: 'completed', value: result('completed') };
 }
 
-async function buildPlan(
-  database: Database,
+/** The plan as the run's snapshot has it: its counts and samples, and the rules on cases the plan read. */
+async function snapshotPlan(
   session: Session,
   shape: DatabaseShape,
   runId: number,
   counts: Record<TargetKind, number>,
   shared: number,
-  options: RecoverOptions,
+  planned: RecoveryPlan,
 ): Promise<RecoveryPlan> {
-  const samples = await sampleTargets(session, options.sampleLimit);
-  const ambiguous = await ambiguousOwners(session, shared, options.sampleLimit);
-  const constraints = await inspectCaseConstraints(database.db, options.caseValues ?? {});
-  return planFrom(shape, runId, counts, options, samples, ambiguous, constraints);
+  const samples = await sampleTargets(session, planned.settings.sampleLimit);
+  const ambiguous = await ambiguousOwners(session, shared, planned.settings.sampleLimit);
+  return planFrom(shape, runId, counts, planned.settings, samples, ambiguous, planned.constraints, [], true);
 }
 
 function planFrom(
   shape: DatabaseShape,
   runId: number | null,
   counts: Record<TargetKind, number>,
-  options: Pick<RecoverOptions, 'dryRun' | 'quarantine' | 'batchSize' | 'duplicates' | 'caseValues'>,
+  options: RecoverSettings,
   samples: TargetSample[],
   ambiguous: { count: number; samples: TargetSample[] },
   constraints: CaseConstraints,
+  blockers: Blocker[],
+  previewed: boolean,
 ): RecoveryPlan {
   const acted = TARGET_KINDS.filter((k) => counts[k] > 0 && (options.quarantine || !isQuarantineKind(k)));
   const total = acted.reduce((n, k) => n + counts[k], 0);
@@ -333,10 +313,19 @@ function planFrom(
     return { kind, sql: q.sql.replace(/\n\s*\n/g, '\n').trim(), params: q.params };
   });
   const duplicates = options.duplicates ?? 'keep-latest';
+  const settings: RecoverSettings = {
+    quarantine: options.quarantine,
+    batchSize: options.batchSize,
+    sampleLimit: options.sampleLimit,
+    duplicates,
+    caseValues: options.caseValues ?? {},
+  };
   return {
     runId,
-    dryRun: options.dryRun,
+    dryRun: runId === null,
+    previewed,
     shape: shape.shape,
+    settings,
     counts,
     total,
     samples,
@@ -345,6 +334,7 @@ function planFrom(
     batchSize: options.batchSize,
     duplicates,
     constraints,
+    blockers,
     statements,
   };
 }

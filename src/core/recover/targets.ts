@@ -47,7 +47,7 @@ export type DuplicatePolicy = 'keep-latest' | 'quarantine-all';
  * The targets as one WITH query ending in all_targets (one anti-join against cases for every
  * table that references them: one hash of cases). Read-only; snapshot and preview build on it.
  */
-function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
+export function targetsCte(shape: DatabaseShape, duplicates: DuplicatePolicy): SQL {
   const keepLatest = duplicates === 'keep-latest';
   const legacy = shape.shape === 'legacy';
   const asUuid = (column: SQL) => uuidOrNull(column, shape.serverVersionNum);

@@ -7,19 +7,34 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database, Tx } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { withRunLock } from '../db/locks.js';
-import { ensureJournalSchema } from '../db/migrate.js';
-import { describePgError } from '../db/sqlstate.js';
-import { BusyError, InterruptedError, UsageError } from '../errors.js';
-import { finishRun, getRun, startRun } from '../journal/journal.js';
-import { listQuarantine, restoreAll } from './quarantine.js';
+import { runBlockers } from '../db/locks.js';
+import { assertUnblocked, BusyError, ExitCode, InterruptedError, UsageError, type Blocker } from '../errors.js';
+import { getRun, INSERT_ITEMS } from '../journal/journal.js';
+import { withJournaledRun } from '../journal/run.js';
+import type { Logger } from '../logger.js';
+import { listQuarantine } from './quarantine.js';
+import { restoreAll } from './restore.js';
+
+const WHAT = 'caseguard recover --undo';
+
+/** What undoing a run would do, read without writing; its blockers say why it cannot be done here. */
+export interface UndoPlan {
+  undoneRun: number;
+  /** When the undone run started: what "touched since" is measured from. */
+  startedAt: string;
+  /** What the undo does: "5 case(s) to delete, 8 spelling(s) to restore, 7 quarantined row(s) to put back". */
+  summary: string;
+  casesToDelete: number;
+  spellingsToRestore: number;
+  rowsToPutBack: number;
+  /** Why it cannot be undone (not safely, or not on this server); empty when it can. */
+  blockers: Blocker[];
+}
 
 export interface UndoResult {
-  /** The undo's own run; null for a dry run, which journals nothing. */
-  runId: number | null;
+  /** The undo's own run. */
+  runId: number;
   undoneRun: number;
-  dryRun: boolean;
-  /** What the undo does (or, dry, would do). */
   summary: string;
   casesDeleted: number;
   spellingsRestored: number;
@@ -165,106 +180,108 @@ async function restoreSpellings(tx: Tx, shape: DatabaseShape, runId: number): Pr
   return restored;
 }
 
-export async function undoRun(
-  database: Database,
-  shape: DatabaseShape,
-  undoneRun: number,
-  options: { dryRun: boolean; confirm?: (summary: string) => Promise<boolean>; signal?: AbortSignal; lockWaitMs?: number },
-): Promise<UndoResult> {
+/**
+ * The undo's plan, read-only: the run must exist, be a finished real recover run not undone
+ * yet (a usage error, exit 2, otherwise; exit 5 while it runs); the safety checks read in one
+ * READ ONLY REPEATABLE READ transaction become its blockers.
+ */
+export async function planUndo(database: Database, shape: DatabaseShape, undoneRun: number): Promise<UndoPlan> {
   const original = shape.hasJournal ? await getRun(database.db, undoneRun) : undefined;
   if (!original) throw new UsageError(`there is no run ${undoneRun}; see caseguard runs`);
-  if (original.command !== 'recover')
+  if (original.command !== 'recover') {
     throw new UsageError(`run ${undoneRun} is a ${original.command} run; only recover runs can be undone`);
+  }
   if (original.dryRun) throw new UsageError(`run ${undoneRun} was a dry run; it changed nothing`);
   if (original.status === 'running') throw new BusyError(`run ${undoneRun} is still running; undo it once it has ended`);
   if (original.options.undoneBy) throw new UsageError(`run ${undoneRun} was undone already by run ${String(original.options.undoneBy)}`);
-
-  /** The safety checks and what the undo would do; throws UsageError when it is not safe. */
-  const inspect = async (tx: Tx) => {
-    const problems = await refusals(tx, shape, undoneRun, original.startedAt);
-    if (problems.length > 0) {
-      throw new UsageError(
-        `cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`,
-      );
-    }
-    const quarantined = (await listQuarantine(tx, { runId: undoneRun, includeRestored: false, limit: 0 })).total;
-    const itemsOf = (action: string) => original.items.filter((i) => i.action === action).reduce((n, i) => n + i.count, 0);
-    const summary = `${itemsOf('case_created')} case(s) to delete, ${itemsOf('spelling_changed')} spelling(s) to restore, ${quarantined} quarantined row(s) to put back`;
-    return { quarantined, summary };
+  const itemsOf = (action: string) => original.items.filter((i) => i.action === action).reduce((n, i) => n + i.count, 0);
+  const blockers = await runBlockers(database, WHAT);
+  const { unsafe, rowsToPutBack } = await database.db.transaction(
+    async (tx) => ({
+      unsafe: await safetyRefusal(tx, shape, undoneRun, original.startedAt),
+      rowsToPutBack: await quarantinedBy(tx, undoneRun),
+    }),
+    { isolationLevel: 'repeatable read', accessMode: 'read only' },
+  );
+  if (unsafe) blockers.unshift({ reason: unsafe, exitCode: ExitCode.usage });
+  const casesToDelete = itemsOf('case_created');
+  const spellingsToRestore = itemsOf('spelling_changed');
+  return {
+    undoneRun,
+    startedAt: original.startedAt,
+    summary: `${casesToDelete} case(s) to delete, ${spellingsToRestore} spelling(s) to restore, ${rowsToPutBack} quarantined row(s) to put back`,
+    casesToDelete,
+    spellingsToRestore,
+    rowsToPutBack,
+    blockers,
   };
-  const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
-  if (options.dryRun) {
-    const { summary } = await database.db.transaction(inspect, { isolationLevel: 'repeatable read', accessMode: 'read only' });
-    return { runId: null, undoneRun, dryRun: true, summary, ...counts };
-  }
-
-  return withRunLock(database, { what: 'caseguard recover --undo', waitMs: options.lockWaitMs, signal: options.signal }, async (lock) => {
-    await ensureJournalSchema(database.pool);
-    const runId = await startRun(database.db, {
-      command: 'recover --undo',
-      options: { undo: undoneRun },
-      dryRun: false,
-      process: database.identity,
-    });
-    let summary = '';
-    try {
-      await database.db.transaction(async (tx) => {
-        const inspected = await inspect(tx);
-        summary = inspected.summary;
-        if (options.confirm && !(await options.confirm(summary)))
-          throw new UsageError('declined at the confirmation prompt; nothing was changed');
-        await lock.assertHeld();
-        // SIGINT cancels the statement in hand; the transaction rolls back whole.
-        const stopCancelling = await cancelOnAbort(database, tx, options.signal);
-        const step = () => {
-          if (options.signal?.aborted) throw new InterruptedError(`undo of run ${undoneRun} interrupted`);
-        };
-        try {
-          step();
-          counts.spellingsRestored = await restoreSpellings(tx, shape, undoneRun);
-          step();
-          const restored = await restoreAll(tx, undoneRun, runId);
-          if (restored.notRestoredCount > 0) {
-            const first = restored.notRestored[0]!;
-            throw new UsageError(
-              `cannot undo run ${undoneRun}: ${restored.notRestoredCount} quarantined row(s) cannot go back (quarantine ${first.quarantineId}: ${first.reason}); nothing was changed`,
-            );
-          }
-          counts.rowsRestored = restored.restored;
-          step();
-          await deleteCreatedCases(tx, undoneRun, runId, counts);
-        } finally {
-          stopCancelling();
-        }
-      });
-      await finishRun(database.db, runId, { status: 'completed', counts });
-      return { runId, undoneRun, dryRun: false, summary, ...counts };
-    } catch (error) {
-      if (options.signal?.aborted) {
-        const interrupted = new InterruptedError(
-          `undo of run ${undoneRun} interrupted; its transaction was rolled back: nothing was changed`,
-          { cause: error },
-        );
-        await finishRun(database.db, runId, {
-          status: 'interrupted',
-          counts: { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 },
-          error: interrupted.message,
-        });
-        throw interrupted;
-      }
-      const refused = error instanceof UsageError;
-      await finishRun(database.db, runId, {
-        status: refused ? 'refused' : 'failed',
-        counts,
-        error: refused ? error.message : describePgError(error),
-      });
-      throw error;
-    }
-  });
 }
 
-/** Deletes the cases the run created (journaling each), and marks the run undone. */
-async function deleteCreatedCases(tx: Tx, undoneRun: number, runId: number, counts: { casesDeleted: number }): Promise<void> {
+/**
+ * Undoes the run in one transaction on the run's own session, after the safety checks again in
+ * that transaction (the database may have moved since the plan). A stop request cancels the
+ * statement in hand at once: the transaction rolls back whole, nothing changed.
+ */
+export async function applyUndo(
+  database: Database,
+  shape: DatabaseShape,
+  plan: UndoPlan,
+  options: { log: Logger; signal?: AbortSignal; lockWaitMs?: number },
+): Promise<UndoResult> {
+  assertUnblocked(plan);
+  const undone = plan.undoneRun;
+  return withJournaledRun(
+    database,
+    { command: 'recover --undo', options: { undo: undone }, log: options.log, signal: options.signal, lockWaitMs: options.lockWaitMs },
+    async (run) => {
+      await run.checkpoint('before it began');
+      const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
+      try {
+        await run.withSession(
+          (session) =>
+            session.transaction(async (tx) => {
+              const unsafe = await safetyRefusal(tx, shape, undone, plan.startedAt);
+              if (unsafe) throw new UsageError(unsafe);
+              counts.spellingsRestored = await restoreSpellings(tx, shape, undone);
+              const restored = await restoreAll(tx, undone, run.id);
+              if (restored.notRestoredCount > 0) {
+                const first = restored.notRestored[0]!;
+                throw new UsageError(
+                  `cannot undo run ${undone}: ${restored.notRestoredCount} quarantined row(s) cannot go back (quarantine ${first.quarantineId}: ${first.reason}); nothing was changed`,
+                );
+              }
+              counts.rowsRestored = restored.restored;
+              counts.casesDeleted = await deleteCreatedCases(tx, undone, run.id);
+            }),
+          { cancel: 'at-once' },
+        );
+      } catch (error) {
+        if (options.signal?.aborted && !(error instanceof UsageError)) {
+          throw new InterruptedError(`undo of run ${undone} interrupted; its transaction was rolled back: nothing was changed`, {
+            cause: error,
+          });
+        }
+        throw error;
+      }
+      Object.assign(run.counts, counts);
+      return { status: 'completed', value: { runId: run.id, undoneRun: undone, summary: plan.summary, ...counts } };
+    },
+  );
+}
+
+/** Why undoing the run is not safe now, in one sentence; undefined when it is. */
+async function safetyRefusal(tx: Tx, shape: DatabaseShape, undoneRun: number, startedAt: string): Promise<string | undefined> {
+  const problems = await refusals(tx, shape, undoneRun, startedAt);
+  if (problems.length === 0) return undefined;
+  return `cannot undo run ${undoneRun} safely: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`;
+}
+
+async function quarantinedBy(tx: Tx, runId: number): Promise<number> {
+  return (await listQuarantine(tx, { runId, includeRestored: false, limit: 0 })).total;
+}
+
+/** Deletes the cases the run created (journaling each), and marks the run undone; returns how many. */
+async function deleteCreatedCases(tx: Tx, undoneRun: number, runId: number): Promise<number> {
   const deleted = await tx.execute(sql`
     WITH del AS (
       DELETE FROM mega_agent.cases c
@@ -272,24 +289,11 @@ async function deleteCreatedCases(tx: Tx, undoneRun: number, runId: number, coun
        WHERE c.case_id = cr.case_id
       RETURNING c.case_id, to_jsonb(c) AS row_data
     )
-    INSERT INTO caseguard.run_items (run_id, action, check_id, table_name, row_key, before, after)
+    ${INSERT_ITEMS}
     SELECT ${runId}, 'case_deleted', NULL, 'cases', jsonb_build_object('case_id', case_id), row_data, NULL FROM del
     RETURNING 1`);
-  counts.casesDeleted = deleted.rows.length;
   await tx.execute(
     sql`UPDATE caseguard.runs SET options = options || jsonb_build_object('undoneBy', ${runId}::bigint) WHERE run_id = ${undoneRun}`,
   );
-}
-
-/**
- * On abort, cancels whatever statement the transaction's backend runs (pg_cancel_backend from
- * another pool connection); returns the function that stops watching.
- */
-async function cancelOnAbort(database: Database, tx: Tx, signal: AbortSignal | undefined): Promise<() => void> {
-  if (!signal) return () => undefined;
-  const pid = Number((await tx.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid);
-  const onAbort = () => void database.pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
-  if (signal.aborted) onAbort();
-  signal.addEventListener('abort', onAbort, { once: true });
-  return () => signal.removeEventListener('abort', onAbort);
+  return deleted.rows.length;
 }

@@ -3,6 +3,7 @@
  * Prometheus outputs name them). Identity is by uuid semantics: any spelling PostgreSQL accepts
  * as a uuid names that uuid.
  */
+import type { ReferenceId, ReferencingTable } from '../references.js';
 
 export type CheckId =
   | 'orphaned_progress'
@@ -15,17 +16,16 @@ export type CheckId =
 
 export type Severity = 'error' | 'warn';
 
-/** The table a check reads besides cases; optional tables may be absent (the check is skipped). */
-export type Source = 'case_intake_progress' | 'case_memory' | 'bot_user_context';
-
 export interface CheckDefinition {
   id: CheckId;
   severity: Severity;
   title: string;
-  /** The table the check needs; when it is an absent optional table, the check is skipped. */
-  needs: Source;
+  /** The table the check needs besides cases; when it is an absent optional table, the check is skipped. */
+  needs: ReferencingTable;
   /** Whether distinctCases (distinct uuids without a case) applies. */
   countsCases: boolean;
+  /** The foreign key its findings block (fk add refuses while any exist), and why. */
+  blocks?: { reference: ReferenceId; why: string };
 }
 
 export const CHECKS: readonly CheckDefinition[] = [
@@ -35,6 +35,7 @@ export const CHECKS: readonly CheckDefinition[] = [
     title: 'progress rows naming a uuid with no case',
     needs: 'case_intake_progress',
     countsCases: true,
+    blocks: { reference: 'progress', why: 'no case to reference' },
   },
   {
     id: 'invalid_case_id',
@@ -42,6 +43,7 @@ export const CHECKS: readonly CheckDefinition[] = [
     title: 'progress rows whose case_id is no uuid (blocks the FK)',
     needs: 'case_intake_progress',
     countsCases: false,
+    blocks: { reference: 'progress', why: 'cannot become uuid' },
   },
   {
     id: 'noncanonical_case_id',
@@ -56,14 +58,23 @@ export const CHECKS: readonly CheckDefinition[] = [
     title: "one user's progress rows naming one uuid in different spellings",
     needs: 'case_intake_progress',
     countsCases: false,
+    blocks: { reference: 'progress', why: 'collide as uuid' },
   },
-  { id: 'orphaned_memory', severity: 'error', title: 'memory rows whose case does not exist', needs: 'case_memory', countsCases: true },
+  {
+    id: 'orphaned_memory',
+    severity: 'error',
+    title: 'memory rows whose case does not exist',
+    needs: 'case_memory',
+    countsCases: true,
+    blocks: { reference: 'memory', why: 'memory without its case' },
+  },
   {
     id: 'dangling_active_case',
     severity: 'error',
     title: 'active-case pointers naming a case that does not exist',
     needs: 'bot_user_context',
     countsCases: true,
+    blocks: { reference: 'active_case', why: 'a pointer without its case' },
   },
   {
     id: 'owner_mismatch',
@@ -73,6 +84,16 @@ export const CHECKS: readonly CheckDefinition[] = [
     countsCases: false,
   },
 ];
+
+/** The checks whose findings block fk add, in CHECKS order. */
+export const FK_BLOCKING_CHECKS: readonly CheckDefinition[] = CHECKS.filter((c) => c.blocks);
+
+/** The ids of the checks of one severity, in CHECKS order: for help texts. */
+export function checkList(severity: Severity): string {
+  return CHECKS.filter((c) => c.severity === severity)
+    .map((c) => c.id)
+    .join(', ');
+}
 
 /** Checks whose findings name a uuid that has no case. */
 export const MISSING_CASE_CHECKS: readonly CheckId[] = ['orphaned_progress', 'orphaned_memory', 'dangling_active_case'];

@@ -6,7 +6,6 @@ import { sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
-import { ExitCode } from '../errors.js';
 import { CHECKS, type CheckId, type Severity } from './checks.js';
 import { allFindings, summarise, type ScanFilters } from './queries.js';
 
@@ -53,9 +52,12 @@ export interface ScanReport {
     warnings: number;
     /** Distinct uuids referenced from progress, memory or pointers that have no case. */
     missingCases: number;
-    exitCode: number;
+    /** The gate's verdict: failed when the findings it counts pass the threshold. */
+    gate: GateVerdict;
   };
 }
+
+export type GateVerdict = 'passed' | 'failed';
 
 export interface Gate {
   /** Lowest severity that fails the gate. */
@@ -184,7 +186,7 @@ function gateSummary(checks: CheckResult[], missingCases: number, gate: Gate): S
   const errors = checks.filter((c) => c.severity === 'error').reduce((n, c) => n + c.count, 0);
   const warnings = checks.filter((c) => c.severity === 'warn').reduce((n, c) => n + c.count, 0);
   const counted = gate.failOn === 'warn' ? errors + warnings : errors;
-  return { errors, warnings, missingCases, exitCode: counted > gate.maxFindings ? ExitCode.findings : ExitCode.ok };
+  return { errors, warnings, missingCases, gate: counted > gate.maxFindings ? 'failed' : 'passed' };
 }
 
 /** Every finding, ordered by check, user and case id, fetched in pages from a server cursor. */

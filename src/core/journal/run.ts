@@ -1,0 +1,245 @@
+/**
+ * The run protocol: every mutating operation (recover, undo, quarantine restore, fk add, fk
+ * abort, fk drop) applies its plan inside withJournaledRun, which owns, in this order:
+ *
+ * 1. the run lock (db/locks.ts), and caseguard's journal schema;
+ * 2. the run's row in caseguard.runs (journal.ts: startRun settles dead runs first);
+ * 3. the batch loop: between two batches or steps, the one checkpoint a run has — the lock
+ *    session is still there, then a stop request (SIGINT/SIGTERM) ends the run there;
+ * 4. one finish policy, however the work ends:
+ *      returned           completed, or partial with the reason the work gives
+ *      InterruptedError   interrupted
+ *      UsageError, BlockedError (a refusal decided inside the run)   refused
+ *      a lost connection  failed, and a ConnectionError that says only what is durable
+ *      anything else      failed, with the server's error (never row values)
+ *    The finish is written on the pool with a synchronous commit, so every batch before it is
+ *    durable once it is; when it cannot be written (the server is gone), the next run finalises
+ *    the run as abandoned with the counts its committed journal items hold.
+ *
+ * Run items are written by the statement that makes the change (INSERT_ITEMS, journal.ts), so
+ * a batch and its journal commit or roll back together: data and journal never disagree.
+ */
+import { sql } from 'drizzle-orm';
+import type { Database, Session } from '../db/database.js';
+import { withRunLock, withSession, type RunLock } from '../db/locks.js';
+import { ensureJournalSchema } from '../db/migrate.js';
+import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.js';
+import { BlockedError, ConnectionError, InterruptedError, UsageError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { finishRun, startRun, type RunStatus } from './journal.js';
+
+export interface RunSpec {
+  /** The journal's name of the command: 'recover', 'recover --undo', 'fk add', … */
+  command: string;
+  /** Journaled with the run (never values a row holds). */
+  options: Record<string, unknown>;
+  log: Logger;
+  /** Fired by SIGINT/SIGTERM: the run stops at its next checkpoint. */
+  signal?: AbortSignal;
+  /** How long to wait for the run lock. */
+  lockWaitMs?: number;
+  /**
+   * The run's batch commits do not wait for their WAL flush (recover): after a lost connection
+   * the last of them may be lost with their journal items, and messages say so.
+   */
+  asyncCommit?: boolean;
+  /**
+   * How long a stop request lets the batch or step in hand finish before its statement is
+   * cancelled (default 30 s); sessions opened with cancel 'at-once' are cancelled at once.
+   */
+  graceMs?: number;
+}
+
+/** The default of --shutdown-grace. */
+export const DEFAULT_GRACE_MS = 30_000;
+
+/** What the work ends with: its status and the value the caller gets. */
+export interface RunEnd<T> {
+  status: 'completed' | 'partial';
+  /** Why a run ended partial (journaled as its error). */
+  reason?: string;
+  value: T;
+}
+
+export interface Run {
+  readonly id: number;
+  readonly command: string;
+  /** The spec's logger with the run id. */
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  readonly lock: RunLock;
+  /** What the run has done so far; journaled with its end, also when it fails midway. */
+  readonly counts: Record<string, number>;
+  /** Batches committed so far (the loop counts them). */
+  readonly committed: number;
+  /** The check between two batches or steps: the lock session is alive; a stop request ends the run here. */
+  checkpoint(where?: string): Promise<void>;
+  /** The batch loop: checkpoint, then batch(), until batch() says nothing is left (false). */
+  batches(batch: () => Promise<boolean>): Promise<void>;
+  /**
+   * fn on a connection of the run's own (its temporary tables, its transaction), whose statement
+   * in hand a stop request cancels: after the grace period, or at once (an undo, all or nothing).
+   */
+  withSession<T>(fn: (session: Session) => Promise<T>, options?: { cancel?: 'after-grace' | 'at-once' }): Promise<T>;
+}
+
+/** The statuses a run's work can end it with; 'abandoned' is set by the next run, 'running' by the start. */
+type FinishStatus = Exclude<RunStatus, 'running' | 'abandoned'>;
+
+/**
+ * Runs work under the run lock as one journaled run. The caller has checked the plan's
+ * blockers (plans carry them; see errors.ts, Blocker): nothing here refuses but the lock.
+ */
+export async function withJournaledRun<T>(database: Database, spec: RunSpec, work: (run: Run) => Promise<RunEnd<T>>): Promise<T> {
+  const what = `caseguard ${spec.command}`;
+  return withRunLock(database, { what, waitMs: spec.lockWaitMs, signal: spec.signal, log: spec.log }, async (lock) => {
+    await ensureJournalSchema(database.pool);
+    const runId = await startRun(database.db, { command: spec.command, options: spec.options, dryRun: false, process: database.identity });
+    const run = new JournaledRun(database, runId, spec, lock);
+    const finish = async (status: FinishStatus, error?: string, fromItems = false) => {
+      await finishRun(database.db, runId, { status, counts: run.counts, error, countsFromItems: fromItems }).catch((e: unknown) =>
+        run.log.error({ event: 'run.journal_failed', status, err: safeMessage(e) }, `run ${runId} could not be journaled as ${status}`),
+      );
+    };
+    const stopWatching = run.watchStop();
+    try {
+      const end = await work(run);
+      await finish(end.status, end.reason);
+      return end.value;
+    } catch (error) {
+      if (error instanceof InterruptedError || (spec.signal?.aborted && !isConnectionLost(error))) {
+        const interrupted =
+          error instanceof InterruptedError ? error : new InterruptedError(`${spec.command} run ${runId} interrupted`, { cause: error });
+        await finish('interrupted', interrupted.message);
+        throw interrupted;
+      }
+      if (error instanceof UsageError || error instanceof BlockedError) {
+        await finish('refused', error.message);
+        throw error;
+      }
+      if (error instanceof ConnectionError || isConnectionLost(error)) {
+        // What the client counted may include a batch the server lost: the journal's items are the truth.
+        await finish('failed', describePgError(error), true);
+        if (error instanceof ConnectionError) throw error;
+        throw new ConnectionError(`the connection was lost during ${spec.command} run ${runId} (${safeMessage(error)}) ${run.durable()}`, {
+          cause: error,
+        });
+      }
+      await finish('failed', describePgError(error));
+      throw error;
+    } finally {
+      stopWatching();
+    }
+  });
+}
+
+class JournaledRun implements Run {
+  readonly counts: Record<string, number> = {};
+  readonly log: Logger;
+  committed = 0;
+  /** The backends doing the run's work, and whether a stop cancels them at once. */
+  private readonly working = new Map<number, 'after-grace' | 'at-once'>();
+  private graceOver = false;
+
+  constructor(
+    private readonly database: Database,
+    readonly id: number,
+    private readonly spec: RunSpec,
+    readonly lock: RunLock,
+  ) {
+    this.log = spec.log.child({ run_id: id });
+  }
+
+  get command(): string {
+    return this.spec.command;
+  }
+
+  get signal(): AbortSignal | undefined {
+    return this.spec.signal;
+  }
+
+  async checkpoint(where?: string): Promise<void> {
+    await this.lock.assertHeld();
+    if (this.spec.signal?.aborted) {
+      const at = where ?? `after ${this.committed} batch(es)`;
+      throw new InterruptedError(`${this.spec.command} interrupted ${at}; run ${this.id} is journaled as interrupted; rerun to finish`);
+    }
+  }
+
+  async batches(batch: () => Promise<boolean>): Promise<void> {
+    for (;;) {
+      await this.checkpoint();
+      if (!(await batch())) return;
+      this.committed++;
+    }
+  }
+
+  async withSession<T>(fn: (session: Session) => Promise<T>, options: { cancel?: 'after-grace' | 'at-once' } = {}): Promise<T> {
+    return withSession(this.database.pool, async (session) => {
+      const pid = Number((await session.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid);
+      const cancel = options.cancel ?? 'after-grace';
+      this.working.set(pid, cancel);
+      if (this.spec.signal?.aborted && (cancel === 'at-once' || this.graceOver)) this.cancel([pid]);
+      try {
+        return await fn(session);
+      } finally {
+        this.working.delete(pid);
+      }
+    });
+  }
+
+  /**
+   * On a stop request: cancels at once what must stop at once, and what is still working once
+   * the grace period is over. Returns the function that stops watching.
+   */
+  watchStop(): () => void {
+    const signal = this.spec.signal;
+    if (!signal) return () => undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const onStop = () => {
+      this.cancel([...this.working].filter(([, when]) => when === 'at-once').map(([pid]) => pid));
+      timer = setTimeout(() => {
+        this.graceOver = true;
+        if (this.working.size > 0) {
+          this.log.warn(
+            { event: 'run.cancelled', grace_ms: this.graceMs },
+            `the grace period of ${this.graceMs / 1000}s is over: cancelling what is in flight`,
+          );
+        }
+        this.cancel([...this.working.keys()]);
+      }, this.graceMs);
+      timer.unref();
+    };
+    if (signal.aborted) onStop();
+    else signal.addEventListener('abort', onStop, { once: true });
+    return () => {
+      signal.removeEventListener('abort', onStop);
+      if (timer) clearTimeout(timer);
+    };
+  }
+
+  private get graceMs(): number {
+    return this.spec.graceMs ?? DEFAULT_GRACE_MS;
+  }
+
+  /** pg_cancel_backend from another connection: the statement in hand fails (57014) and its transaction rolls back. */
+  private cancel(pids: number[]): void {
+    for (const pid of pids) {
+      void this.database.pool
+        .query('SELECT pg_cancel_backend($1)', [pid])
+        .catch((e: unknown) => this.log.warn({ event: 'run.cancel_failed', pid, err: safeMessage(e) }));
+    }
+  }
+
+  /** What is durable of the run's batches, said truthfully for a run that lost its connection. */
+  durable(): string {
+    if (this.committed === 0) return 'before its first batch committed; nothing of it was changed; rerun to start again';
+    if (this.spec.asyncCommit) {
+      return (
+        `after up to ${this.committed} committed batch(es), of which the last may be lost with their journal items ` +
+        `(batch commits do not wait for their WAL flush); the journal on the server says which are kept; rerun caseguard ${this.spec.command} to finish`
+      );
+    }
+    return `after ${this.committed} committed batch(es); they are kept and journaled; rerun caseguard ${this.spec.command} to finish`;
+  }
+}
