@@ -22,7 +22,9 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ regex: 'core/(?!index\\.js$|vocabulary\\.js$)', message: 'import the core through core/index.js (its public API)' }] },
+        {
+          patterns: [{ regex: 'core/(?!index\\.js$|vocabulary\\.js$)', message: 'import the core through core/index.js (its public API)' }],
+        },
       ],
       'no-restricted-syntax': [
         'error',

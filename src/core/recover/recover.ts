@@ -139,12 +139,8 @@ export async function planRecovery(
   const constraints = await inspectCaseConstraints(database.db, settings.caseValues ?? {});
   return database.db.transaction(
     async (tx) => {
-      if (constraints.blockers.length > 0) {
-        blockers.push({
-          reason: `recover cannot run as asked; nothing was changed: ${constraints.blockers.join('; ')}`,
-          exitCode: ExitCode.usage,
-        });
-      }
+      const refusal = constraintsRefusal(constraints);
+      if (refusal) blockers.push({ reason: refusal, exitCode: ExitCode.usage });
       const found = preview
         ? await previewTargets(tx, shape, settings.sampleLimit, settings.duplicates ?? 'keep-latest')
         : { counts: noTargets(), samples: [], ambiguous: { count: 0, samples: [] } };
