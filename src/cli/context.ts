@@ -28,6 +28,8 @@ export interface GlobalOptions {
   color: boolean;
   /** --lock-wait in ms: how long a command that changes data waits for the run lock. */
   lockWait: number;
+  /** --shutdown-grace in ms: how long a stopped run lets the batch or step in hand finish. */
+  shutdownGrace: number;
 }
 
 export interface CommandContext {
@@ -40,6 +42,8 @@ export interface CommandContext {
   isTerminal: boolean;
   /** How long to wait for the run lock (--lock-wait). */
   lockWaitMs: number;
+  /** What an apply of a journaled run takes, but its logger: the stop signals, --lock-wait and --shutdown-grace. */
+  run: { signal: AbortSignal; hardSignal: AbortSignal; lockWaitMs: number; graceMs: number };
 }
 
 export function globalOptions(command: Command): GlobalOptions {
@@ -73,15 +77,29 @@ export function colorEnabled(opts: GlobalOptions, stream: NodeJS.WriteStream = p
   return opts.color !== false && Boolean(stream.isTTY) && !process.env.NO_COLOR;
 }
 
+/** After a second signal, how long a run has to cancel what is in flight and journal itself before the process exits 130. */
+const HARD_STOP_MS = 10_000;
+
 /**
  * SIGINT/SIGTERM handling. A command that stops gracefully gets an AbortSignal fired by the
  * first signal (a second one exits at once with 130). Any other command is interrupted at once:
  * onHardStop releases what it holds (the embedded server) and the process exits with 130.
  */
-export function interruptSignal(graceful: boolean, onHardStop: () => Promise<void>): { signal: AbortSignal; dispose(): void } {
+export function interruptSignal(
+  graceful: boolean,
+  onHardStop: () => Promise<void>,
+  journaled = false,
+): { signal: AbortSignal; hardSignal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
+  const hard = new AbortController();
   const onSignal = () => {
-    if (controller.signal.aborted) process.exit(130);
+    if (controller.signal.aborted) {
+      if (!journaled || hard.signal.aborted) process.exit(130);
+      // A run cancels what is in flight and journals itself interrupted; it is given a moment for that.
+      hard.abort(new Error('interrupted again'));
+      setTimeout(() => process.exit(130), HARD_STOP_MS).unref();
+      return;
+    }
     controller.abort(new Error('interrupted'));
     if (!graceful) {
       process.stderr.write('caseguard: interrupted\n');
@@ -94,6 +112,7 @@ export function interruptSignal(graceful: boolean, onHardStop: () => Promise<voi
   process.on('SIGTERM', onSignal);
   return {
     signal: controller.signal,
+    hardSignal: hard.signal,
     dispose: () => {
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
@@ -107,6 +126,12 @@ export interface OpenFor {
   poolSize?: number;
   /** The command watches ctx.signal and stops cleanly (else a signal ends it at once, 130). */
   graceful?: boolean;
+  /**
+   * A journaled run (implies graceful): the first signal stops it at its next checkpoint (what
+   * is in flight is cancelled after --shutdown-grace); a second cancels at once, and the process
+   * exits 130 at most 10 s later.
+   */
+  journaled?: boolean;
   /** The command only reads: once its reader is gone (a closed pipe), it ends at once with 0. */
   readsOnly?: boolean;
   /** Close pooled connections idle this long (the exporter: none held between refreshes). */
@@ -144,7 +169,11 @@ export async function withDatabase<T>(
     );
   }
   const opened: { database?: Database } = {};
-  const interrupt = interruptSignal(Boolean(openFor.graceful), async () => opened.database?.abandon());
+  const interrupt = interruptSignal(
+    Boolean(openFor.graceful || openFor.journaled),
+    async () => opened.database?.abandon(),
+    Boolean(openFor.journaled),
+  );
   const stopWatchingStdout = onClosedStdout(Boolean(openFor.readsOnly), async () => opened.database?.abandon());
   const database = await openDatabase(target, {
     log,
@@ -165,6 +194,7 @@ export async function withDatabase<T>(
       useColor: colorEnabled(opts),
       isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
       lockWaitMs: opts.lockWait,
+      run: { signal: interrupt.signal, hardSignal: interrupt.hardSignal, lockWaitMs: opts.lockWait, graceMs: opts.shutdownGrace },
       shape: () => inspectDatabase(database.db),
     });
   } finally {

@@ -41,6 +41,14 @@ export function buildProgram(): Command {
         .argParser(waitMs)
         .default(5000, '5s'),
     )
+    .addOption(
+      new Option(
+        '--shutdown-grace <duration>',
+        'on SIGINT/SIGTERM, how long a run lets the batch or step in hand finish before cancelling it (a second signal cancels at once)',
+      )
+        .argParser(waitMs)
+        .default(30_000, '30s'),
+    )
     .showHelpAfterError('(run with --help for usage)')
     // every subcommand's help lists the global options (--database-url and the rest) too
     .configureHelp({ showGlobalOptions: true })

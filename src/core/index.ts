@@ -47,7 +47,7 @@ export {
   type ApplyOptions,
   type BatchEvent,
 } from './recover/recover.js';
-export { TARGET_KINDS, isQuarantineKind, type TargetKind, type TargetSample } from './recover/targets.js';
+export { TARGET_KINDS, TARGET_KIND_INFO, isQuarantineKind, type TargetKind, type TargetSample } from './recover/targets.js';
 export { constraintsRefusal, type CaseConstraints } from './recover/constraints.js';
 export { planUndo, applyUndo, type UndoPlan, type UndoResult } from './recover/undo.js';
 export { listQuarantine, type QuarantinedRow } from './recover/quarantine.js';

@@ -157,7 +157,7 @@ ${examples(
       const { withDatabase } = await import('../context.js');
       const { runPlanned } = await import('../planned.js');
       const { applyFkAdd, planFkAdd } = await import('../../core/index.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
         const shape = await ctx.shape();
         await runPlanned(
           {
@@ -168,8 +168,7 @@ ${examples(
             apply: (plan) =>
               applyFkAdd(ctx.database, plan, {
                 log: ctx.log.child({ command: 'fk add' }),
-                signal: ctx.signal,
-                lockWaitMs: ctx.lockWaitMs,
+                ...ctx.run,
                 onStep: (e) => {
                   if (flags.format === 'table') {
                     process.stdout.write(
@@ -205,7 +204,7 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
       const { withDatabase } = await import('../context.js');
       const { runPlanned } = await import('../planned.js');
       const { applyFkAbort, planFkAbort } = await import('../../core/index.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
         await ctx.shape();
         await runPlanned(
           {
@@ -214,7 +213,7 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
             nothingToDo: (plan) => (plan.statements.length === 0 ? 'No partial fk add to abort: nothing was changed.\n' : undefined),
             preview: (plan) => `${plan.statements.map((statement) => `${statement};`).join('\n')}\n`,
             question: (plan) => `Remove ${plan.removed.join(', ')}?`,
-            apply: (plan) => applyFkAbort(ctx.database, plan, { log: ctx.log, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs }),
+            apply: (plan) => applyFkAbort(ctx.database, plan, { log: ctx.log, ...ctx.run }),
             print: (result) => `Removed ${result.removed.join(', ')} (run ${result.runId}); the table is back in its previous shape.\n`,
           },
           { yes: Boolean(flags.yes), format: 'table', isTerminal },
@@ -241,7 +240,7 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
       const { withDatabase } = await import('../context.js');
       const { runPlanned } = await import('../planned.js');
       const { applyFkDrop, planFkDrop } = await import('../../core/index.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3, graceful: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
         await ctx.shape();
         await runPlanned(
           {
@@ -249,7 +248,7 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
             plan: () => planFkDrop(ctx.database, { timing: timing(flags), revertType: Boolean(flags.revertType), only: flags.reference }),
             preview: () => '',
             question: () => `Drop the foreign key${flags.revertType ? ' and return case_id to text' : ''}?`,
-            apply: (plan) => applyFkDrop(ctx.database, plan, { log: ctx.log, signal: ctx.signal, lockWaitMs: ctx.lockWaitMs }),
+            apply: (plan) => applyFkDrop(ctx.database, plan, { log: ctx.log, ...ctx.run }),
             print: (result) =>
               `${result.droppedConstraints.length ? `Dropped ${result.droppedConstraints.join(', ')}` : 'No foreign key to drop'}${result.revertedType.length ? `; text again: ${result.revertedType.join(', ')}` : ''} (run ${result.runId}).\n`,
           },

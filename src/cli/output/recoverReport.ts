@@ -1,18 +1,17 @@
 /** Printing recover's plan and result, as tables or JSON. */
-import { constraintsRefusal, isQuarantineKind, TARGET_KINDS, type RecoverResult, type RecoveryPlan } from '../../core/index.js';
+import {
+  constraintsRefusal,
+  isQuarantineKind,
+  TARGET_KIND_INFO,
+  type TargetKind,
+  TARGET_KINDS,
+  type RecoverResult,
+  type RecoveryPlan,
+} from '../../core/index.js';
 import { visible } from './scanFormats.js';
 import { painter, renderTable } from './table.js';
 
-const KIND_LABEL: Record<string, string> = {
-  create_case: 'cases to create (missing uuids)',
-  normalise_progress: 'progress spellings to normalise',
-  normalise_memory: 'memory spellings to normalise',
-  normalise_pointer: 'pointer spellings to normalise',
-  quarantine_progress: 'progress rows to quarantine',
-  quarantine_memory: 'memory rows to quarantine',
-  quarantine_pointer: 'pointers to quarantine',
-  keep_duplicate: 'duplicate groups: latest row kept',
-};
+const label = (kind: TargetKind) => TARGET_KIND_INFO[kind].label;
 
 export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { showSql: boolean; quarantine: boolean }): string {
   const paint = painter(useColor);
@@ -26,7 +25,7 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
     renderTable(
       ['step', 'rows', 'action'],
       TARGET_KINDS.map((k) => [
-        KIND_LABEL[k]!,
+        label(k),
         plan.counts[k],
         isQuarantineKind(k) && !options.quarantine ? 'left (needs --quarantine)' : plan.counts[k] > 0 ? 'will run' : '-',
       ]),
@@ -92,7 +91,7 @@ export function renderResult(result: RecoverResult | { status: 'dry_run' }, useC
     return `${paint.green('Nothing to do')}: no missing case, spelling or quarantine target (run ${result.runId} journaled).\n`;
   const table = renderTable(
     ['step', 'planned', 'applied'],
-    TARGET_KINDS.filter((k) => result.plan.counts[k] > 0).map((k) => [KIND_LABEL[k]!, result.plan.counts[k], result.applied[k]]),
+    TARGET_KINDS.filter((k) => result.plan.counts[k] > 0).map((k) => [label(k), result.plan.counts[k], result.applied[k]]),
     useColor,
   );
   const skipped =

@@ -165,6 +165,14 @@ export function expectedServerError(error: unknown): CaseguardError | undefined 
   if (code === SqlState.featureNotSupported || code === SqlState.dependentObjectsStillExist) {
     return new SchemaError(`the server cannot do this on this database as it is: ${what}`, [e.message], options);
   }
+  if ((cls === '23' || cls === 'P0') && e.schema === 'caseguard') {
+    // caseguard's own bookkeeping, never the application's rules
+    return new SchemaError(
+      `caseguard's own table ${e.schema}.${e.table ?? '?'} rejected a write: ${what}; this is caseguard's journal or quarantine, not the application's constraint or trigger: what was committed before is kept; rerun, and report it if it repeats`,
+      [e.message],
+      options,
+    );
+  }
   if (cls === '23' || cls === 'P0') {
     return new SchemaError(
       `the application's constraint or trigger rejected a write: ${what}; caseguard cannot satisfy it as the database is; see "The application's constraints" in the README`,

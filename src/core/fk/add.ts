@@ -14,8 +14,7 @@ import type { DatabaseShape } from '../db/inspect.js';
 import { runBlockers } from '../db/locks.js';
 import { assertUnblocked, ExitCode, UsageError, type Blocker } from '../errors.js';
 import { journalItem } from '../journal/journal.js';
-import { withJournaledRun, type Run } from '../journal/run.js';
-import type { Logger } from '../logger.js';
+import { runOptionsOf, withJournaledRun, type Run, type RunOptions } from '../journal/run.js';
 import { blockingFindings, fkBlockers, fkPlan, fkRefusal, type Blockers, type FkPlan } from './fk.js';
 import type { Reference, ReferenceId, Strategy } from './names.js';
 import { inTransaction, runConcurrent, runTransaction, withLockRetries, type FkTiming } from './retry.js';
@@ -39,11 +38,7 @@ export interface FkAddPlan extends FkPlan {
   blockers: Blocker[];
 }
 
-export interface FkAddOptions {
-  log: Logger;
-  signal?: AbortSignal;
-  /** How long to wait for the run lock. */
-  lockWaitMs?: number;
+export interface FkAddOptions extends RunOptions {
   /** Test hook: runs after each step; throwing there is a failure midway. */
   afterStep?: (stepId: string) => void | Promise<void>;
   onStep?: (event: FkStepEvent) => void;
@@ -91,64 +86,60 @@ export async function planFkAdd(database: Database, shape: DatabaseShape, settin
 export async function applyFkAdd(database: Database, plan: FkAddPlan, options: FkAddOptions): Promise<FkAddResult> {
   assertUnblocked(plan);
   const runOptions = { strategy: plan.strategy, references: plan.references, ...plan.timing, batchSize: plan.batchSize };
-  return withJournaledRun(
-    database,
-    { command: 'fk add', options: runOptions, log: options.log, signal: options.signal, lockWaitMs: options.lockWaitMs },
-    async (run) => {
-      const started = performance.now();
-      const present = await presentStates(database.db, plan.references);
-      // The state may have moved since the plan was read: a shape the strategy cannot carry is refused whole.
-      const refusal = present.map((s) => fkRefusal(s, plan.strategy)).find(Boolean);
-      if (refusal) throw new UsageError(refusal);
-      const steps: FkAddResult['steps'] = [];
-      let backfilled = 0;
-      const record = (event: FkStepEvent) => {
-        steps.push({ id: event.step, status: event.status, ms: event.ms, attempts: event.attempts });
-        Object.assign(run.counts, { steps: steps.filter((s) => s.status === 'done').length, backfilled });
-        options.onStep?.(event);
-      };
-      for (const initial of present) {
-        const reference = initial.reference;
-        for (const id of stepsFor(plan.strategy, initial).map((s) => s.id)) {
-          await run.checkpoint(`before step ${id}`);
-          // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
-          const state = (await readFkState(database.db, reference))!;
-          // A step with nothing left to do may drop out of the list (carry_indexes after the swap).
-          const step = stepsFor(plan.strategy, state).find((s) => s.id === id);
-          if (!step || step.done(state)) {
-            record({ step: id, status: 'skipped', ms: 0, attempts: 0 });
-            continue;
-          }
-          const t0 = performance.now();
-          const attempts = await run.withSession(async (session) => {
-            const client = session.$client;
-            if (step.mode === 'batches') {
-              const r = await backfill(client, reference, plan, run);
-              backfilled += r.rows;
-              return r.attempts;
-            }
-            return step.mode === 'concurrent'
-              ? runConcurrent(client, step, plan.timing, run.log)
-              : runTransaction(client, step, plan.timing, run.log);
-          });
-          const ms = Math.round(performance.now() - t0);
-          await journalItem(database.db, run.id, {
-            action: 'fk_step',
-            table: reference.table,
-            rowKey: { step: id },
-            after: { ms, attempts },
-          });
-          run.log.info({ event: 'fk.step_done', step: id, ms, attempts });
-          record({ step: id, status: 'done', ms, attempts });
-          await options.afterStep?.(id);
+  return withJournaledRun(database, { ...runOptionsOf(options), command: 'fk add', options: runOptions }, async (run) => {
+    const started = performance.now();
+    const present = await presentStates(database.db, plan.references);
+    // The state may have moved since the plan was read: a shape the strategy cannot carry is refused whole.
+    const refusal = present.map((s) => fkRefusal(s, plan.strategy)).find(Boolean);
+    if (refusal) throw new UsageError(refusal);
+    const steps: FkAddResult['steps'] = [];
+    let backfilled = 0;
+    const record = (event: FkStepEvent) => {
+      steps.push({ id: event.step, status: event.status, ms: event.ms, attempts: event.attempts });
+      Object.assign(run.counts, { steps: steps.filter((s) => s.status === 'done').length, backfilled });
+      options.onStep?.(event);
+    };
+    for (const initial of present) {
+      const reference = initial.reference;
+      for (const id of stepsFor(plan.strategy, initial).map((s) => s.id)) {
+        await run.checkpoint(`before step ${id}`);
+        // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
+        const state = (await readFkState(database.db, reference))!;
+        // A step with nothing left to do may drop out of the list (carry_indexes after the swap).
+        const step = stepsFor(plan.strategy, state).find((s) => s.id === id);
+        if (!step || step.done(state)) {
+          record({ step: id, status: 'skipped', ms: 0, attempts: 0 });
+          continue;
         }
+        const t0 = performance.now();
+        const attempts = await run.withSession(async (session) => {
+          const client = session.$client;
+          if (step.mode === 'batches') {
+            const r = await backfill(client, reference, plan, run);
+            backfilled += r.rows;
+            return r.attempts;
+          }
+          return step.mode === 'concurrent'
+            ? runConcurrent(client, step, plan.timing, run.log)
+            : runTransaction(client, step, plan.timing, run.log);
+        });
+        const ms = Math.round(performance.now() - t0);
+        await journalItem(database.db, run.id, {
+          action: 'fk_step',
+          table: reference.table,
+          rowKey: { step: id },
+          after: { ms, attempts },
+        });
+        run.log.info({ event: 'fk.step_done', step: id, ms, attempts });
+        record({ step: id, status: 'done', ms, attempts });
+        await options.afterStep?.(id);
       }
-      return {
-        status: 'completed',
-        value: { runId: run.id, references: plan.references, steps, backfilled, durationMs: performance.now() - started },
-      };
-    },
-  );
+    }
+    return {
+      status: 'completed',
+      value: { runId: run.id, references: plan.references, steps, backfilled, durationMs: performance.now() - started },
+    };
+  });
 }
 
 /** Keyset pages over the table's key, each its own transaction, in the run's batch loop, until a page comes back empty. */

@@ -116,23 +116,42 @@ export async function runTransaction(
   return attempts;
 }
 
-/** CONCURRENTLY statements cannot run in a transaction: session timeouts, same retries. */
+/**
+ * CONCURRENTLY statements cannot run in a transaction, and are not retried on short lock
+ * timeouts: the build's table lock (SHARE UPDATE EXCLUSIVE) makes no writer wait, and after it
+ * the build waits for every transaction older than its snapshots, a wait PostgreSQL counts
+ * against lock_timeout. Short attempts would rebuild the whole index on each retry behind one
+ * long transaction; so one attempt waits up to the step's budget (--lock-retry-budget), then
+ * exit 5 (the INVALID index it leaves is dropped by the next run's first statement).
+ */
 export async function runConcurrent(
   client: pg.ClientBase,
   step: Pick<FkStep, 'id' | 'statements'>,
   timing: FkTiming,
   log: Logger,
 ): Promise<number> {
+  const started = performance.now();
   try {
-    // The first statement drops what a failed earlier build left (an INVALID index).
-    const { attempts } = await withLockRetries(step.id, timing, log, async (lockTimeoutMs) => {
-      await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [
-        `${lockTimeoutMs}ms`,
-        timing.statementTimeout ?? '0',
-      ]);
+    await client.query("SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)", [
+      `${Math.round(timing.retryBudgetMs)}ms`,
+      timing.statementTimeout ?? '0',
+    ]);
+    try {
+      // The first statement drops what a failed earlier build left (an INVALID index).
       for (const statement of step.statements) await client.query(statement);
-    });
-    return attempts;
+    } catch (error) {
+      if (!retriable(error)) throw error;
+      log.warn({
+        event: 'fk.lock_retry',
+        step: step.id,
+        attempt: 1,
+        sqlstate: sqlStateOf(error),
+        lock_timeout_ms: timing.retryBudgetMs,
+        wait_ms: 0,
+      });
+      throw lockFailure(step.id, 1, performance.now() - started, error);
+    }
+    return 1;
   } finally {
     await client.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
   }

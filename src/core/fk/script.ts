@@ -106,8 +106,14 @@ export function planScript(input: { strategy: string; steps: PlannedStep[]; timi
     for (const suppressed of Object.values(step.suppress ?? {}))
       lines.push(`-- on purpose (squawk ${suppressed.rule}): ${suppressed.reason}`);
     if (step.mode === 'batches') lines.push(...backfillBlock(step, n, timing, input.batchSize));
-    else if (step.mode === 'concurrent') lines.push(...step.statements.map((s) => `${s};`));
-    else lines.push(...retryingBlock(step, n, timing));
+    else if (step.mode === 'concurrent') {
+      // one attempt that waits for older transactions up to the step's budget (see retry.ts, runConcurrent)
+      lines.push(
+        `SET lock_timeout = '${Math.round(timing.retryBudgetMs)}ms';`,
+        ...step.statements.map((s) => `${s};`),
+        `SET lock_timeout = '${timing.maxLockTimeoutMs}ms';`,
+      );
+    } else lines.push(...retryingBlock(step, n, timing));
   }
   return `${lines.join('\n')}\n`;
 }

@@ -35,6 +35,10 @@ export interface FkStep {
 
 const isUuid = (s: FkState) => s.columnType === 'uuid';
 
+/** What a CONCURRENTLY build holds up, and how long it waits (see retry.ts, runConcurrent). */
+const CONCURRENT_WAIT =
+  'no writer waits; the build waits for every transaction older than itself, up to --lock-retry-budget in one attempt (short lock timeouts would rebuild the whole index on each retry)';
+
 /** Catalog tests in SQL, mirroring readFkState (state.ts), for the psql script's guards. */
 function catalogTests(ref: Reference) {
   const T = ref.qualified;
@@ -244,7 +248,7 @@ function onlineSteps(state: FkState): FkStep[] {
             title: 'build the new primary key index concurrently',
             mode: 'concurrent',
             lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
-            effect: 'no writer waits; the build waits for transactions older than itself',
+            effect: CONCURRENT_WAIT,
             statements: [
               `DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${ref.uniqueIndex}`,
               `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${ref.uniqueIndex} ON ${T} (user_id, ${shadow})`,
@@ -308,7 +312,7 @@ export function stepsFor(strategy: Strategy, state: FkState): FkStep[] {
       title: `index ${column} concurrently (${ref.onDelete === 'CASCADE' ? 'cascading deletes' : 'SET NULL on delete'} of cases need it)`,
       mode: 'concurrent',
       lock: 'SHARE UPDATE EXCLUSIVE (reads and writes go on)',
-      effect: 'no writer waits',
+      effect: CONCURRENT_WAIT,
       statements: [
         `DROP INDEX CONCURRENTLY IF EXISTS mega_agent.${ref.index}`,
         `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${ref.index} ON ${T} (${column})`,

@@ -7,17 +7,10 @@
 import type { Database } from '../db/database.js';
 import { runBlockers } from '../db/locks.js';
 import { assertUnblocked, ExitCode, type Blocker } from '../errors.js';
-import { withJournaledRun } from '../journal/run.js';
-import type { Logger } from '../logger.js';
+import { runOptionsOf, withJournaledRun, type RunOptions } from '../journal/run.js';
 import { quoted, type ReferenceId } from './names.js';
 import { runTransaction, type FkTiming } from './retry.js';
 import { presentStates, type FkState } from './state.js';
-
-interface ApplyOptions {
-  log: Logger;
-  signal?: AbortSignal;
-  lockWaitMs?: number;
-}
 
 /** What fk drop or fk abort runs: one transaction of statements, with the lock retry schedule. */
 interface StatementsPlan {
@@ -56,23 +49,19 @@ async function applyStatements(
   command: string,
   plan: StatementsPlan,
   runOptions: Record<string, unknown>,
-  options: ApplyOptions,
+  options: RunOptions,
 ): Promise<number> {
   assertUnblocked(plan);
-  return withJournaledRun(
-    database,
-    { command, options: runOptions, log: options.log, signal: options.signal, lockWaitMs: options.lockWaitMs },
-    async (run) => {
-      if (plan.statements.length > 0) {
-        await run.checkpoint('before it began');
-        await run.withSession((session) =>
-          runTransaction(session.$client, { id: command.replace(' ', '_'), statements: plan.statements }, plan.timing, run.log),
-        );
-      }
-      run.counts.statements = plan.statements.length;
-      return { status: 'completed', value: run.id };
-    },
-  );
+  return withJournaledRun(database, { ...runOptionsOf(options), command, options: runOptions }, async (run) => {
+    if (plan.statements.length > 0) {
+      await run.checkpoint('before it began');
+      await run.withSession((session) =>
+        runTransaction(session.$client, { id: command.replace(' ', '_'), statements: plan.statements }, plan.timing, run.log),
+      );
+    }
+    run.counts.statements = plan.statements.length;
+    return { status: 'completed', value: run.id };
+  });
 }
 
 /** Rollback: drop the constraints; with revertType, the columns back to text (a rewrite each). */
@@ -101,7 +90,7 @@ export async function planFkDrop(
   };
 }
 
-export async function applyFkDrop(database: Database, plan: FkDropPlan, options: ApplyOptions): Promise<FkDropResult> {
+export async function applyFkDrop(database: Database, plan: FkDropPlan, options: RunOptions): Promise<FkDropResult> {
   const runOptions = { revertType: plan.revertType, references: plan.references };
   const runId = await applyStatements(database, 'fk drop', plan, runOptions, options);
   return { runId, droppedConstraints: plan.droppedConstraints, revertedType: plan.revertedType };
@@ -154,7 +143,7 @@ export async function planFkAbort(database: Database, options: { timing: FkTimin
   };
 }
 
-export async function applyFkAbort(database: Database, plan: FkAbortPlan, options: ApplyOptions): Promise<FkAbortResult> {
+export async function applyFkAbort(database: Database, plan: FkAbortPlan, options: RunOptions): Promise<FkAbortResult> {
   const runId = await applyStatements(database, 'fk abort', plan, { references: plan.references }, options);
   return { runId, removed: plan.removed };
 }

@@ -28,26 +28,32 @@ import { BlockedError, ConnectionError, InterruptedError, UsageError } from '../
 import type { Logger } from '../logger.js';
 import { finishRun, startRun, type RunStatus } from './journal.js';
 
-export interface RunSpec {
-  /** The journal's name of the command: 'recover', 'recover --undo', 'fk add', … */
-  command: string;
-  /** Journaled with the run (never values a row holds). */
-  options: Record<string, unknown>;
+/** How a plan is applied, whatever the command: what every apply function takes. */
+export interface RunOptions {
   log: Logger;
   /** Fired by SIGINT/SIGTERM: the run stops at its next checkpoint. */
   signal?: AbortSignal;
   /** How long to wait for the run lock. */
   lockWaitMs?: number;
   /**
+   * How long a stop request lets the batch or step in hand finish before its statement is
+   * cancelled (default 30 s, --shutdown-grace); an undo is cancelled at once.
+   */
+  graceMs?: number;
+  /** Fired by a second SIGINT/SIGTERM: what is in flight is cancelled at once, grace or not. */
+  hardSignal?: AbortSignal;
+}
+
+export interface RunSpec extends RunOptions {
+  /** The journal's name of the command: 'recover', 'recover --undo', 'fk add', … */
+  command: string;
+  /** Journaled with the run (never values a row holds). */
+  options: Record<string, unknown>;
+  /**
    * The run's batch commits do not wait for their WAL flush (recover): after a lost connection
    * the last of them may be lost with their journal items, and messages say so.
    */
   asyncCommit?: boolean;
-  /**
-   * How long a stop request lets the batch or step in hand finish before its statement is
-   * cancelled (default 30 s); sessions opened with cancel 'at-once' are cancelled at once.
-   */
-  graceMs?: number;
 }
 
 /** The default of --shutdown-grace. */
@@ -196,24 +202,25 @@ class JournaledRun implements Run {
     const signal = this.spec.signal;
     if (!signal) return () => undefined;
     let timer: NodeJS.Timeout | undefined;
+    const cancelAll = (why: string) => {
+      if (this.graceOver) return;
+      this.graceOver = true;
+      if (this.working.size > 0)
+        this.log.warn({ event: 'run.cancelled', grace_ms: this.graceMs, why }, `${why}: cancelling what is in flight`);
+      this.cancel([...this.working.keys()]);
+    };
     const onStop = () => {
       this.cancel([...this.working].filter(([, when]) => when === 'at-once').map(([pid]) => pid));
-      timer = setTimeout(() => {
-        this.graceOver = true;
-        if (this.working.size > 0) {
-          this.log.warn(
-            { event: 'run.cancelled', grace_ms: this.graceMs },
-            `the grace period of ${this.graceMs / 1000}s is over: cancelling what is in flight`,
-          );
-        }
-        this.cancel([...this.working.keys()]);
-      }, this.graceMs);
+      timer = setTimeout(() => cancelAll(`the grace period of ${this.graceMs / 1000}s is over`), this.graceMs);
       timer.unref();
     };
+    const onHardStop = () => cancelAll('a second stop request');
     if (signal.aborted) onStop();
     else signal.addEventListener('abort', onStop, { once: true });
+    this.spec.hardSignal?.addEventListener('abort', onHardStop, { once: true });
     return () => {
       signal.removeEventListener('abort', onStop);
+      this.spec.hardSignal?.removeEventListener('abort', onHardStop);
       if (timer) clearTimeout(timer);
     };
   }
@@ -242,4 +249,15 @@ class JournaledRun implements Run {
     }
     return `after ${this.committed} committed batch(es); they are kept and journaled; rerun caseguard ${this.spec.command} to finish`;
   }
+}
+
+/** The run options of an apply's options (which may carry more, such as an onBatch callback). */
+export function runOptionsOf(options: RunOptions): RunOptions {
+  return {
+    log: options.log,
+    signal: options.signal,
+    lockWaitMs: options.lockWaitMs,
+    graceMs: options.graceMs,
+    hardSignal: options.hardSignal,
+  };
 }

@@ -11,9 +11,8 @@ import type { Session } from '../db/database.js';
 import { describePgError, sqlStateOf } from '../db/sqlstate.js';
 import { INSERT_ITEMS } from '../journal/journal.js';
 import type { Run } from '../journal/run.js';
-import type { ReferencingTable } from '../references.js';
 import { batchStatement, type BatchSettings } from './batches.js';
-import { isQuarantineKind, TARGET_KINDS, targetPosition, TARGETS, type TargetKind } from './targets.js';
+import { isQuarantineKind, TARGET_KIND_INFO, TARGET_KINDS, targetPosition, TARGETS, type TargetKind } from './targets.js';
 
 export interface BatchEvent {
   runId: number;
@@ -64,17 +63,6 @@ function isRejection(error: unknown): boolean {
   const code = sqlStateOf(error);
   return code !== undefined && (code.startsWith('23') || code.startsWith('P0') || code.startsWith('22'));
 }
-
-const TABLE_OF: Record<TargetKind, 'cases' | ReferencingTable> = {
-  create_case: 'cases',
-  normalise_progress: 'case_intake_progress',
-  keep_duplicate: 'case_intake_progress',
-  normalise_memory: 'case_memory',
-  normalise_pointer: 'bot_user_context',
-  quarantine_progress: 'case_intake_progress',
-  quarantine_memory: 'case_memory',
-  quarantine_pointer: 'bot_user_context',
-};
 
 /** Every kind's targets, page by page, in the run's batch loop (its checkpoint before each page). */
 export async function applyTargets(ctx: ApplyContext, progress: ApplyProgress): Promise<void> {
@@ -138,7 +126,7 @@ async function applyRange(ctx: ApplyContext, progress: ApplyProgress, kind: Targ
 async function journalRejected(ctx: ApplyContext, kind: TargetKind, seq: number, sqlstate: string, reason: string): Promise<void> {
   await ctx.db.execute(sql`
     ${INSERT_ITEMS}
-    SELECT ${ctx.run.id}, 'rejected', t.check_id, ${TABLE_OF[kind]},
+    SELECT ${ctx.run.id}, 'rejected', t.check_id, ${TARGET_KIND_INFO[kind].table},
            jsonb_strip_nulls(jsonb_build_object('kind', t.kind, 'user_id', t.user_id, 'case_id', coalesce(t.canonical_id::text, t.case_id), 'memory_id', t.memory_id)),
            NULL, jsonb_build_object('sqlstate', ${sqlstate}::text, 'reason', ${reason}::text)
       FROM ${TARGETS} t WHERE t.pos = ${targetPosition(kind, seq)}::bigint`);

@@ -7,6 +7,7 @@
  */
 import { sql, type SQL } from 'drizzle-orm';
 import { INSERT_ITEMS } from '../journal/journal.js';
+import { MISSING_CASE_CHECKS } from '../scan/checks.js';
 import type { ReferencingTable } from '../references.js';
 import { targetPosition, TARGETS, type TargetKind } from './targets.js';
 
@@ -18,9 +19,6 @@ export const RECOVERED_STATUS = 'intake';
 function page(kind: TargetKind, afterSeq: number, size: number): SQL {
   return sql`SELECT * FROM ${TARGETS} WHERE pos > ${targetPosition(kind, afterSeq)}::bigint AND pos <= ${targetPosition(kind, afterSeq + size)}::bigint ORDER BY pos`;
 }
-
-/** The checks a created case comes from (see targets.ts, chosen). */
-const CREATE_CHECKS = ['orphaned_progress', 'orphaned_memory', 'dangling_active_case'] as const;
 
 export interface BatchSettings {
   shapeIsUuid: boolean;
@@ -53,7 +51,9 @@ export function batchStatement(kind: TargetKind, runId: number, afterSeq: number
       // The metadata is one constant per check (only a case several users referenced lists
       // them): built once per statement, not per row.
       const metadata = sql`CASE b.check_id ${sql.join(
-        CREATE_CHECKS.map((check) => sql`WHEN ${check} THEN ${JSON.stringify({ recovered_by: 'caseguard', run_id: runId, check })}::jsonb`),
+        MISSING_CASE_CHECKS.map(
+          (check) => sql`WHEN ${check} THEN ${JSON.stringify({ recovered_by: 'caseguard', run_id: runId, check })}::jsonb`,
+        ),
         sql` `,
       )} ELSE jsonb_build_object('recovered_by', 'caseguard', 'run_id', ${runId}::bigint, 'check', b.check_id) END
         || CASE WHEN b.owners > 1 THEN jsonb_build_object('referencing_users', to_jsonb(b.owner_list)) ELSE '{}' END`;

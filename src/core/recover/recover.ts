@@ -19,8 +19,7 @@ import type { Database, Session } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
 import { runBlockers } from '../db/locks.js';
 import { assertUnblocked, ExitCode, UsageError, type Blocker } from '../errors.js';
-import { withJournaledRun, type Run, type RunEnd } from '../journal/run.js';
-import type { Logger } from '../logger.js';
+import { runOptionsOf, withJournaledRun, type Run, type RunEnd, type RunOptions } from '../journal/run.js';
 import { applyTargets, emptyProgress, type BatchEvent } from './apply.js';
 import { batchStatement } from './batches.js';
 import { constraintsRefusal, inspectCaseConstraints, type CaseConstraints } from './constraints.js';
@@ -51,11 +50,7 @@ export interface RecoverSettings {
 }
 
 /** How a plan is applied: the run's logger, its stop signal, and what it reports batch by batch. */
-export interface ApplyOptions {
-  log: Logger;
-  signal?: AbortSignal;
-  /** How long to wait for the run lock. */
-  lockWaitMs?: number;
+export interface ApplyOptions extends RunOptions {
   /** Called after each committed batch; awaited. */
   onBatch?: (event: BatchEvent) => void | Promise<void>;
 }
@@ -173,11 +168,9 @@ export async function applyRecovery(
   return withJournaledRun(
     database,
     {
+      ...runOptionsOf(options),
       command: 'recover',
       options: runOptions,
-      log: options.log,
-      signal: options.signal,
-      lockWaitMs: options.lockWaitMs,
       asyncCommit: true,
     },
     (run) =>

@@ -21,8 +21,7 @@ import { runBlockers } from '../db/locks.js';
 import { describePgError, sqlStateOf } from '../db/sqlstate.js';
 import { assertUnblocked, UsageError, type Blocker } from '../errors.js';
 import { INSERT_ITEMS } from '../journal/journal.js';
-import { withJournaledRun } from '../journal/run.js';
-import type { Logger } from '../logger.js';
+import { runOptionsOf, withJournaledRun, type RunOptions } from '../journal/run.js';
 import { CASE_REFERENCES, referenceOfTable, type CaseReference, type ReferencingTable } from '../references.js';
 import { quarantine } from '../schema/journal.js';
 import { listQuarantine, toRow, type QuarantinedRow } from './quarantine.js';
@@ -78,21 +77,15 @@ export async function planRestore(database: Database, shape: DatabaseShape, sour
 }
 
 /** Puts back the rows the run quarantined that are not back yet, a page per transaction. */
-export async function applyRestore(
-  database: Database,
-  plan: RestorePlan,
-  options: { log: Logger; signal?: AbortSignal; lockWaitMs?: number },
-): Promise<RestoreResult> {
+export async function applyRestore(database: Database, plan: RestorePlan, options: RunOptions): Promise<RestoreResult> {
   assertUnblocked(plan);
   const summary = emptySummary();
   return withJournaledRun(
     database,
     {
+      ...runOptionsOf(options),
       command: 'quarantine restore',
       options: { run: plan.sourceRun },
-      log: options.log,
-      signal: options.signal,
-      lockWaitMs: options.lockWaitMs,
     },
     (run) =>
       run.withSession(async (session) => {
@@ -102,7 +95,16 @@ export async function applyRestore(
           while (at < pages.length && pages[at]!.after === undefined) at++;
           const page = pages[at];
           if (!page) return false;
+          const before = { total: summary.total, restored: summary.restored };
           page.after = await session.transaction((tx) => restorePage(tx, page.ref, plan.sourceRun, run.id, page.after!, summary));
+          if (page.after !== undefined) {
+            run.log.info({
+              event: 'restore.page_committed',
+              table: page.ref.table,
+              rows: summary.total - before.total,
+              restored: summary.restored - before.restored,
+            });
+          }
           Object.assign(run.counts, { restored: summary.restored, not_restored: summary.notRestoredCount });
           return true;
         });

@@ -21,6 +21,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Executor } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
+import type { ReferencingTable } from '../references.js';
 import { uuidOrNull } from '../uuid.js';
 
 export const TARGET_KINDS = [
@@ -34,6 +35,18 @@ export const TARGET_KINDS = [
   'keep_duplicate',
 ] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
+
+/** What each kind of target changes, and how the plan names it. */
+export const TARGET_KIND_INFO: Record<TargetKind, { table: 'cases' | ReferencingTable; label: string }> = {
+  create_case: { table: 'cases', label: 'cases to create (missing uuids)' },
+  normalise_progress: { table: 'case_intake_progress', label: 'progress spellings to normalise' },
+  normalise_memory: { table: 'case_memory', label: 'memory spellings to normalise' },
+  normalise_pointer: { table: 'bot_user_context', label: 'pointer spellings to normalise' },
+  quarantine_progress: { table: 'case_intake_progress', label: 'progress rows to quarantine' },
+  quarantine_memory: { table: 'case_memory', label: 'memory rows to quarantine' },
+  quarantine_pointer: { table: 'bot_user_context', label: 'pointers to quarantine' },
+  keep_duplicate: { table: 'case_intake_progress', label: 'duplicate groups: latest row kept' },
+};
 
 /** Kinds executed only with --quarantine. */
 export function isQuarantineKind(kind: TargetKind): boolean {

@@ -10,8 +10,7 @@ import type { DatabaseShape } from '../db/inspect.js';
 import { runBlockers } from '../db/locks.js';
 import { assertUnblocked, BusyError, ExitCode, InterruptedError, UsageError, type Blocker } from '../errors.js';
 import { getRun, INSERT_ITEMS } from '../journal/journal.js';
-import { withJournaledRun } from '../journal/run.js';
-import type { Logger } from '../logger.js';
+import { runOptionsOf, withJournaledRun, type RunOptions } from '../journal/run.js';
 import { listQuarantine } from './quarantine.js';
 import { restoreAll } from './restore.js';
 
@@ -222,51 +221,42 @@ export async function planUndo(database: Database, shape: DatabaseShape, undoneR
  * that transaction (the database may have moved since the plan). A stop request cancels the
  * statement in hand at once: the transaction rolls back whole, nothing changed.
  */
-export async function applyUndo(
-  database: Database,
-  shape: DatabaseShape,
-  plan: UndoPlan,
-  options: { log: Logger; signal?: AbortSignal; lockWaitMs?: number },
-): Promise<UndoResult> {
+export async function applyUndo(database: Database, shape: DatabaseShape, plan: UndoPlan, options: RunOptions): Promise<UndoResult> {
   assertUnblocked(plan);
   const undone = plan.undoneRun;
-  return withJournaledRun(
-    database,
-    { command: 'recover --undo', options: { undo: undone }, log: options.log, signal: options.signal, lockWaitMs: options.lockWaitMs },
-    async (run) => {
-      await run.checkpoint('before it began');
-      const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
-      try {
-        await run.withSession(
-          (session) =>
-            session.transaction(async (tx) => {
-              const unsafe = await safetyRefusal(tx, shape, undone, plan.startedAt);
-              if (unsafe) throw new UsageError(unsafe);
-              counts.spellingsRestored = await restoreSpellings(tx, shape, undone);
-              const restored = await restoreAll(tx, undone, run.id);
-              if (restored.notRestoredCount > 0) {
-                const first = restored.notRestored[0]!;
-                throw new UsageError(
-                  `cannot undo run ${undone}: ${restored.notRestoredCount} quarantined row(s) cannot go back (quarantine ${first.quarantineId}: ${first.reason}); nothing was changed`,
-                );
-              }
-              counts.rowsRestored = restored.restored;
-              counts.casesDeleted = await deleteCreatedCases(tx, undone, run.id);
-            }),
-          { cancel: 'at-once' },
-        );
-      } catch (error) {
-        if (options.signal?.aborted && !(error instanceof UsageError)) {
-          throw new InterruptedError(`undo of run ${undone} interrupted; its transaction was rolled back: nothing was changed`, {
-            cause: error,
-          });
-        }
-        throw error;
+  return withJournaledRun(database, { ...runOptionsOf(options), command: 'recover --undo', options: { undo: undone } }, async (run) => {
+    await run.checkpoint('before it began');
+    const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
+    try {
+      await run.withSession(
+        (session) =>
+          session.transaction(async (tx) => {
+            const unsafe = await safetyRefusal(tx, shape, undone, plan.startedAt);
+            if (unsafe) throw new UsageError(unsafe);
+            counts.spellingsRestored = await restoreSpellings(tx, shape, undone);
+            const restored = await restoreAll(tx, undone, run.id);
+            if (restored.notRestoredCount > 0) {
+              const first = restored.notRestored[0]!;
+              throw new UsageError(
+                `cannot undo run ${undone}: ${restored.notRestoredCount} quarantined row(s) cannot go back (quarantine ${first.quarantineId}: ${first.reason}); nothing was changed`,
+              );
+            }
+            counts.rowsRestored = restored.restored;
+            counts.casesDeleted = await deleteCreatedCases(tx, undone, run.id);
+          }),
+        { cancel: 'at-once' },
+      );
+    } catch (error) {
+      if (options.signal?.aborted && !(error instanceof UsageError)) {
+        throw new InterruptedError(`undo of run ${undone} interrupted; its transaction was rolled back: nothing was changed`, {
+          cause: error,
+        });
       }
-      Object.assign(run.counts, counts);
-      return { status: 'completed', value: { runId: run.id, undoneRun: undone, summary: plan.summary, ...counts } };
-    },
-  );
+      throw error;
+    }
+    Object.assign(run.counts, counts);
+    return { status: 'completed', value: { runId: run.id, undoneRun: undone, summary: plan.summary, ...counts } };
+  });
 }
 
 /** Why undoing the run is not safe now, in one sentence; undefined when it is. */

@@ -96,4 +96,4 @@ export function checkList(severity: Severity): string {
 }
 
 /** Checks whose findings name a uuid that has no case. */
-export const MISSING_CASE_CHECKS: readonly CheckId[] = ['orphaned_progress', 'orphaned_memory', 'dangling_active_case'];
+export const MISSING_CASE_CHECKS: readonly CheckId[] = CHECKS.filter((c) => c.countsCases).map((c) => c.id);
