@@ -3,7 +3,17 @@ import { exporterSection } from './exporter.mjs';
 import { fkSection } from './fk.mjs';
 import { rssSection, startupSection } from './process.mjs';
 import { recoverSection } from './recover.mjs';
+import { restoreSection } from './restore.mjs';
 import { scanSection } from './scan.mjs';
 import { simulateSection } from './simulate.mjs';
 
-export const sections = [scanSection, exporterSection, recoverSection, fkSection, rssSection, startupSection, simulateSection];
+export const sections = [
+  scanSection,
+  exporterSection,
+  recoverSection,
+  restoreSection,
+  fkSection,
+  rssSection,
+  startupSection,
+  simulateSection,
+];

@@ -72,11 +72,19 @@ export async function waitForServer(url: string, child?: ChildProcess): Promise<
   }
 }
 
+export interface CrashableServer extends TestServer {
+  port: number;
+  /** An immediate shutdown (SIGQUIT to the postmaster): no checkpoint, WAL not yet written is lost, as in a crash. */
+  crash(): Promise<void>;
+  /** Starts the server again on the same port and data (crash recovery runs first). */
+  restart(): Promise<void>;
+}
+
 /** Starts `postgres` from a binary folder on a free port; stop() ends it and removes its data. */
 export async function startServerFrom(
   binDir: string,
   options: { extraConf?: string[]; dataDir?: string; port?: number } = {},
-): Promise<TestServer & { port: number }> {
+): Promise<CrashableServer> {
   const user = serverUser();
   const dataDir = options.dataDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'caseguard-pg-')));
   if (user) await fs.chown(dataDir, user.uid, user.gid);
@@ -100,19 +108,30 @@ export async function startServerFrom(
     'fsync=off',
     ...(options.extraConf ?? []).flatMap((c) => ['-c', c]),
   ];
-  const child = spawn(path.join(binDir, 'postgres'), args, { ...user, stdio: 'ignore', detached: false });
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  await waitForServer(url, child);
+  const launch = async () => {
+    const started = spawn(path.join(binDir, 'postgres'), args, { ...user, stdio: 'ignore', detached: false });
+    await waitForServer(url, started);
+    return started;
+  };
+  let child = await launch();
+  const halt = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const done = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await done;
+  };
   return {
     url,
     port,
     dataDir,
+    crash: () => halt('SIGQUIT'),
+    restart: async () => {
+      await halt('SIGINT');
+      child = await launch();
+    },
     stop: async (stopOptions) => {
-      if (child.exitCode === null) {
-        const done = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGINT'); // fast shutdown
-        await done;
-      }
+      await halt('SIGINT'); // fast shutdown
       if (!stopOptions?.keepData) await fs.rm(dataDir, { recursive: true, force: true });
     },
   };

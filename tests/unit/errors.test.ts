@@ -3,6 +3,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { reportError } from '../../src/cli/errors.js';
 import { BusyError, ConnectionError, ExitCode, SchemaError, UsageError, toError } from '../../src/core/errors.js';
+import { expectedServerError } from '../../src/core/db/sqlstate.js';
 
 function capture() {
   let text = '';
@@ -102,6 +103,22 @@ describe('the top-level error handler', () => {
     expect(reportError(new CommanderError(1, 'commander.unknownOption', 'x'), out.stream)).toBe(2);
     expect(reportError(new CommanderError(0, 'commander.helpDisplayed', 'x'), out.stream)).toBe(0);
     expect(reportError(new CommanderError(1, 'commander.help', 'x'), out.stream)).toBe(2);
+  });
+
+  it("a rejected write on caseguard's own tables says so, and never blames the application", () => {
+    const own = serverError('duplicate key value violates unique constraint "runs_pkey"', '23505', 'Key (run_id)=(7) already exists.');
+    own.schema = 'caseguard';
+    own.table = 'runs';
+    own.constraint = 'runs_pkey';
+    const out = capture();
+    expect(reportError(own, out.stream)).toBe(4);
+    expect(out.text()).toMatch(/caseguard's own table caseguard\.runs rejected a write.*not the application's constraint/);
+    expect(out.text()).not.toMatch(/\(7\)/);
+    const app = serverError('new row violates check constraint "short_title"', '23514');
+    app.schema = 'mega_agent';
+    app.table = 'cases';
+    expect(reportError(app, capture().stream)).toBe(4);
+    expect(expectedServerError(app)?.message).toMatch(/the application's constraint or trigger rejected a write/);
   });
 
   it('coerces thrown non-errors, keeping the cause', () => {

@@ -209,10 +209,9 @@ export async function withRunLock<T>(database: Database, options: AcquireOptions
         }
         if (!still) {
           held = false;
-          throw new ConnectionError(
-            `the session holding caseguard's run lock was lost${lost ? ` (${safeMessage(lost)})` : ''}; ${options.what} stopped before its next write; what was committed is kept and journaled`,
-            { cause: lost },
-          );
+          throw new ConnectionError(`the session holding caseguard's run lock was lost${lost ? ` (${safeMessage(lost)})` : ''}`, {
+            cause: lost,
+          });
         }
       },
     };

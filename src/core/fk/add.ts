@@ -86,7 +86,7 @@ export async function planFkAdd(database: Database, shape: DatabaseShape, settin
 export async function applyFkAdd(database: Database, plan: FkAddPlan, options: FkAddOptions): Promise<FkAddResult> {
   assertUnblocked(plan);
   const runOptions = { strategy: plan.strategy, references: plan.references, ...plan.timing, batchSize: plan.batchSize };
-  return withJournaledRun(database, { ...runOptionsOf(options), command: 'fk add', options: runOptions }, async (run) => {
+  return withJournaledRun(database, { ...runOptionsOf(options), command: 'fk add', options: runOptions, unit: 'step' }, async (run) => {
     const started = performance.now();
     const present = await presentStates(database.db, plan.references);
     // The state may have moved since the plan was read: a shape the strategy cannot carry is refused whole.

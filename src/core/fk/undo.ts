@@ -52,7 +52,7 @@ async function applyStatements(
   options: RunOptions,
 ): Promise<number> {
   assertUnblocked(plan);
-  return withJournaledRun(database, { ...runOptionsOf(options), command, options: runOptions }, async (run) => {
+  return withJournaledRun(database, { ...runOptionsOf(options), command, options: runOptions, unit: 'step' }, async (run) => {
     if (plan.statements.length > 0) {
       await run.checkpoint('before it began');
       await run.withSession((session) =>

@@ -54,6 +54,8 @@ export interface RunSpec extends RunOptions {
    * the last of them may be lost with their journal items, and messages say so.
    */
   asyncCommit?: boolean;
+  /** What the run counts as committed for its messages: batches (the loop counts them) or steps (markCommitted). */
+  unit?: 'batch' | 'step';
 }
 
 /** The default of --shutdown-grace. */
@@ -82,6 +84,8 @@ export interface Run {
   checkpoint(where?: string): Promise<void>;
   /** The batch loop: checkpoint, then batch(), until batch() says nothing is left (false). */
   batches(batch: () => Promise<boolean>): Promise<void>;
+  /** One step of a run counted in steps has committed. */
+  markCommitted(): void;
   /**
    * fn on a connection of the run's own (its temporary tables, its transaction), whose statement
    * in hand a stop request cancels: after the grace period, or at once (an undo, all or nothing).
@@ -126,8 +130,8 @@ export async function withJournaledRun<T>(database: Database, spec: RunSpec, wor
       if (error instanceof ConnectionError || isConnectionLost(error)) {
         // What the client counted may include a batch the server lost: the journal's items are the truth.
         await finish('failed', describePgError(error), true);
-        if (error instanceof ConnectionError) throw error;
-        throw new ConnectionError(`the connection was lost during ${spec.command} run ${runId} (${safeMessage(error)}) ${run.durable()}`, {
+        const reason = error instanceof ConnectionError ? error.message : `the connection to the database was lost (${safeMessage(error)})`;
+        throw new ConnectionError(`${reason}; ${spec.command} run ${runId} stopped before its next write; ${run.durable()}`, {
           cause: error,
         });
       }
@@ -167,7 +171,7 @@ class JournaledRun implements Run {
   async checkpoint(where?: string): Promise<void> {
     await this.lock.assertHeld();
     if (this.spec.signal?.aborted) {
-      const at = where ?? `after ${this.committed} batch(es)`;
+      const at = where ?? `after ${this.committed} ${(this.spec.unit ?? 'batch') === 'batch' ? 'batch(es)' : 'step(s)'}`;
       throw new InterruptedError(`${this.spec.command} interrupted ${at}; run ${this.id} is journaled as interrupted; rerun to finish`);
     }
   }
@@ -176,8 +180,12 @@ class JournaledRun implements Run {
     for (;;) {
       await this.checkpoint();
       if (!(await batch())) return;
-      this.committed++;
+      if ((this.spec.unit ?? 'batch') === 'batch') this.committed++;
     }
+  }
+
+  markCommitted(): void {
+    this.committed++;
   }
 
   async withSession<T>(fn: (session: Session) => Promise<T>, options: { cancel?: 'after-grace' | 'at-once' } = {}): Promise<T> {
@@ -238,16 +246,18 @@ class JournaledRun implements Run {
     }
   }
 
-  /** What is durable of the run's batches, said truthfully for a run that lost its connection. */
+  /** What is durable of the run's work, said truthfully for a run that lost its connection. */
   durable(): string {
-    if (this.committed === 0) return 'before its first batch committed; nothing of it was changed; rerun to start again';
+    const unit = (this.spec.unit ?? 'batch') === 'batch' ? 'batch(es)' : 'step(s)';
+    const rerun = `rerun caseguard ${this.spec.command} to finish`;
+    if (this.committed === 0) return `nothing of it had committed; ${rerun}`;
     if (this.spec.asyncCommit) {
       return (
-        `after up to ${this.committed} committed batch(es), of which the last may be lost with their journal items ` +
-        `(batch commits do not wait for their WAL flush); the journal on the server says which are kept; rerun caseguard ${this.spec.command} to finish`
+        `up to ${this.committed} ${unit} had committed, and the last of them may be lost with their journal items ` +
+        `(batch commits do not wait for their WAL flush): the journal on the server says which are kept; ${rerun}`
       );
     }
-    return `after ${this.committed} committed batch(es); they are kept and journaled; rerun caseguard ${this.spec.command} to finish`;
+    return `${this.committed} ${unit} had committed; they are kept and journaled; ${rerun}`;
   }
 }
 

@@ -224,39 +224,43 @@ export async function planUndo(database: Database, shape: DatabaseShape, undoneR
 export async function applyUndo(database: Database, shape: DatabaseShape, plan: UndoPlan, options: RunOptions): Promise<UndoResult> {
   assertUnblocked(plan);
   const undone = plan.undoneRun;
-  return withJournaledRun(database, { ...runOptionsOf(options), command: 'recover --undo', options: { undo: undone } }, async (run) => {
-    await run.checkpoint('before it began');
-    const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
-    try {
-      await run.withSession(
-        (session) =>
-          session.transaction(async (tx) => {
-            const unsafe = await safetyRefusal(tx, shape, undone, plan.startedAt);
-            if (unsafe) throw new UsageError(unsafe);
-            counts.spellingsRestored = await restoreSpellings(tx, shape, undone);
-            const restored = await restoreAll(tx, undone, run.id);
-            if (restored.notRestoredCount > 0) {
-              const first = restored.notRestored[0]!;
-              throw new UsageError(
-                `cannot undo run ${undone}: ${restored.notRestoredCount} quarantined row(s) cannot go back (quarantine ${first.quarantineId}: ${first.reason}); nothing was changed`,
-              );
-            }
-            counts.rowsRestored = restored.restored;
-            counts.casesDeleted = await deleteCreatedCases(tx, undone, run.id);
-          }),
-        { cancel: 'at-once' },
-      );
-    } catch (error) {
-      if (options.signal?.aborted && !(error instanceof UsageError)) {
-        throw new InterruptedError(`undo of run ${undone} interrupted; its transaction was rolled back: nothing was changed`, {
-          cause: error,
-        });
+  return withJournaledRun(
+    database,
+    { ...runOptionsOf(options), command: 'recover --undo', options: { undo: undone }, unit: 'step' },
+    async (run) => {
+      await run.checkpoint('before it began');
+      const counts = { casesDeleted: 0, spellingsRestored: 0, rowsRestored: 0 };
+      try {
+        await run.withSession(
+          (session) =>
+            session.transaction(async (tx) => {
+              const unsafe = await safetyRefusal(tx, shape, undone, plan.startedAt);
+              if (unsafe) throw new UsageError(unsafe);
+              counts.spellingsRestored = await restoreSpellings(tx, shape, undone);
+              const restored = await restoreAll(tx, undone, run.id);
+              if (restored.notRestoredCount > 0) {
+                const first = restored.notRestored[0]!;
+                throw new UsageError(
+                  `cannot undo run ${undone}: ${restored.notRestoredCount} quarantined row(s) cannot go back (quarantine ${first.quarantineId}: ${first.reason}); nothing was changed`,
+                );
+              }
+              counts.rowsRestored = restored.restored;
+              counts.casesDeleted = await deleteCreatedCases(tx, undone, run.id);
+            }),
+          { cancel: 'at-once' },
+        );
+      } catch (error) {
+        if (options.signal?.aborted && !(error instanceof UsageError)) {
+          throw new InterruptedError(`undo of run ${undone} interrupted; its transaction was rolled back: nothing was changed`, {
+            cause: error,
+          });
+        }
+        throw error;
       }
-      throw error;
-    }
-    Object.assign(run.counts, counts);
-    return { status: 'completed', value: { runId: run.id, undoneRun: undone, summary: plan.summary, ...counts } };
-  });
+      Object.assign(run.counts, counts);
+      return { status: 'completed', value: { runId: run.id, undoneRun: undone, summary: plan.summary, ...counts } };
+    },
+  );
 }
 
 /** Why undoing the run is not safe now, in one sentence; undefined when it is. */
