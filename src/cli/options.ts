@@ -1,5 +1,6 @@
 /** Parsers for option values; they fail with commander's InvalidArgumentError (exit 2). */
-import { InvalidArgumentError, type CommanderError } from 'commander';
+import { InvalidArgumentError, Option, type Command, type CommanderError } from 'commander';
+import type { ThrottleSettings } from '../core/index.js';
 
 export function integer(min: number, max: number) {
   return (value: string): number => {
@@ -53,4 +54,53 @@ export function pgDuration(value: string): string {
 export function commanderExitCode(error: CommanderError): number {
   if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return 0;
   return error.exitCode === 0 ? 0 : 2;
+}
+
+/** A size such as 0, 512MB, 1GB or 1.5TB (binary units, like PostgreSQL's), in bytes; 0 means off. */
+export function size(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)?$/i.exec(value.trim());
+  if (!match) throw new InvalidArgumentError('expected a size such as 0, 512MB, 1GB or 2TB');
+  const unit = (match[2] ?? 'B').toUpperCase();
+  const factor = { B: 1, KB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30, TB: 2 ** 40 }[unit as 'B' | 'KB' | 'MB' | 'GB' | 'TB'];
+  return Math.round(Number(match[1]) * factor);
+}
+
+export interface ThrottleFlags {
+  maxReplicaLag: number;
+  maxSlotLag: number;
+  batchPause: number;
+  throttleBudget: number;
+  requireHealth?: boolean;
+}
+
+/** The throttle's options, the same on every command that writes in batches (recover, --undo, quarantine restore, fk add). */
+export function throttleOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--max-replica-lag <duration>', "pause between batches while a standby's replay lag is over this (0: off)")
+        .argParser(waitMs)
+        .default(10_000, '10s'),
+    )
+    .addOption(
+      new Option('--max-slot-lag <size>', 'pause while a replication slot retains more WAL than this (0: off)')
+        .argParser(size)
+        .default(2 ** 30, '1GB'),
+    )
+    .addOption(new Option('--batch-pause <duration>', 'a pause between any two batches').argParser(waitMs).default(0, '0'))
+    .addOption(
+      new Option('--throttle-budget <duration>', 'the longest continuous pause; then exit 5 with nothing half-done')
+        .argParser(durationMs)
+        .default(30 * 60_000, '30min'),
+    )
+    .option('--require-health', 'refuse to run where the health signals cannot be read (pg_monitor), instead of running unthrottled');
+}
+
+export function throttleOf(flags: ThrottleFlags): ThrottleSettings {
+  return {
+    maxReplicaLagMs: flags.maxReplicaLag,
+    maxSlotLagBytes: flags.maxSlotLag,
+    batchPauseMs: flags.batchPause,
+    budgetMs: flags.throttleBudget,
+    requireHealth: Boolean(flags.requireHealth),
+  };
 }

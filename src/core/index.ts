@@ -86,7 +86,9 @@ export {
 } from './fk/undo.js';
 
 export { listRuns, getRun, type RunRecord, type RunStatus, type RunItemSummary } from './journal/journal.js';
-export { DEFAULT_GRACE_MS } from './journal/run.js';
+export { DEFAULT_GRACE_MS, type RunOptions } from './journal/run.js';
+export { DEFAULT_THROTTLE, type ThrottleSettings } from './journal/throttle.js';
+export { readHealth, canReadHealth, type Health } from './db/health.js';
 
 export {
   createIntakeHandlers,

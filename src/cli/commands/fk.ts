@@ -2,7 +2,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { FkTiming } from '../../core/index.js';
 import { REFERENCE_IDS, type ReferenceId } from '../../core/vocabulary.js';
-import { durationMs, examples, integer, pgDuration } from '../options.js';
+import { durationMs, examples, integer, pgDuration, throttleOf, throttleOptions, type ThrottleFlags } from '../options.js';
 
 interface LockFlags {
   lockTimeout: number;
@@ -140,7 +140,7 @@ ${examples(
       });
     });
 
-  timingOptions(fk.command('add').description('add the FK, step by step, resumably'))
+  throttleOptions(timingOptions(fk.command('add').description('add the FK, step by step, resumably')))
     .addHelpText(
       'after',
       examples(
@@ -150,7 +150,7 @@ ${examples(
       ),
     )
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
-    .action(async (flags: TimingFlags & { yes?: boolean }, command: Command) => {
+    .action(async (flags: TimingFlags & ThrottleFlags & { yes?: boolean }, command: Command) => {
       const { assertCanConfirm } = await import('../prompts.js');
       const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'change the table' });
@@ -169,6 +169,7 @@ ${examples(
               applyFkAdd(ctx.database, plan, {
                 log: ctx.log.child({ command: 'fk add' }),
                 ...ctx.run,
+                throttle: throttleOf(flags),
                 onStep: (e) => {
                   if (flags.format === 'table') {
                     process.stdout.write(

@@ -1,6 +1,6 @@
 /** caseguard quarantine list|restore: the rows recover moved aside, and putting them back. */
 import { Option, type Command } from 'commander';
-import { examples, integer } from '../options.js';
+import { examples, integer, throttleOf, throttleOptions, type ThrottleFlags } from '../options.js';
 
 export function defineQuarantine(program: Command): void {
   const quarantine = program
@@ -56,8 +56,7 @@ export function defineQuarantine(program: Command): void {
       });
     });
 
-  quarantine
-    .command('restore')
+  throttleOptions(quarantine.command('restore'))
     .argument('<run>', 'the run whose quarantined rows go back', integer(1, Number.MAX_SAFE_INTEGER))
     .description('put back the rows a run quarantined (a row whose key is taken now is reported, not overwritten)')
     .option('--dry-run', 'say what would be restored and change nothing')
@@ -71,39 +70,42 @@ export function defineQuarantine(program: Command): void {
         'caseguard quarantine restore 12 --yes',
       ),
     )
-    .action(async (runId: number, flags: { dryRun?: boolean; yes?: boolean; format: 'table' | 'json' }, command: Command) => {
-      const { withDatabase } = await import('../context.js');
-      const { applyRestore, ExitCode, planRestore } = await import('../../core/index.js');
-      const { assertCanConfirm } = await import('../prompts.js');
-      const { runPlanned } = await import('../planned.js');
-      const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-      if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'restore rows' });
-      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
-        const shape = await ctx.shape();
-        await runPlanned(
-          {
-            what: 'restore rows',
-            plan: () => planRestore(ctx.database, shape, runId),
-            preview: () => '',
-            dryRunNote: (plan) => `Dry run: ${plan.waiting} row(s) run ${runId} quarantined can be restored; nothing was changed.\n`,
-            question: (plan) => `Restore ${plan.waiting} row(s) quarantined by run ${runId}?`,
-            apply: (plan) =>
-              applyRestore(ctx.database, plan, {
-                log: ctx.log.child({ command: 'quarantine restore' }),
-                ...ctx.run,
-              }),
-            print: (result) =>
-              `${[
-                `Restored ${result.restored} row(s) (run ${result.runId}).`,
-                ...result.outcomes.map((o) => `not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`),
-                ...(result.notRestored > result.outcomes.length
-                  ? [`… and ${result.notRestored - result.outcomes.length} more not restored`]
-                  : []),
-              ].join('\n')}\n`,
-            exitCode: (result) => (result.notRestored > 0 ? ExitCode.findings : ExitCode.ok),
-          },
-          { yes: Boolean(flags.yes), dryRun: flags.dryRun, format: flags.format, isTerminal: ctx.isTerminal },
-        );
-      });
-    });
+    .action(
+      async (runId: number, flags: ThrottleFlags & { dryRun?: boolean; yes?: boolean; format: 'table' | 'json' }, command: Command) => {
+        const { withDatabase } = await import('../context.js');
+        const { applyRestore, ExitCode, planRestore } = await import('../../core/index.js');
+        const { assertCanConfirm } = await import('../prompts.js');
+        const { runPlanned } = await import('../planned.js');
+        const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+        if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'restore rows' });
+        await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
+          const shape = await ctx.shape();
+          await runPlanned(
+            {
+              what: 'restore rows',
+              plan: () => planRestore(ctx.database, shape, runId),
+              preview: () => '',
+              dryRunNote: (plan) => `Dry run: ${plan.waiting} row(s) run ${runId} quarantined can be restored; nothing was changed.\n`,
+              question: (plan) => `Restore ${plan.waiting} row(s) quarantined by run ${runId}?`,
+              apply: (plan) =>
+                applyRestore(ctx.database, plan, {
+                  log: ctx.log.child({ command: 'quarantine restore' }),
+                  ...ctx.run,
+                  throttle: throttleOf(flags),
+                }),
+              print: (result) =>
+                `${[
+                  `Restored ${result.restored} row(s) (run ${result.runId}).`,
+                  ...result.outcomes.map((o) => `not restored: quarantine ${o.quarantineId} (${o.sourceTable}): ${o.reason}`),
+                  ...(result.notRestored > result.outcomes.length
+                    ? [`… and ${result.notRestored - result.outcomes.length} more not restored`]
+                    : []),
+                ].join('\n')}\n`,
+              exitCode: (result) => (result.notRestored > 0 ? ExitCode.findings : ExitCode.ok),
+            },
+            { yes: Boolean(flags.yes), dryRun: flags.dryRun, format: flags.format, isTerminal: ctx.isTerminal },
+          );
+        });
+      },
+    );
 }

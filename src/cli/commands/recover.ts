@@ -1,8 +1,9 @@
 /** caseguard recover: repair what scan found; dry run, confirmation, batches, journal, undo. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { examples, integer } from '../options.js';
+import type { Progress } from '../output/progress.js';
+import { examples, integer, throttleOf, throttleOptions, type ThrottleFlags } from '../options.js';
 
-interface RecoverFlags {
+interface RecoverFlags extends ThrottleFlags {
   dryRun?: boolean;
   yes?: boolean;
   quarantine?: boolean;
@@ -23,8 +24,7 @@ function caseValue(value: string, previous: Record<string, string>): Record<stri
 }
 
 export function defineRecover(program: Command): void {
-  program
-    .command('recover')
+  throttleOptions(program.command('recover'))
     .description('repair what scan found: create missing cases, normalise spellings, quarantine what cannot be repaired')
     .option('--dry-run', 'show the exact plan (and its SQL) and change nothing')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
@@ -84,7 +84,8 @@ ${examples(
         const shape = await ctx.shape();
         const log = ctx.log.child({ command: flags.undo === undefined ? 'recover' : 'recover --undo' });
         const { runPlanned } = await import('../planned.js');
-        const run = { log, ...ctx.run };
+        let bar: Progress | undefined;
+        const run = { log, ...ctx.run, throttle: throttleOf(flags), onPause: (status: string | undefined) => bar?.status(status) };
         const common = { yes: Boolean(flags.yes), dryRun: flags.dryRun, format: flags.format, isTerminal: ctx.isTerminal };
         if (flags.undo !== undefined) {
           const undone = flags.undo;
@@ -116,7 +117,6 @@ ${examples(
         };
         const show = (plan: Parameters<typeof renderPlan>[0]) =>
           renderPlan(plan, ctx.useColor, { showSql: flags.sql, quarantine: settings.quarantine });
-        let bar: ReturnType<typeof progressBar> | undefined;
         try {
           await runPlanned(
             {

@@ -7,6 +7,8 @@ import cliProgress from 'cli-progress';
 
 export interface Progress {
   update(value: number): void;
+  /** A note after the bar ("paused: replica lag 14.2s > 10s"), or none. */
+  status(text: string | undefined): void;
   stop(): void;
 }
 
@@ -19,16 +21,23 @@ export function writeStderr(text: string): void {
 }
 
 export function progressBar(enabled: boolean, total: number, unit: string): Progress {
-  if (!enabled || !process.stderr.isTTY || process.env.CI) return { update: () => undefined, stop: () => undefined };
+  if (!enabled || !process.stderr.isTTY || process.env.CI)
+    return { update: () => undefined, status: () => undefined, stop: () => undefined };
   const bars = new cliProgress.MultiBar(
-    { format: `{bar} {value}/{total} ${unit} | {eta_formatted} left`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
+    {
+      format: `{bar} {value}/{total} ${unit} | {eta_formatted} left{status}`,
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: true,
+    },
     cliProgress.Presets.shades_classic,
   );
-  const bar = bars.create(total, 0);
+  const bar = bars.create(total, 0, { status: '' });
   active = bars;
   let stopped = false;
   return {
     update: (v) => bar.update(v),
+    status: (text) => bar.update({ status: text ? ` | ${text}` : '' }),
     stop: () => {
       if (stopped) return;
       stopped = true;

@@ -5,7 +5,8 @@
  * 1. the run lock (db/locks.ts), and caseguard's journal schema;
  * 2. the run's row in caseguard.runs (journal.ts: startRun settles dead runs first);
  * 3. the batch loop: between two batches or steps, the one checkpoint a run has — the lock
- *    session is still there, then a stop request (SIGINT/SIGTERM) ends the run there;
+ *    session is still there; the throttle waits while the cluster's health signals are over
+ *    their limits (throttle.ts); then a stop request (SIGINT/SIGTERM) ends the run there;
  * 4. one finish policy, however the work ends:
  *      returned           completed, or partial with the reason the work gives
  *      InterruptedError   interrupted
@@ -27,6 +28,7 @@ import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.j
 import { BlockedError, ConnectionError, InterruptedError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { finishRun, startRun, type RunStatus } from './journal.js';
+import { Throttle, type ThrottleSettings } from './throttle.js';
 
 /** How a plan is applied, whatever the command: what every apply function takes. */
 export interface RunOptions {
@@ -42,6 +44,10 @@ export interface RunOptions {
   graceMs?: number;
   /** Fired by a second SIGINT/SIGTERM: what is in flight is cancelled at once, grace or not. */
   hardSignal?: AbortSignal;
+  /** Pause between batches while the cluster's health signals are over their limits (throttle.ts). */
+  throttle?: ThrottleSettings;
+  /** Told when the run pauses ("paused: replica lag 14.2s > 10s") and when it resumes (undefined). */
+  onPause?: (status: string | undefined) => void;
 }
 
 export interface RunSpec extends RunOptions {
@@ -104,9 +110,16 @@ export async function withJournaledRun<T>(database: Database, spec: RunSpec, wor
   const what = `caseguard ${spec.command}`;
   return withRunLock(database, { what, waitMs: spec.lockWaitMs, signal: spec.signal, log: spec.log }, async (lock) => {
     await ensureJournalSchema(database.pool);
+    const throttle = spec.throttle ? new Throttle(database.db, spec.throttle, spec.log, spec.onPause) : undefined;
+    if (spec.throttle?.requireHealth && !(await throttle!.check())) {
+      throw new ConnectionError(
+        `--require-health: the database user cannot read the cluster's health signals (pg_stat_replication, pg_replication_slots): grant it pg_monitor, or run without --require-health; nothing was changed`,
+      );
+    }
     const runId = await startRun(database.db, { command: spec.command, options: spec.options, dryRun: false, process: database.identity });
-    const run = new JournaledRun(database, runId, spec, lock);
+    const run = new JournaledRun(database, runId, spec, lock, throttle);
     const finish = async (status: FinishStatus, error?: string, fromItems = false) => {
+      if (throttle && throttle.pausedMs > 0) run.counts.paused_ms = Math.round(throttle.pausedMs);
       await finishRun(database.db, runId, { status, counts: run.counts, error, countsFromItems: fromItems }).catch((e: unknown) =>
         run.log.error({ event: 'run.journal_failed', status, err: safeMessage(e) }, `run ${runId} could not be journaled as ${status}`),
       );
@@ -156,6 +169,7 @@ class JournaledRun implements Run {
     readonly id: number,
     private readonly spec: RunSpec,
     readonly lock: RunLock,
+    private readonly throttle?: Throttle,
   ) {
     this.log = spec.log.child({ run_id: id });
   }
@@ -170,6 +184,7 @@ class JournaledRun implements Run {
 
   async checkpoint(where?: string): Promise<void> {
     await this.lock.assertHeld();
+    await this.throttle?.wait(this.spec.signal);
     if (this.spec.signal?.aborted) {
       const at = where ?? `after ${this.committed} ${(this.spec.unit ?? 'batch') === 'batch' ? 'batch(es)' : 'step(s)'}`;
       throw new InterruptedError(`${this.spec.command} interrupted ${at}; run ${this.id} is journaled as interrupted; rerun to finish`);
@@ -269,5 +284,7 @@ export function runOptionsOf(options: RunOptions): RunOptions {
     lockWaitMs: options.lockWaitMs,
     graceMs: options.graceMs,
     hardSignal: options.hardSignal,
+    throttle: options.throttle,
+    onPause: options.onPause,
   };
 }
