@@ -3,6 +3,7 @@ import { exporterSection } from './exporter.mjs';
 import { fkSection } from './fk.mjs';
 import { rssSection, startupSection } from './process.mjs';
 import { recoverSection } from './recover.mjs';
+import { replicasSection } from './replicas.mjs';
 import { restoreSection } from './restore.mjs';
 import { scanSection } from './scan.mjs';
 import { simulateSection } from './simulate.mjs';
@@ -12,6 +13,7 @@ export const sections = [
   exporterSection,
   recoverSection,
   restoreSection,
+  replicasSection,
   fkSection,
   rssSection,
   startupSection,
