@@ -30,6 +30,8 @@ export interface GlobalOptions {
   lockWait: number;
   /** --shutdown-grace in ms: how long a stopped run lets the batch or step in hand finish. */
   shutdownGrace: number;
+  /** --network-timeout in ms: how long connections may answer nothing before they count as lost. */
+  networkTimeout: number;
 }
 
 export interface CommandContext {
@@ -43,7 +45,7 @@ export interface CommandContext {
   /** How long to wait for the run lock (--lock-wait). */
   lockWaitMs: number;
   /** What an apply of a journaled run takes, but its logger: the stop signals, --lock-wait and --shutdown-grace. */
-  run: { signal: AbortSignal; hardSignal: AbortSignal; lockWaitMs: number; graceMs: number };
+  run: { signal: AbortSignal; hardSignal: AbortSignal; lockWaitMs: number; graceMs: number; networkTimeoutMs: number };
 }
 
 export function globalOptions(command: Command): GlobalOptions {
@@ -140,6 +142,8 @@ export interface OpenFor {
   createsDatabase?: boolean;
   /** Pipelining connections (see OpenOptions.pipeline): the intake's commands. */
   pipeline?: boolean;
+  /** The command writes: a host list is searched for a read-write server (see OpenOptions.writes). */
+  writes?: boolean;
 }
 
 /**
@@ -180,6 +184,7 @@ export async function withDatabase<T>(
     poolSize: openFor.poolSize,
     idleTimeoutMs: openFor.idleTimeoutMs,
     pipeline: openFor.pipeline,
+    writes: openFor.writes,
     applicationName: `caseguard ${commandPath(command)}`,
   });
   opened.database = database;
@@ -194,7 +199,13 @@ export async function withDatabase<T>(
       useColor: colorEnabled(opts),
       isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
       lockWaitMs: opts.lockWait,
-      run: { signal: interrupt.signal, hardSignal: interrupt.hardSignal, lockWaitMs: opts.lockWait, graceMs: opts.shutdownGrace },
+      run: {
+        signal: interrupt.signal,
+        hardSignal: interrupt.hardSignal,
+        lockWaitMs: opts.lockWait,
+        graceMs: opts.shutdownGrace,
+        networkTimeoutMs: opts.networkTimeout,
+      },
       shape: () => inspectDatabase(database.db),
     });
   } finally {

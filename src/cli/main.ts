@@ -5,7 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { createRequire } from 'node:module';
 import { watchStdout } from './stdout.js';
-import { commanderExitCode, waitMs } from './options.js';
+import { commanderExitCode, durationMs, waitMs } from './options.js';
 import { defineBot } from './commands/bot.js';
 import { defineExporter } from './commands/exporter.js';
 import { defineFk } from './commands/fk.js';
@@ -48,6 +48,14 @@ export function buildProgram(): Command {
       )
         .argParser(waitMs)
         .default(30_000, '30s'),
+    )
+    .addOption(
+      new Option(
+        '--network-timeout <duration>',
+        "how long a run's connections may answer nothing before they count as lost (exit 3): a network that stops answering never hangs a command",
+      )
+        .argParser(durationMs)
+        .default(60_000, '60s'),
     )
     .showHelpAfterError('(run with --help for usage)')
     // every subcommand's help lists the global options (--database-url and the rest) too

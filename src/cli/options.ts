@@ -40,6 +40,12 @@ export function waitMs(value: string): number {
   return value.trim() === '0' ? 0 : durationMs(value);
 }
 
+/** A duration in PostgreSQL's syntax (pgDuration) in ms; a bare number is ms, as for statement_timeout. */
+export function pgDurationMs(value: string): number {
+  const m = /^(\d+)\s*(ms|s|min|h)?$/.exec(value.trim())!;
+  return Number(m[1]) * { ms: 1, s: 1000, min: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'min' | 'h'];
+}
+
 /** A server-side timeout such as 500ms, 30s, 5min or 0 (none), kept in PostgreSQL's syntax for set_config. */
 export function pgDuration(value: string): string {
   if (!/^\d+\s*(ms|s|min|h)?$/.test(value.trim()))

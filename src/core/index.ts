@@ -33,6 +33,7 @@ export { serverTarget, resolveConnection, hasEmbeddedDatabase, describeTarget, t
 export { inspectDatabase, type DatabaseShape, type Shape } from './db/inspect.js';
 export { migrate, migrateDatabase, type MigrateResult } from './db/migrate.js';
 export { runBlockers, DEFAULT_LOCK_WAIT_MS } from './db/locks.js';
+export { withinDeadline } from './db/deadline.js';
 
 export * from './vocabulary.js';
 
@@ -86,7 +87,7 @@ export {
 } from './fk/undo.js';
 
 export { listRuns, getRun, type RunRecord, type RunStatus, type RunItemSummary } from './journal/journal.js';
-export { DEFAULT_GRACE_MS, type RunOptions } from './journal/run.js';
+export { DEFAULT_GRACE_MS, DEFAULT_NETWORK_TIMEOUT_MS, type RunOptions } from './journal/run.js';
 export { DEFAULT_THROTTLE, type ThrottleSettings } from './journal/throttle.js';
 export { readHealth, canReadHealth, type Health } from './db/health.js';
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import { describeTarget, resolveConnection } from '../../src/core/db/connection.js';
-import { parseConnectionString, resolveParams, toClientConfig } from '../../src/core/db/connectionString.js';
+import { describeParams, hostsOf, parseConnectionString, resolveParams, toClientConfig } from '../../src/core/db/connectionString.js';
 import { UsageError } from '../../src/core/errors.js';
 
 const base = { judgesData: true, cwd: '/work/app' };
@@ -97,13 +97,57 @@ describe('connection strings', () => {
     expect(parseConnectionString('host = db  port=5433')).toEqual({ host: 'db', port: '5433' });
   });
 
-  it('refuses what is neither, unknown keywords and several hosts, before any network call', () => {
+  it('refuses what is neither and unknown keywords, before any network call', () => {
     expect(() => parseConnectionString('not-a-url')).toThrow(UsageError);
     expect(() => parseConnectionString('not-a-url')).toThrow(/neither a postgres:\/\/ URL nor libpq key=value/);
     expect(() => parseConnectionString('host=db colour=blue')).toThrow(/unknown connection parameter "colour"/);
-    expect(() => parseConnectionString('postgres://a,b/db')).toThrow(/several hosts/);
     expect(() => parseConnectionString("host='db")).toThrow(/unterminated/);
     expect(() => resolveParams('host=db sslmode=sometimes', {})).toThrow(/sslmode/);
+  });
+
+  it('reads host lists as libpq does: a URL, key/value pairs, the PG* variables; ports one for all or one per host', () => {
+    expect(parseConnectionString('postgres://ops:s3cret@h1:5432,h2:5433/intake?target_session_attrs=read-write')).toEqual({
+      host: 'h1,h2',
+      port: '5432,5433',
+      dbname: 'intake',
+      user: 'ops',
+      password: 's3cret',
+      target_session_attrs: 'read-write',
+    });
+    expect(hostsOf(parseConnectionString('postgres://h1,h2:6000,[::1]:7000/db'))).toEqual([
+      { host: 'h1', port: 5432 },
+      { host: 'h2', port: 6000 },
+      { host: '::1', port: 7000 },
+    ]);
+    expect(hostsOf(resolveParams('host=a,b port=5432,5433', {}))).toEqual([
+      { host: 'a', port: 5432 },
+      { host: 'b', port: 5433 },
+    ]);
+    expect(hostsOf(resolveParams(undefined, { PGHOST: 'a,b,c', PGPORT: '6432' })).map((h) => `${h.host}:${h.port}`)).toEqual([
+      'a:6432',
+      'b:6432',
+      'c:6432',
+    ]);
+    expect(() => resolveParams('host=a,b,c port=1,2', {})).toThrow(/3 host\(s\) but 2 ports/);
+    expect(() => resolveParams('host=a,b target_session_attrs=writable', {})).toThrow(
+      /target_session_attrs "writable" is not one of any, read-write, read-only, primary, standby, prefer-standby/,
+    );
+    expect(() => resolveParams('host=a load_balance_hosts=sometimes', {})).toThrow(/load_balance_hosts "sometimes"/);
+    expect(() => resolveParams('host=a keepalives_idle=soon', {})).toThrow(/keepalives_idle "soon" is not a whole number/);
+    for (const attrs of ['any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby']) {
+      expect(resolveParams(`host=a,b target_session_attrs=${attrs} load_balance_hosts=random`, {}).target_session_attrs).toBe(attrs);
+    }
+    // the password never leaves in a name, whatever the list
+    expect(describeParams(parseConnectionString('postgres://ops:s3cret@h1,h2:5433/intake'))).toBe('postgres://ops@h1:5432,h2:5433/intake');
+  });
+
+  it('keepalives are on by default, with a short idle time; keepalives=0 turns them off', () => {
+    expect(toClientConfig(resolveParams('host=db', {}))).toMatchObject({ keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    expect(toClientConfig(resolveParams('host=db keepalives_idle=3', {}))).toMatchObject({
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 3000,
+    });
+    expect(toClientConfig(resolveParams('host=db keepalives=0', {}))).toMatchObject({ keepAlive: false });
   });
 
   it('takes the string first, then its service, then the PG* variables', () => {

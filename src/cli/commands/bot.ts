@@ -41,7 +41,7 @@ ${examples('caseguard bot --console', 'caseguard bot --console --user alice', 'T
       const { createIntakeHandlers } = await import('../../core/index.js');
       await withDatabase(
         command,
-        { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true, createsDatabase: true, pipeline: true },
+        { judgesData: true, poolSize: flags.console ? 2 : 8, graceful: true, createsDatabase: true, pipeline: true, writes: true },
         async (ctx) => {
           const shape = await ctx.shape();
           // The intake writes; a standby or read-only database is refused before the first user.

@@ -157,7 +157,7 @@ ${examples(
       const { withDatabase } = await import('../context.js');
       const { runPlanned } = await import('../planned.js');
       const { applyFkAdd, planFkAdd } = await import('../../core/index.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true, writes: true }, async (ctx) => {
         const shape = await ctx.shape();
         await runPlanned(
           {
@@ -205,7 +205,7 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
       const { withDatabase } = await import('../context.js');
       const { runPlanned } = await import('../planned.js');
       const { applyFkAbort, planFkAbort } = await import('../../core/index.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true, writes: true }, async (ctx) => {
         await ctx.shape();
         await runPlanned(
           {
@@ -241,7 +241,7 @@ ${examples('caseguard fk status        # "partial": where the run stopped', 'cas
       const { withDatabase } = await import('../context.js');
       const { runPlanned } = await import('../planned.js');
       const { applyFkDrop, planFkDrop } = await import('../../core/index.js');
-      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true, writes: true }, async (ctx) => {
         await ctx.shape();
         await runPlanned(
           {

@@ -19,7 +19,7 @@ ${examples('caseguard migrate', 'caseguard migrate --database-url postgres://loc
       const { migrateDatabase } = await import('../../core/index.js');
       await withDatabase(
         command,
-        { judgesData: true, graceful: true, createsDatabase: true },
+        { judgesData: true, graceful: true, createsDatabase: true, writes: true },
         async ({ database, log, signal, lockWaitMs }) => {
           const result = await migrateDatabase(database, { what: 'caseguard migrate', log, signal, waitMs: lockWaitMs });
           const applied = result.applied.contract + result.applied.journal;

@@ -78,7 +78,7 @@ export function defineQuarantine(program: Command): void {
         const { runPlanned } = await import('../planned.js');
         const isTerminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
         if (!flags.dryRun) assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'restore rows' });
-        await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
+        await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true, writes: !flags.dryRun }, async (ctx) => {
           const shape = await ctx.shape();
           await runPlanned(
             {

@@ -80,7 +80,7 @@ ${examples(
       // Without a terminal and --yes, refuse before connecting; an undo first says whether its run exists.
       if (!flags.dryRun && flags.undo === undefined)
         assertCanConfirm({ yes: Boolean(flags.yes), isTerminal, what: 'write to the database' });
-      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true }, async (ctx) => {
+      await withDatabase(command, { judgesData: true, poolSize: 3, journaled: true, writes: !flags.dryRun }, async (ctx) => {
         const shape = await ctx.shape();
         const log = ctx.log.child({ command: flags.undo === undefined ? 'recover' : 'recover --undo' });
         const { runPlanned } = await import('../planned.js');

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkList } from '../../core/vocabulary.js';
-import { examples, integer, pgDuration } from '../options.js';
+import { examples, integer, pgDuration, pgDurationMs } from '../options.js';
 
 interface ScanFlags {
   format: 'table' | 'json' | 'csv' | 'junit' | 'prometheus';
@@ -59,7 +59,7 @@ ${examples(
       }
       const { withDatabase } = await import('../context.js');
       const { scan } = await import('../../core/index.js');
-      const { BusyError } = await import('../../core/index.js');
+      const { BusyError, ConnectionError, safeMessage, withinDeadline } = await import('../../core/index.js');
       const { SqlState, sqlStateOf } = await import('../../core/index.js');
       const out = await import('../output/scanFormats.js');
       const { assertCanWriteFile, fileSink, stdoutSink } = await import('../output/sink.js');
@@ -69,7 +69,10 @@ ${examples(
         const sink = flags.output ? fileSink(flags.output) : stdoutSink();
         const stream = flags.format === 'json' ? out.streamJson : out.streamCsv;
         const streamAll = Boolean(flags.all) || flags.format === 'csv';
-        const report = await scan(ctx.database.db, shape, {
+        // A client-side bound above the server's: a network gone silent never hangs a gate
+        const statementMs = pgDurationMs(flags.statementTimeout);
+        const boundMs = statementMs > 0 ? statementMs + ctx.run.networkTimeoutMs : undefined;
+        const scanning = scan(ctx.database.db, shape, {
           databaseName: ctx.database.name,
           limit: flags.limit,
           userId: flags.user,
@@ -88,6 +91,16 @@ ${examples(
           }
           throw error;
         });
+        const report =
+          boundMs === undefined || streamAll
+            ? await scanning
+            : await withinDeadline(scanning, boundMs).catch((error: unknown) => {
+                if (!/went silent/.test(safeMessage(error))) throw error;
+                throw new ConnectionError(
+                  `the scan got no answer within ${Math.round(boundMs / 1000)}s (--statement-timeout and --network-timeout): the connection went silent; check the network path to the server, then rerun`,
+                  { cause: error },
+                );
+              });
         ctx.log.info(
           {
             event: 'scan.completed',

@@ -42,7 +42,7 @@ export function defineSimulate(program: Command): void {
       const { ExitCode } = await import('../../core/index.js');
       await withDatabase(
         command,
-        { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true, pipeline: true },
+        { judgesData: true, poolSize: flags.concurrency + 1, graceful: true, createsDatabase: true, pipeline: true, writes: true },
         async (ctx) => {
           const shape = await ctx.shape();
           // The intake writes; a standby or read-only database is refused before the first user.

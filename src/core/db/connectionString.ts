@@ -42,7 +42,11 @@ const KEYWORDS = [
   'client_encoding',
   'keepalives',
   'keepalives_idle',
+  'keepalives_interval',
+  'keepalives_count',
+  'tcp_user_timeout',
   'target_session_attrs',
+  'load_balance_hosts',
 ] as const;
 type Keyword = (typeof KEYWORDS)[number];
 
@@ -63,7 +67,12 @@ const ENV: Partial<Record<Keyword, string>> = {
   options: 'PGOPTIONS',
   client_encoding: 'PGCLIENTENCODING',
   target_session_attrs: 'PGTARGETSESSIONATTRS',
+  load_balance_hosts: 'PGLOADBALANCEHOSTS',
 };
+
+/** What a host must be to be chosen, as libpq's target_session_attrs says. */
+export const SESSION_ATTRS = ['any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'] as const;
+export type SessionAttrs = (typeof SESSION_ATTRS)[number];
 
 const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
 
@@ -89,18 +98,32 @@ export function parseConnectionString(text: string, where = 'the connection stri
   throw new UsageError(`${where} is neither a postgres:// URL nor libpq key=value pairs (e.g. "host=db dbname=app user=ops")`);
 }
 
+/**
+ * A URL, with libpq's host list: postgres://user@a:5432,b:5433/db. The WHATWG URL parser takes
+ * one host, so the authority's host list is split here and the rest parsed as a one-host URL.
+ */
 function parseUrl(text: string, where: string): ConnParams {
+  const m = /^(postgres(?:ql)?:\/\/)([^/?#]*)(.*)$/i.exec(text)!;
+  const authority = m[2]!;
+  const at = authority.lastIndexOf('@');
+  const userinfo = at >= 0 ? authority.slice(0, at + 1) : '';
+  const hostList = at >= 0 ? authority.slice(at + 1) : authority;
   let url: URL;
   try {
-    url = new URL(text);
+    url = new URL(`${m[1]}${userinfo}placeholder${m[3]}`);
   } catch {
     throw new UsageError(`${where} is not a valid URL`);
   }
   const params: ConnParams = {};
-  const host = decodeURIComponent(url.hostname).replace(/^\[(.*)\]$/, '$1');
-  if (host.includes(',')) throw new UsageError(`${where} names several hosts; caseguard connects to one: give a single host`);
-  if (host) params.host = host;
-  if (url.port) params.port = url.port;
+  const hosts: string[] = [];
+  const ports: string[] = [];
+  for (const entry of hostList === '' ? [] : hostList.split(',')) {
+    const hp = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(entry)!;
+    hosts.push(decodeURIComponent(hp[1]!).replace(/^\[(.*)\]$/, '$1'));
+    ports.push(hp[2] ?? '');
+  }
+  if (hosts.some((h) => h !== '')) params.host = hosts.join(',');
+  if (ports.some((p) => p !== '')) params.port = ports.join(',');
   const dbname = decodeURIComponent(url.pathname.replace(/^\//, ''));
   if (dbname) params.dbname = dbname;
   if (url.username) params.user = decodeURIComponent(url.username);
@@ -205,22 +228,63 @@ export function resolveParams(text: string | undefined, env: NodeJS.ProcessEnv, 
   if (params.sslmode && !SSLMODES.includes(params.sslmode)) {
     throw new UsageError(`sslmode "${params.sslmode}" is not one of ${SSLMODES.join(', ')}`);
   }
-  if (params.target_session_attrs && params.target_session_attrs !== 'any') {
-    throw new UsageError(
-      `target_session_attrs=${params.target_session_attrs} is not supported: caseguard connects to one host; name the primary or the standby directly`,
-    );
+  if (params.target_session_attrs && !(SESSION_ATTRS as readonly string[]).includes(params.target_session_attrs)) {
+    throw new UsageError(`target_session_attrs "${params.target_session_attrs}" is not one of ${SESSION_ATTRS.join(', ')}`);
   }
-  if (params.port !== undefined && !/^\d{1,5}$/.test(params.port)) throw new UsageError(`port "${params.port}" is not a port number`);
+  if (params.load_balance_hosts && !['disable', 'random'].includes(params.load_balance_hosts)) {
+    throw new UsageError(`load_balance_hosts "${params.load_balance_hosts}" is not one of disable, random`);
+  }
+  for (const port of (params.port ?? '').split(',')) {
+    if (port !== '' && !/^\d{1,5}$/.test(port)) throw new UsageError(`port "${port}" is not a port number`);
+  }
+  for (const key of [
+    'connect_timeout',
+    'keepalives',
+    'keepalives_idle',
+    'keepalives_interval',
+    'keepalives_count',
+    'tcp_user_timeout',
+  ] as const) {
+    if (params[key] !== undefined && !/^\d+$/.test(params[key]!)) throw new UsageError(`${key} "${params[key]}" is not a whole number`);
+  }
+  hostsOf(params); // the host and port lists must match
   return params;
 }
 
-/** "postgres://user@host:port/db": the target without its password. */
-export function describeParams(params: ConnParams, env: NodeJS.ProcessEnv = process.env): string {
-  const host = params.host ?? params.hostaddr ?? 'localhost';
+/** One host of a connection string's list, with its port. */
+export interface HostEntry {
+  host: string;
+  port: number;
+}
+
+/**
+ * The hosts to try, in order, as libpq pairs them: host and hostaddr lists, and a port list of
+ * one entry (for every host) or one per host; an empty entry means the default.
+ */
+export function hostsOf(params: ConnParams): HostEntry[] {
+  const hosts = (params.host ?? params.hostaddr ?? 'localhost').split(',').map((h) => (h === '' ? 'localhost' : h));
+  const ports = (params.port ?? '').split(',');
+  if (ports.length !== 1 && ports.length !== hosts.length) {
+    throw new UsageError(`the connection string names ${hosts.length} host(s) but ${ports.length} ports: give one port, or one per host`);
+  }
+  return hosts.map((host, i) => ({ host, port: Number((ports.length === 1 ? ports[0] : ports[i]) || 5432) }));
+}
+
+/** "postgres://user@host:port/db" (or "host1:5432,host2:5433"): the target without its password. */
+export function describeParams(params: ConnParams, env: NodeJS.ProcessEnv = process.env, only?: HostEntry): string {
   const user = params.user ?? env.USER ?? '';
   const db = params.dbname ?? user;
-  const hostPart = host.startsWith('/') ? `[${host}]` : host.includes(':') ? `[${host}]` : host;
-  return `postgres://${user ? `${user}@` : ''}${hostPart}:${params.port ?? '5432'}/${db}`;
+  const hostPart = (h: string) => (h.startsWith('/') || h.includes(':') ? `[${h}]` : h);
+  const hosts = only ? [only] : safeHosts(params);
+  return `postgres://${user ? `${user}@` : ''}${hosts.map((h) => `${hostPart(h.host)}:${h.port}`).join(',')}/${db}`;
+}
+
+function safeHosts(params: ConnParams): HostEntry[] {
+  try {
+    return hostsOf(params);
+  } catch {
+    return [{ host: params.host ?? 'localhost', port: 5432 }];
+  }
 }
 
 /** What TLS to ask for, by sslmode; prefer/allow fall back to plain text (see openDatabase). */
@@ -253,10 +317,17 @@ export function tlsIsOptional(params: ConnParams): boolean {
   return ['prefer', 'allow', undefined].includes(params.sslmode);
 }
 
-/** The pg driver's settings for these keywords (.pgpass read when no password is given). */
-export function toClientConfig(params: ConnParams, env: NodeJS.ProcessEnv = process.env): pg.ClientConfig {
-  const host = params.host ?? params.hostaddr ?? 'localhost';
-  const port = Number(params.port ?? 5432);
+/** Keepalives' idle time when the string gives none: a silent peer is probed soon. */
+export const DEFAULT_KEEPALIVES_IDLE_S = 10;
+
+/**
+ * The pg driver's settings for these keywords, for one host of the list (the first by default;
+ * .pgpass read when no password is given). Keepalives are on unless keepalives=0; Node.js sets
+ * their idle time only (keepalives_interval and keepalives_count are the system's): a network
+ * that goes silent under a statement is bounded by the client-side deadlines instead.
+ */
+export function toClientConfig(params: ConnParams, env: NodeJS.ProcessEnv = process.env, entry?: HostEntry): pg.ClientConfig {
+  const { host, port } = entry ?? hostsOf(params)[0]!;
   const user = params.user ?? env.USER ?? os.userInfo().username;
   const database = params.dbname ?? user;
   const config: pg.ClientConfig = {
@@ -269,8 +340,8 @@ export function toClientConfig(params: ConnParams, env: NodeJS.ProcessEnv = proc
   };
   if (params.connect_timeout) config.connectionTimeoutMillis = Number(params.connect_timeout) * 1000;
   if (params.options) config.options = params.options;
-  if (params.keepalives === '0') config.keepAlive = false;
-  if (params.keepalives_idle) config.keepAliveInitialDelayMillis = Number(params.keepalives_idle) * 1000;
+  config.keepAlive = params.keepalives !== '0';
+  config.keepAliveInitialDelayMillis = Number(params.keepalives_idle ?? DEFAULT_KEEPALIVES_IDLE_S) * 1000;
   return config;
 }
 

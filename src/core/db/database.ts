@@ -8,11 +8,13 @@ import type { NodePgQueryResultHKT } from 'drizzle-orm/node-postgres';
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
-import { ConnectionError, SchemaError, UsageError, toError } from '../errors.js';
+import { CaseguardError, ConnectionError, SchemaError, UsageError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { describeTarget, type ConnectionTarget } from './connection.js';
-import { tlsIsOptional, toClientConfig } from './connectionString.js';
+import { describeParams, hostsOf, type SessionAttrs } from './connectionString.js';
 import { acquireEmbedded, type EmbeddedServer } from './embedded.js';
+import { destroyConnection } from './deadline.js';
+import { probe, reachHost, type ServerFacts } from './hosts.js';
 import { SqlState, describePgError, safeMessage, sqlStateOf } from './sqlstate.js';
 
 /** A drizzle handle on the pool (the pool itself is its $client). */
@@ -66,6 +68,11 @@ export interface OpenOptions {
    * run no cursors (simulate, bot).
    */
   pipeline?: boolean;
+  /**
+   * The command writes: a host list is searched for a read-write server unless the string's
+   * target_session_attrs says otherwise.
+   */
+  writes?: boolean;
 }
 
 /** The oldest PostgreSQL caseguard supports (13: gen_random_uuid in core, and more). */
@@ -79,81 +86,87 @@ export const MIN_SERVER_VERSION = 130000;
  */
 export async function openDatabase(target: ConnectionTarget, options: OpenOptions): Promise<Database> {
   const env = options.env ?? process.env;
-  let embedded: EmbeddedServer | undefined;
-  let client: pg.ClientConfig;
-  let name = describeTarget(target, env);
-  let tlsOptional = false;
-  if (target.kind === 'embedded') {
-    embedded = await acquireEmbedded(target.dataDir, options.log);
-    name = `embedded PostgreSQL ${embedded.version} in ${embedded.dataDir} (127.0.0.1:${embedded.port})`;
-    client = { connectionString: embedded.url, ssl: false };
-  } else {
-    client = toClientConfig(target.params, env);
-    tlsOptional = tlsIsOptional(target.params);
-  }
   const identity = `${options.applicationName ?? 'caseguard'} ${randomBytes(4).toString('hex')}`.slice(0, 63);
-  const makePool = (config: pg.ClientConfig) => {
-    const pool = new pg.Pool({
-      ...config,
-      max: options.poolSize ?? 4,
-      idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
-      connectionTimeoutMillis: config.connectionTimeoutMillis ?? options.connectTimeoutMs ?? 10_000,
-      application_name: identity,
-      pipeline: options.pipeline ?? false,
-    });
-    // A client that dies (server restart, pg_terminate_backend) must not crash the process: idle,
-    // the pool reports it; checked out, its query fails with the reason, and the 'error' event
-    // the driver emits as well has this listener.
-    pool.on('error', (error) => options.log.warn({ event: 'db.idle_client_error', err: safeMessage(error) }));
-    pool.on('connect', (client) => client.on('error', (error) => options.log.debug({ event: 'db.client_error', err: safeMessage(error) })));
-    return pool;
-  };
-  let pool = makePool(client);
-  const probe = () =>
-    pool.query<{ v: string; standby: boolean; ro: string }>(
-      "SELECT current_setting('server_version_num') AS v, pg_is_in_recovery() AS standby, current_setting('default_transaction_read_only') AS ro",
-    );
-  let info: { v: string; standby: boolean; ro: string };
+  let embedded: EmbeddedServer | undefined;
+  let config: pg.ClientConfig;
+  let name = describeTarget(target, env);
+  let facts: ServerFacts;
   try {
-    try {
-      info = (await probe()).rows[0]!;
-    } catch (error) {
-      // sslmode prefer (libpq's default) and allow: a server without TLS is reached in plain text.
-      if (!(tlsOptional && client.ssl && /does not support SSL/i.test(toError(error).message))) throw error;
-      await pool.end().catch(() => undefined);
-      pool = makePool({ ...client, ssl: false });
-      info = (await probe()).rows[0]!;
+    if (target.kind === 'embedded') {
+      embedded = await acquireEmbedded(target.dataDir, options.log);
+      name = `embedded PostgreSQL ${embedded.version} in ${embedded.dataDir} (127.0.0.1:${embedded.port})`;
+      config = { connectionString: embedded.url, ssl: false, connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000 };
+      facts = await probe(config, identity);
+    } else {
+      // A command that writes looks for a read-write server among several hosts; one host is what
+      // it is (a standby or read-only server is then refused, exit 2, by the command).
+      const several = hostsOf(target.params).length > 1;
+      const attrs = (target.params.target_session_attrs as SessionAttrs | undefined) ?? (options.writes && several ? 'read-write' : 'any');
+      const reached = await reachHost(target.params, env, {
+        attrs,
+        applicationName: identity,
+        connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      });
+      config = reached.config;
+      facts = reached.facts;
+      if (reached.count > 1) {
+        name = `${describeParams(target.params, env, reached.entry)} (from ${target.source}; host ${reached.index} of ${reached.count}, ${attrs})`;
+      }
     }
   } catch (error) {
-    await pool.end().catch(() => undefined);
     await embedded?.release().catch(() => undefined);
+    if (error instanceof CaseguardError) throw error;
     throw connectionError(error, name);
   }
-  const serverVersionNum = Number(info.v);
-  if (serverVersionNum < MIN_SERVER_VERSION) {
-    await pool.end().catch(() => undefined);
+  if (facts.serverVersionNum < MIN_SERVER_VERSION) {
     await embedded?.release().catch(() => undefined);
     throw new SchemaError(
-      `${name} runs PostgreSQL ${Math.floor(serverVersionNum / 10000)}; caseguard supports PostgreSQL 13 to 18: nothing was changed`,
+      `${name} runs PostgreSQL ${Math.floor(facts.serverVersionNum / 10000)}; caseguard supports PostgreSQL 13 to 18: nothing was changed`,
     );
   }
+  const pool = new pg.Pool({
+    ...config,
+    max: options.poolSize ?? 4,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
+    connectionTimeoutMillis: config.connectionTimeoutMillis ?? options.connectTimeoutMs ?? 10_000,
+    application_name: identity,
+    pipeline: options.pipeline ?? false,
+  });
+  // A client that dies (server restart, pg_terminate_backend) must not crash the process: idle,
+  // the pool reports it; checked out, its query fails with the reason, and the 'error' event
+  // the driver emits as well has this listener.
+  pool.on('error', (error) => options.log.warn({ event: 'db.idle_client_error', err: safeMessage(error) }));
+  pool.on('connect', (client) => client.on('error', (error) => options.log.debug({ event: 'db.client_error', err: safeMessage(error) })));
   const db = drizzle({ client: pool }) as Db;
   return {
     db,
     pool,
     name,
-    serverVersionNum,
-    readOnly: info.standby ? 'standby' : info.ro === 'on' ? 'read-only' : undefined,
+    serverVersionNum: facts.serverVersionNum,
+    readOnly: facts.standby ? 'standby' : facts.readOnly ? 'read-only' : undefined,
     identity,
     embedded,
     close: async () => {
-      await pool.end().catch(() => undefined);
+      await endPool(pool);
       await embedded?.release();
     },
     abandon: async () => {
       await embedded?.release();
     },
   };
+}
+
+/** How long closing waits for connections still busy (a statement on a network gone silent never ends). */
+const CLOSE_WAIT_MS = 5_000;
+
+/** Ends the pool; connections still checked out after a moment are cut, so closing always ends. */
+async function endPool(pool: pg.Pool): Promise<void> {
+  const ended = pool.end().catch(() => undefined);
+  const late = await Promise.race([ended.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), CLOSE_WAIT_MS).unref())]);
+  if (!late) return;
+  // pg keeps no public list of its clients; the ones still open are cut without a word to the server
+  for (const client of (pool as unknown as { _clients?: pg.ClientBase[] })._clients ?? []) destroyConnection(client);
+  await Promise.race([ended, new Promise((r) => setTimeout(r, 1000).unref())]);
 }
 
 /** Why the server takes no writes for `what`, or undefined where it takes them. */

@@ -15,7 +15,10 @@ import type pg from 'pg';
 import { BusyError, ConnectionError, ExitCode, InterruptedError, type Blocker } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { writeRefusal, type Database, type Session } from './database.js';
+import { destroyConnection, withinDeadline } from './deadline.js';
 import { isConnectionLost, safeMessage } from './sqlstate.js';
+
+export { destroyConnection, withinDeadline } from './deadline.js';
 
 /** First half of every caseguard advisory lock key ('cg'). */
 const NAMESPACE = 0x6367;
@@ -141,7 +144,9 @@ export async function detectTransactionPooling(pool: pg.Pool, a: pg.ClientBase):
 
 export interface RunLock {
   /** Throws ConnectionError (exit 3) when the lock's session is gone; call before every write. */
-  assertHeld(): Promise<void>;
+  assertHeld(deadlineMs?: number): Promise<void>;
+  /** Cuts the lock's session without a word (a stop on a network gone silent): the lock goes with it. */
+  cut(): void;
 }
 
 /** Connections a run holds at once: the run lock's session, the run's own session, and one for the journal. */
@@ -185,7 +190,7 @@ export async function withRunLock<T>(database: Database, options: AcquireOptions
   const client = await database.pool.connect();
   let lost: Error | undefined;
   const onError = (error: Error) => {
-    lost = error;
+    lost ??= error;
   };
   client.on('error', onError);
   let held = false;
@@ -193,19 +198,30 @@ export async function withRunLock<T>(database: Database, options: AcquireOptions
     await acquireRunLock(client, options);
     held = true;
     const lock: RunLock = {
-      assertHeld: async () => {
+      cut: () => {
+        lost ??= new Error('the run lock session was cut');
+        destroyConnection(client);
+      },
+      assertHeld: async (deadlineMs?: number) => {
         let still = false;
         try {
           if (!lost) {
-            const r = await client.query<{ held: boolean }>(
+            const check = client.query<{ held: boolean }>(
               `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted
                               AND classid = $1 AND objid = $2 AND objsubid = 2) AS held`,
               [RUN_LOCK[0], RUN_LOCK[1]],
             );
+            const r =
+              deadlineMs === undefined
+                ? await check
+                : await withinDeadline(check, deadlineMs, () => {
+                    lost ??= new Error(`no answer within ${Math.round(deadlineMs / 1000)}s: the connection went silent`);
+                    destroyConnection(client);
+                  });
             still = r.rows[0]?.held === true;
           }
         } catch (error) {
-          lost = error as Error;
+          lost ??= error as Error;
         }
         if (!still) {
           held = false;

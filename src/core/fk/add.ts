@@ -88,7 +88,7 @@ export async function applyFkAdd(database: Database, plan: FkAddPlan, options: F
   const runOptions = { strategy: plan.strategy, references: plan.references, ...plan.timing, batchSize: plan.batchSize };
   return withJournaledRun(database, { ...runOptionsOf(options), command: 'fk add', options: runOptions, unit: 'step' }, async (run) => {
     const started = performance.now();
-    const present = await presentStates(database.db, plan.references);
+    const present = await run.guard(presentStates(database.db, plan.references));
     // The state may have moved since the plan was read: a shape the strategy cannot carry is refused whole.
     const refusal = present.map((s) => fkRefusal(s, plan.strategy)).find(Boolean);
     if (refusal) throw new UsageError(refusal);
@@ -104,7 +104,7 @@ export async function applyFkAdd(database: Database, plan: FkAddPlan, options: F
       for (const id of stepsFor(plan.strategy, initial).map((s) => s.id)) {
         await run.checkpoint(`before step ${id}`);
         // Re-read the state before each step: an earlier step changes it (and so a step's SQL).
-        const state = (await readFkState(database.db, reference))!;
+        const state = (await run.guard(readFkState(database.db, reference)))!;
         // A step with nothing left to do may drop out of the list (carry_indexes after the swap).
         const step = stepsFor(plan.strategy, state).find((s) => s.id === id);
         if (!step || step.done(state)) {
@@ -124,12 +124,14 @@ export async function applyFkAdd(database: Database, plan: FkAddPlan, options: F
             : runTransaction(client, step, plan.timing, run.log);
         });
         const ms = Math.round(performance.now() - t0);
-        await journalItem(database.db, run.id, {
-          action: 'fk_step',
-          table: reference.table,
-          rowKey: { step: id },
-          after: { ms, attempts },
-        });
+        await run.guard(
+          journalItem(database.db, run.id, {
+            action: 'fk_step',
+            table: reference.table,
+            rowKey: { step: id },
+            after: { ms, attempts },
+          }),
+        );
         run.log.info({ event: 'fk.step_done', step: id, ms, attempts });
         record({ step: id, status: 'done', ms, attempts });
         await options.afterStep?.(id);

@@ -22,7 +22,8 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database, Session } from '../db/database.js';
-import { withRunLock, withSession, type RunLock } from '../db/locks.js';
+import type pg from 'pg';
+import { destroyConnection, withinDeadline, withRunLock, withSession, type RunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
 import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.js';
 import { BlockedError, ConnectionError, InterruptedError, UsageError } from '../errors.js';
@@ -48,6 +49,12 @@ export interface RunOptions {
   throttle?: ThrottleSettings;
   /** Told when the run pauses ("paused: replica lag 14.2s > 10s") and when it resumes (undefined). */
   onPause?: (status: string | undefined) => void;
+  /**
+   * How long the run's connections may answer nothing before the run counts them lost (default
+   * 60 s, --network-timeout): its lock session is pinged with a deadline all along, so a network
+   * that stops answering without closing the socket ends the run (exit 3), never hangs it.
+   */
+  networkTimeoutMs?: number;
 }
 
 export interface RunSpec extends RunOptions {
@@ -66,6 +73,12 @@ export interface RunSpec extends RunOptions {
 
 /** The default of --shutdown-grace. */
 export const DEFAULT_GRACE_MS = 30_000;
+/** The default of --network-timeout. */
+export const DEFAULT_NETWORK_TIMEOUT_MS = 60_000;
+/** After the grace period's cancel, how long before the statement's socket is cut (a cancel a silent network never delivers). */
+const CUT_AFTER_CANCEL_MS = 3_000;
+/** The longest a run's final journal write may take: it is a single row. */
+const FINISH_DEADLINE_MS = 10_000;
 
 /** What the work ends with: its status and the value the caller gets. */
 export interface RunEnd<T> {
@@ -92,6 +105,8 @@ export interface Run {
   batches(batch: () => Promise<boolean>): Promise<void>;
   /** One step of a run counted in steps has committed. */
   markCommitted(): void;
+  /** p, unless the run's connections are lost first (then their error): for the run's waits outside withSession. */
+  guard<T>(p: Promise<T>): Promise<T>;
   /**
    * fn on a connection of the run's own (its temporary tables, its transaction), whose statement
    * in hand a stop request cancels: after the grace period, or at once (an undo, all or nothing).
@@ -120,17 +135,20 @@ export async function withJournaledRun<T>(database: Database, spec: RunSpec, wor
     const run = new JournaledRun(database, runId, spec, lock, throttle);
     const finish = async (status: FinishStatus, error?: string, fromItems = false) => {
       if (throttle && throttle.pausedMs > 0) run.counts.paused_ms = Math.round(throttle.pausedMs);
-      await finishRun(database.db, runId, { status, counts: run.counts, error, countsFromItems: fromItems }).catch((e: unknown) =>
+      // bounded: on a network that went silent the journal write would wait forever; the next run settles this one
+      const written = finishRun(database.db, runId, { status, counts: run.counts, error, countsFromItems: fromItems });
+      await withinDeadline(written, Math.min(run.networkTimeoutMs / 2, FINISH_DEADLINE_MS)).catch((e: unknown) =>
         run.log.error({ event: 'run.journal_failed', status, err: safeMessage(e) }, `run ${runId} could not be journaled as ${status}`),
       );
     };
     const stopWatching = run.watchStop();
+    const stopPinging = run.watchNetwork();
     try {
       const end = await work(run);
       await finish(end.status, end.reason);
       return end.value;
     } catch (error) {
-      if (error instanceof InterruptedError || (spec.signal?.aborted && !isConnectionLost(error))) {
+      if (error instanceof InterruptedError || (spec.signal?.aborted && (run.cut || !isConnectionLost(error)))) {
         const interrupted =
           error instanceof InterruptedError ? error : new InterruptedError(`${spec.command} run ${runId} interrupted`, { cause: error });
         await finish('interrupted', interrupted.message);
@@ -143,7 +161,9 @@ export async function withJournaledRun<T>(database: Database, spec: RunSpec, wor
       if (error instanceof ConnectionError || isConnectionLost(error)) {
         // What the client counted may include a batch the server lost: the journal's items are the truth.
         await finish('failed', describePgError(error), true);
-        const reason = error instanceof ConnectionError ? error.message : `the connection to the database was lost (${safeMessage(error)})`;
+        const reason =
+          run.lost?.message ??
+          (error instanceof ConnectionError ? error.message : `the connection to the database was lost (${safeMessage(error)})`);
         throw new ConnectionError(`${reason}; ${spec.command} run ${runId} stopped before its next write; ${run.durable()}`, {
           cause: error,
         });
@@ -152,6 +172,7 @@ export async function withJournaledRun<T>(database: Database, spec: RunSpec, wor
       throw error;
     } finally {
       stopWatching();
+      stopPinging();
     }
   });
 }
@@ -160,9 +181,16 @@ class JournaledRun implements Run {
   readonly counts: Record<string, number> = {};
   readonly log: Logger;
   committed = 0;
-  /** The backends doing the run's work, and whether a stop cancels them at once. */
-  private readonly working = new Map<number, 'after-grace' | 'at-once'>();
+  /** The backends doing the run's work (by pid), their connections, and whether a stop cancels them at once. */
+  private readonly working = new Map<number, { when: 'after-grace' | 'at-once'; client: pg.PoolClient }>();
   private graceOver = false;
+  /** Why the run's connections count as lost (the lock session went silent), once they do. */
+  lost?: ConnectionError;
+  /** The run's statements in flight were cut by a stop that could not be delivered otherwise. */
+  cut = false;
+  private rejectLost!: (error: Error) => void;
+  /** Settles (rejects) only when the connections are lost: every wait of the protocol races it. */
+  private readonly lostPromise = new Promise<never>((_, reject) => (this.rejectLost = reject));
 
   constructor(
     private readonly database: Database,
@@ -172,6 +200,42 @@ class JournaledRun implements Run {
     private readonly throttle?: Throttle,
   ) {
     this.log = spec.log.child({ run_id: id });
+    this.lostPromise.catch(() => undefined);
+  }
+
+  get networkTimeoutMs(): number {
+    return this.spec.networkTimeoutMs ?? DEFAULT_NETWORK_TIMEOUT_MS;
+  }
+
+  guard<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, this.lostPromise]);
+  }
+
+  /**
+   * Pings the lock session all along, each ping bounded by a deadline: a silent network ends the
+   * run within the network timeout, mid-statement too (the working connections are cut).
+   */
+  watchNetwork(): () => void {
+    const every = this.networkTimeoutMs / 3;
+    let pinging = false;
+    const timer = setInterval(() => {
+      if (pinging || this.lost) return;
+      pinging = true;
+      this.lock
+        .assertHeld(this.networkTimeoutMs / 2)
+        .catch((error: unknown) => this.loseConnections(error instanceof ConnectionError ? error : new ConnectionError(safeMessage(error))))
+        .finally(() => (pinging = false));
+    }, every);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  private loseConnections(error: ConnectionError): void {
+    if (this.lost) return;
+    this.lost = error;
+    this.log.warn({ event: 'run.connection_lost', err: error.message }, error.message);
+    for (const { client } of this.working.values()) destroyConnection(client);
+    this.rejectLost(error);
   }
 
   get command(): string {
@@ -183,8 +247,8 @@ class JournaledRun implements Run {
   }
 
   async checkpoint(where?: string): Promise<void> {
-    await this.lock.assertHeld();
-    await this.throttle?.wait(this.spec.signal);
+    await this.guard(this.lock.assertHeld(this.networkTimeoutMs / 2));
+    if (this.throttle) await this.guard(this.throttle.wait(this.spec.signal));
     if (this.spec.signal?.aborted) {
       const at = where ?? `after ${this.committed} ${(this.spec.unit ?? 'batch') === 'batch' ? 'batch(es)' : 'step(s)'}`;
       throw new InterruptedError(`${this.spec.command} interrupted ${at}; run ${this.id} is journaled as interrupted; rerun to finish`);
@@ -205,12 +269,12 @@ class JournaledRun implements Run {
 
   async withSession<T>(fn: (session: Session) => Promise<T>, options: { cancel?: 'after-grace' | 'at-once' } = {}): Promise<T> {
     return withSession(this.database.pool, async (session) => {
-      const pid = Number((await session.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid);
+      const pid = Number((await this.guard(session.execute<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`))).rows[0]!.pid);
       const cancel = options.cancel ?? 'after-grace';
-      this.working.set(pid, cancel);
+      this.working.set(pid, { when: cancel, client: session.$client });
       if (this.spec.signal?.aborted && (cancel === 'at-once' || this.graceOver)) this.cancel([pid]);
       try {
-        return await fn(session);
+        return await this.guard(fn(session));
       } finally {
         this.working.delete(pid);
       }
@@ -225,15 +289,27 @@ class JournaledRun implements Run {
     const signal = this.spec.signal;
     if (!signal) return () => undefined;
     let timer: NodeJS.Timeout | undefined;
+    let cut: NodeJS.Timeout | undefined;
     const cancelAll = (why: string) => {
       if (this.graceOver) return;
       this.graceOver = true;
       if (this.working.size > 0)
         this.log.warn({ event: 'run.cancelled', grace_ms: this.graceMs, why }, `${why}: cancelling what is in flight`);
       this.cancel([...this.working.keys()]);
+      // a cancel a silent network never delivers: the statement's socket is cut a moment later
+      cut = setTimeout(() => {
+        this.cut = true;
+        this.log.warn({ event: 'run.cancelled', why: 'not ended after the cancel' }, "cutting the run's connections");
+        for (const { client } of this.working.values()) destroyConnection(client);
+        this.lock.cut();
+        this.rejectLost(
+          new InterruptedError(`${this.spec.command} run ${this.id} stopped: what was in flight was cut after the grace period`),
+        );
+      }, CUT_AFTER_CANCEL_MS);
+      cut.unref();
     };
     const onStop = () => {
-      this.cancel([...this.working].filter(([, when]) => when === 'at-once').map(([pid]) => pid));
+      this.cancel([...this.working].filter(([, w]) => w.when === 'at-once').map(([pid]) => pid));
       timer = setTimeout(() => cancelAll(`the grace period of ${this.graceMs / 1000}s is over`), this.graceMs);
       timer.unref();
     };
@@ -245,6 +321,7 @@ class JournaledRun implements Run {
       signal.removeEventListener('abort', onStop);
       this.spec.hardSignal?.removeEventListener('abort', onHardStop);
       if (timer) clearTimeout(timer);
+      if (cut) clearTimeout(cut);
     };
   }
 
@@ -255,9 +332,9 @@ class JournaledRun implements Run {
   /** pg_cancel_backend from another connection: the statement in hand fails (57014) and its transaction rolls back. */
   private cancel(pids: number[]): void {
     for (const pid of pids) {
-      void this.database.pool
-        .query('SELECT pg_cancel_backend($1)', [pid])
-        .catch((e: unknown) => this.log.warn({ event: 'run.cancel_failed', pid, err: safeMessage(e) }));
+      void withinDeadline(this.database.pool.query('SELECT pg_cancel_backend($1)', [pid]), CUT_AFTER_CANCEL_MS).catch((e: unknown) =>
+        this.log.warn({ event: 'run.cancel_failed', pid, err: safeMessage(e) }),
+      );
     }
   }
 
@@ -286,5 +363,6 @@ export function runOptionsOf(options: RunOptions): RunOptions {
     hardSignal: options.hardSignal,
     throttle: options.throttle,
     onPause: options.onPause,
+    networkTimeoutMs: options.networkTimeoutMs,
   };
 }
