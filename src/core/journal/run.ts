@@ -159,11 +159,11 @@ export async function withJournaledRun<T>(database: Database, spec: RunSpec, wor
         throw error;
       }
       if (error instanceof ConnectionError || isConnectionLost(error)) {
-        // What the client counted may include a batch the server lost: the journal's items are the truth.
-        await finish('failed', describePgError(error), true);
         const reason =
           run.lost?.message ??
           (error instanceof ConnectionError ? error.message : `the connection to the database was lost (${safeMessage(error)})`);
+        // What the client counted may include a batch the server lost: the journal's items are the truth.
+        await finish('failed', reason, true);
         throw new ConnectionError(`${reason}; ${spec.command} run ${runId} stopped before its next write; ${run.durable()}`, {
           cause: error,
         });
