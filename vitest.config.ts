@@ -1,8 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects: unit (no database), integration (real PostgreSQL, a fresh database per file)
-// and e2e (the built binary against real PostgreSQL). TEST_DATABASE_URL points integration and
-// e2e at a server of your own; without it the global setup starts an embedded PostgreSQL.
+// Four projects: unit (no database), integration (real PostgreSQL, a fresh database per file),
+// e2e (the built binary against real PostgreSQL) and cluster (the built binary against a
+// pg_auto_failover formation a test file starts itself, once). TEST_DATABASE_URL points
+// integration and e2e at a server of your own; without it the global setup starts an embedded
+// PostgreSQL.
 export default defineConfig({
   test: {
     reporters: process.env.VITEST_JSON ? ['default', ['json', { outputFile: process.env.VITEST_JSON }]] : ['default'],
@@ -32,6 +34,15 @@ export default defineConfig({
           globalSetup: ['tests/helpers/globalSetup.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          name: 'cluster',
+          include: ['tests/cluster/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 240_000,
+          hookTimeout: 240_000,
         },
       },
     ],

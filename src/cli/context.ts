@@ -46,6 +46,11 @@ export interface CommandContext {
   lockWaitMs: number;
   /** What an apply of a journaled run takes, but its logger: the stop signals, --lock-wait and --shutdown-grace. */
   run: { signal: AbortSignal; hardSignal: AbortSignal; lockWaitMs: number; graceMs: number; networkTimeoutMs: number };
+  /**
+   * Opens the same target again, its host list searched anew: for a long-running command whose
+   * server went away (a failover), so it follows the new primary. The caller closes what it gets.
+   */
+  reopen: () => Promise<Database>;
 }
 
 export function globalOptions(command: Command): GlobalOptions {
@@ -179,14 +184,16 @@ export async function withDatabase<T>(
     Boolean(openFor.journaled),
   );
   const stopWatchingStdout = onClosedStdout(Boolean(openFor.readsOnly), async () => opened.database?.abandon());
-  const database = await openDatabase(target, {
-    log,
-    poolSize: openFor.poolSize,
-    idleTimeoutMs: openFor.idleTimeoutMs,
-    pipeline: openFor.pipeline,
-    writes: openFor.writes,
-    applicationName: `caseguard ${commandPath(command)}`,
-  });
+  const open = () =>
+    openDatabase(target, {
+      log,
+      poolSize: openFor.poolSize,
+      idleTimeoutMs: openFor.idleTimeoutMs,
+      pipeline: openFor.pipeline,
+      writes: openFor.writes,
+      applicationName: `caseguard ${commandPath(command)}`,
+    });
+  const database = await open();
   opened.database = database;
   try {
     log.info({ event: 'db.target', database: database.name }, `database: ${database.name}`);
@@ -207,6 +214,11 @@ export async function withDatabase<T>(
         networkTimeoutMs: opts.networkTimeout,
       },
       shape: () => inspectDatabase(database.db),
+      reopen: async () => {
+        const again = await open();
+        log.info({ event: 'db.target', database: again.name }, `database: ${again.name}`);
+        return again;
+      },
     });
   } finally {
     await database.close();

@@ -60,22 +60,37 @@ ${examples(
       const { startExporter } = await import('../../exporter/server.js');
       // One connection, closed as soon as a refresh is done: nothing held between refreshes.
       await withDatabase(command, { judgesData: true, poolSize: 1, idleTimeoutMs: 1, graceful: true }, async (ctx) => {
+        // After a failed refresh the next one reaches the hosts again: a failover is followed.
+        let database = ctx.database;
+        let reach = false;
+        const read = async () => {
+          if (reach) {
+            const again = await ctx.reopen();
+            if (database !== ctx.database) await database.close();
+            database = again;
+            reach = false;
+          }
+          return readSnapshot(database.db, {
+            databaseName: database.name,
+            days: flags.days,
+            abandonedAfterMs: flags.abandonedAfter,
+            statementTimeout: flags.statementTimeout,
+          }).catch((error: unknown) => {
+            reach = true;
+            throw error;
+          });
+        };
         const exporter = await startExporter({
           host: flags.listen.host,
           port: flags.listen.port,
           refresh: flags.refreshOnScrape ? 'scrape' : { intervalMs: flags.interval },
           log: ctx.log,
-          read: () =>
-            readSnapshot(ctx.database.db, {
-              databaseName: ctx.database.name,
-              days: flags.days,
-              abandonedAfterMs: flags.abandonedAfter,
-              statementTimeout: flags.statementTimeout,
-            }),
+          read,
         });
         ctx.log.info({ event: 'exporter.listening', url: exporter.url }, `serving ${exporter.url}/metrics`);
         if (!ctx.signal.aborted) await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
         await exporter.close();
+        if (database !== ctx.database) await database.close();
         ctx.log.info({ event: 'exporter.stopped' }, 'the exporter stopped');
       });
     });

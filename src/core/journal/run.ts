@@ -25,7 +25,7 @@ import type { Database, Session } from '../db/database.js';
 import type pg from 'pg';
 import { destroyConnection, withinDeadline, withRunLock, withSession, type RunLock } from '../db/locks.js';
 import { ensureJournalSchema } from '../db/migrate.js';
-import { describePgError, isConnectionLost, safeMessage } from '../db/sqlstate.js';
+import { SqlState, describePgError, isConnectionLost, safeMessage, sqlStateOf } from '../db/sqlstate.js';
 import { BlockedError, ConnectionError, InterruptedError, UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { finishRun, startRun, type RunStatus } from './journal.js';
@@ -158,10 +158,16 @@ export async function withJournaledRun<T>(database: Database, spec: RunSpec, wor
         await finish('refused', error.message);
         throw error;
       }
-      if (error instanceof ConnectionError || isConnectionLost(error)) {
+      // A server that stopped taking writes mid-run was demoted (a failover): its connections are as good as lost.
+      const demoted = sqlStateOf(error) === SqlState.readOnlySqlTransaction;
+      if (error instanceof ConnectionError || isConnectionLost(error) || demoted) {
         const reason =
           run.lost?.message ??
-          (error instanceof ConnectionError ? error.message : `the connection to the database was lost (${safeMessage(error)})`);
+          (error instanceof ConnectionError
+            ? error.message
+            : demoted
+              ? `the server stopped taking writes mid-run (${safeMessage(error)}: demoted in a failover?)`
+              : `the connection to the database was lost (${safeMessage(error)})`);
         // What the client counted may include a batch the server lost: the journal's items are the truth.
         await finish('failed', reason, true);
         throw new ConnectionError(`${reason}; ${spec.command} run ${runId} stopped before its next write; ${run.durable()}`, {

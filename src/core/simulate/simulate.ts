@@ -7,8 +7,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { SqlState, expectedServerError, safeMessage, sqlStateOf } from '../db/sqlstate.js';
-import { ExitCode, InterruptedError, UsageError } from '../errors.js';
+import { SqlState, expectedServerError, isConnectionLost, safeMessage, sqlStateOf } from '../db/sqlstate.js';
+import { ConnectionError, ExitCode, InterruptedError, UsageError } from '../errors.js';
 import { createIntakeHandlers } from '../intake/handlers.js';
 import { legacyBuggyStart } from '../intake/legacy.js';
 import type { Logger } from '../logger.js';
@@ -121,6 +121,7 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
   const firstErrors: string[] = [];
   let next = 0;
   let done = 0;
+  let lost: unknown;
   const started = performance.now();
 
   const one = async (n: number) => {
@@ -160,6 +161,8 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
         errors++;
         outcomes.failed++;
         if (expectedServerError(error)?.exitCode === ExitCode.connection) connectionErrors++;
+        // the server went away (or was demoted in a failover): no user started now could get anywhere
+        if (isConnectionLost(error) || sqlStateOf(error) === SqlState.readOnlySqlTransaction) lost ??= error;
         if (firstErrors.length < 5) firstErrors.push(safeMessage(error));
         log.error({ event: 'simulate.user_failed', user_id: userId, err: safeMessage(error) });
       }
@@ -172,10 +175,16 @@ export async function simulate(db: Db, shape: DatabaseShape, log: Logger, option
 
   const deadline = options.durationMs === undefined ? Infinity : performance.now() + options.durationMs;
   const worker = async () => {
-    while (next < options.users && !options.signal?.aborted && performance.now() < deadline) await one(next++);
+    while (next < options.users && !options.signal?.aborted && !lost && performance.now() < deadline) await one(next++);
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency, options.users) }, worker));
   const durationMs = performance.now() - started;
+  if (lost) {
+    throw new ConnectionError(
+      `the server was lost after ${done} user(s) (${safeMessage(lost)}); each of the intake's writes is one transaction, so what committed is whole: caseguard scan checks`,
+      { cause: lost },
+    );
+  }
   const counts = await countRows(db, shape, prefix);
   let legacyOrphans = 0;
   let crashOrphans = 0;
