@@ -17,6 +17,7 @@ import {
   type Database,
   type DatabaseShape,
 } from '../core/index.js';
+import { terminalMessage } from './logLine.js';
 import { writeStderr } from './output/progress.js';
 import { onClosedStdout } from './stdout.js';
 
@@ -25,6 +26,8 @@ export interface GlobalOptions {
   dataDir?: string;
   embedded?: boolean;
   logLevel: string;
+  /** --quiet: errors only on stderr, no progress bar. */
+  quiet?: boolean;
   color: boolean;
   /** --lock-wait in ms: how long a command that changes data waits for the run lock. */
   lockWait: number;
@@ -42,6 +45,8 @@ export interface CommandContext {
   signal: AbortSignal;
   useColor: boolean;
   isTerminal: boolean;
+  /** A progress bar may be drawn: stdin and stdout are a terminal and --quiet is not given. */
+  progress: boolean;
   /** How long to wait for the run lock (--lock-wait). */
   lockWaitMs: number;
   /** What an apply of a journaled run takes, but its logger: the stop signals, --lock-wait and --shutdown-grace. */
@@ -69,10 +74,13 @@ export function createLogger(level: string, color: boolean): pino.Logger {
           done();
         },
       }),
-      singleLine: true,
+      // the fields are in the message line (terminalMessage); singleLine would drop its newline
+      singleLine: false,
       sync: true,
       colorize: color && !process.env.NO_COLOR,
       ignore: 'pid,hostname',
+      hideObject: true,
+      messageFormat: terminalMessage,
       translateTime: 'HH:MM:ss',
     });
     return pino(options, pretty);
@@ -161,7 +169,7 @@ export async function withDatabase<T>(
   fn: (ctx: CommandContext & { shape: () => Promise<DatabaseShape> }) => Promise<T>,
 ): Promise<T> {
   const opts = globalOptions(command);
-  const log = createLogger(opts.logLevel, opts.color);
+  const log = createLogger(opts.quiet ? 'error' : opts.logLevel, opts.color);
   const target = resolveConnection({
     databaseUrl: opts.databaseUrl,
     dataDir: opts.dataDir,
@@ -205,6 +213,7 @@ export async function withDatabase<T>(
       signal: interrupt.signal,
       useColor: colorEnabled(opts),
       isTerminal: Boolean(process.stdin.isTTY && process.stdout.isTTY),
+      progress: Boolean(process.stdin.isTTY && process.stdout.isTTY && !opts.quiet),
       lockWaitMs: opts.lockWait,
       run: {
         signal: interrupt.signal,

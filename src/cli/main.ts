@@ -35,6 +35,11 @@ export function buildProgram(): Command {
         .choices(['trace', 'debug', 'info', 'warn', 'error', 'silent'])
         .default('info'),
     )
+    .addOption(
+      new Option('--quiet', 'only results and errors on the terminal: no info or warning lines, no progress bar (for scripts)').conflicts(
+        'logLevel',
+      ),
+    )
     .option('--no-color', 'no colour in output (also: NO_COLOR, or no terminal)')
     .addOption(
       new Option('--lock-wait <duration>', 'how long a command that changes data waits for the run lock (then exit 5)')

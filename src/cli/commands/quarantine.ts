@@ -39,17 +39,23 @@ export function defineQuarantine(program: Command): void {
           : { rows: [], total: 0 };
         if (flags.format === 'json') return void process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         if (result.total === 0) return void process.stdout.write('The quarantine is empty.\n');
+        // the row's user and case id in columns of their own, whole; the rest of it after them
         const table = renderTable(
-          ['id', 'run', 'table', 'reason', 'quarantined', 'restored', 'row'],
-          result.rows.map((r) => [
-            r.quarantineId,
-            r.runId,
-            r.sourceTable,
-            r.reason,
-            r.quarantinedAt,
-            r.restoredAt ?? '',
-            visible(JSON.stringify(r.rowData)).slice(0, 120),
-          ]),
+          ['id', 'run', 'table', 'reason', 'user_id', 'case id', 'quarantined', 'restored', 'rest of the row'],
+          result.rows.map((r) => {
+            const { user_id: user, case_id: caseId, active_case_id: activeCaseId, ...rest } = r.rowData as Record<string, unknown>;
+            return [
+              r.quarantineId,
+              r.runId,
+              r.sourceTable,
+              r.reason,
+              visible(user ?? ''),
+              visible(caseId ?? activeCaseId ?? ''),
+              r.quarantinedAt,
+              r.restoredAt ?? '',
+              visible(JSON.stringify(rest)),
+            ];
+          }),
           ctx.useColor,
         );
         process.stdout.write(`${table}\nShowing ${result.rows.length} of ${result.total}.\n`);

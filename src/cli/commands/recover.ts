@@ -131,7 +131,7 @@ ${examples(
                 applyRecovery(ctx.database, shape, plan, {
                   ...run,
                   onBatch: (e) => {
-                    bar ??= progressBar(ctx.isTerminal, e.total, 'targets');
+                    bar ??= progressBar(ctx.progress, e.total, 'targets');
                     bar.update(e.doneTotal);
                   },
                 }),

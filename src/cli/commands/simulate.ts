@@ -50,7 +50,7 @@ export function defineSimulate(program: Command): void {
           assertWritable(ctx.database, 'caseguard simulate');
           const usersGiven = command.getOptionValueSource('users') !== 'default';
           const users = flags.duration !== undefined && !usersGiven ? 10_000_000 : flags.users;
-          const bar = progressBar(ctx.isTerminal && process.stderr.isTTY && flags.duration === undefined, users, 'users');
+          const bar = progressBar(ctx.progress && process.stderr.isTTY && flags.duration === undefined, users, 'users');
           let report;
           try {
             // Per-user intake events, and the guard's warnings the user asked for with --legacy-rate,

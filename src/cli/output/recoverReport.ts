@@ -9,7 +9,7 @@ import {
   type RecoveryPlan,
 } from '../../core/index.js';
 import { visible } from './scanFormats.js';
-import { painter, renderTable } from './table.js';
+import { painter, prose, renderTable } from './table.js';
 
 const label = (kind: TargetKind) => TARGET_KIND_INFO[kind].label;
 
@@ -52,7 +52,9 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
   if (plan.ambiguous.count > 0) {
     out.push(
       paint.yellow(
-        `${plan.ambiguous.count} missing case id(s) are referenced by several users; the owner chosen is the user of the earliest progress row:`,
+        prose(
+          `${plan.ambiguous.count} missing case id(s) are referenced by several users; the owner chosen is the user of the earliest progress row:`,
+        ),
       ),
     );
     out.push(
@@ -63,17 +65,19 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
       ),
     );
   }
-  for (const note of plan.leftAlone) out.push(`note: ${note}`);
+  for (const note of plan.leftAlone) out.push(prose(`note: ${note}`));
   if (plan.counts.keep_duplicate > 0) {
     out.push(
-      `note: ${plan.counts.keep_duplicate} duplicate group(s): ${plan.duplicates === 'keep-latest' ? 'each user keeps the row the bot reads (the most recently updated), canonicalised; the other rows are quarantined' : 'every row is quarantined (--duplicates quarantine-all)'}`,
+      prose(
+        `note: ${plan.counts.keep_duplicate} duplicate group(s): ${plan.duplicates === 'keep-latest' ? 'each user keeps the row the bot reads (the most recently updated), canonicalised; the other rows are quarantined' : 'every row is quarantined (--duplicates quarantine-all)'}`,
+      ),
     );
   }
   // the application's rules one by one; what else refuses the plan here (the server, a privilege) after them
-  for (const blocker of plan.constraints.blockers) out.push(paint.red(`blocker: ${blocker}`));
+  for (const blocker of plan.constraints.blockers) out.push(paint.red(prose(`blocker: ${blocker}`)));
   for (const blocker of plan.blockers.filter((b) => b.reason !== constraintsRefusal(plan.constraints)))
-    out.push(paint.red(`blocker: ${blocker.reason}`));
-  for (const risk of plan.constraints.risks) out.push(paint.yellow(`risk: ${risk}`));
+    out.push(paint.red(prose(`blocker: ${blocker.reason}`)));
+  for (const risk of plan.constraints.risks) out.push(paint.yellow(prose(`risk: ${risk}`)));
   if (options.showSql) {
     for (const s of plan.statements) {
       out.push(paint.bold(`-- ${s.kind}: one statement per batch; parameters ${JSON.stringify(s.params)}`));
@@ -86,7 +90,7 @@ export function renderPlan(plan: RecoveryPlan, useColor: boolean, options: { sho
 export function renderResult(result: RecoverResult | { status: 'dry_run' }, useColor: boolean): string {
   const paint = painter(useColor);
   if (result.status === 'dry_run')
-    return `${paint.bold('Dry run')}: nothing was changed and nothing was journaled. Run without --dry-run to apply.\n`;
+    return `${paint.bold('Dry run')}${prose('Dry run: nothing was changed and nothing was journaled. Run without --dry-run to apply.').slice(7)}\n`;
   if (result.status === 'nothing_to_do')
     return `${paint.green('Nothing to do')}: no missing case, spelling or quarantine target (run ${result.runId} journaled).\n`;
   const table = renderTable(
