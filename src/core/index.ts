@@ -37,7 +37,17 @@ export { withinDeadline } from './db/deadline.js';
 
 export * from './vocabulary.js';
 
-export { scan, type ScanReport, type ScanOptions, type CheckResult, type Finding, type Gate, type GateVerdict } from './scan/scan.js';
+export {
+  scan,
+  type ScanReport,
+  type ScanOptions,
+  type CheckResult,
+  type Coverage,
+  type Finding,
+  type Gate,
+  type GateVerdict,
+} from './scan/scan.js';
+export { installDeletionTracking, readDeletionTracking, removeDeletionTracking, type DeletionTracking } from './scan/deletions.js';
 
 export {
   planRecovery,

@@ -233,9 +233,40 @@ describe('caseguard scan', () => {
     }
   });
 
-  it('a bad --since is a usage error', async () => {
+  it('a bad --since is a usage error: unparsable, or in the future', async () => {
     const r = await scan(damaged, '--since', 'yesterday-ish');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/timestamp/);
+    const future = await scan(damaged, '--since', new Date(Date.now() + 3_600_000).toISOString());
+    expect(future.code).toBe(2);
+    expect(future.stderr).toMatch(/is in the future/);
+  });
+
+  it('--since without deletion tracking says so in every format and fails the gate unless --accept-partial; migrate --track-deletions covers it', async () => {
+    const since = new Date(Date.now() - 1000).toISOString();
+    const json = await scan(clean, '--since', since, '--format', 'json');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ coverage: 'changed-rows-only', summary: { gate: 'failed', errors: 0 } });
+    expect(json.stderr).toMatch(/coverage changed-rows-only: a case deleted since .* is not seen/);
+    const table = await scan(clean, '--since', since);
+    expect(table.stdout).toMatch(/coverage: changed rows only since/);
+    const junit = await scan(clean, '--since', since, '--format', 'junit');
+    expect(junit.stdout).toContain('<property name="coverage" value="changed-rows-only"/>');
+    expect(junit.stdout).toMatch(/<testcase classname="caseguard.scan" name="coverage"[^]*<failure/);
+    const prometheus = await scan(clean, '--since', since, '--format', 'prometheus');
+    expect(prometheus.stdout).toContain('caseguard_scan_coverage_complete 0');
+    const accepted = await scan(clean, '--since', since, '--accept-partial', '--format', 'json');
+    expect(accepted.code).toBe(0);
+    expect(JSON.parse(accepted.stdout).coverage).toBe('changed-rows-only');
+    const tracked = await runCli(['migrate', '--track-deletions', '--database-url', clean.url]);
+    expect(tracked.code, tracked.stderr).toBe(0);
+    expect(tracked.stdout).toMatch(/Deletions of cases are tracked from /);
+    const from = (await clean.pool.query("SELECT installed_at + interval '1 millisecond' AS installed_at FROM caseguard.deletion_tracking"))
+      .rows[0].installed_at as Date;
+    const complete = await scan(clean, '--since', from.toISOString(), '--format', 'json');
+    expect(complete.code).toBe(0);
+    expect(JSON.parse(complete.stdout).coverage).toBe('complete');
+    const untracked = await runCli(['migrate', '--untrack-deletions', '--database-url', clean.url]);
+    expect(untracked.stdout).toMatch(/Deletion tracking removed/);
   });
 });

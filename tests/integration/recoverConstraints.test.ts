@@ -88,7 +88,9 @@ describe('recover and the application constraints on cases', () => {
     expect(first.status).toBe('completed');
     const bookkeeping =
       "SELECT string_agg(relname, ',' ORDER BY relname) AS names FROM pg_class WHERE relnamespace = 'caseguard'::regnamespace AND relkind = 'r'";
-    expect((await t.pool.query(bookkeeping)).rows[0].names).toBe('migrations_contract,migrations_journal,quarantine,run_items,runs');
+    expect((await t.pool.query(bookkeeping)).rows[0].names).toBe(
+      'case_deletions,deletion_tracking,migrations_contract,migrations_journal,quarantine,run_items,runs',
+    );
     expect((await t.pool.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'")).rows[0].n).toBe(0);
     // A run that died: journaled running, with one batch of 3 created cases and a per-case item
     // of an older version's journal.

@@ -21,6 +21,7 @@ const shape = (s: 'legacy' | 'uuid'): DatabaseShape => ({
   memoryUuid: false,
   pointerUuid: false,
   hasJournal: true,
+  proofs: {},
   serverVersionNum: 180000,
 });
 

@@ -83,16 +83,35 @@ export function renderJunit(report: ScanReport, failOn: 'error' | 'warn'): strin
     const open = `    <testcase classname="caseguard.scan" name="${xml(c.id)}" time="0">`;
     if (c.status === 'skipped') return `${open}\n      <skipped message="${xml(c.reason)}"/>\n    </testcase>`;
     if (c.status === 'pass') return `${open}</testcase>`;
+    if (c.status === 'proven')
+      return `${open}
+      <system-out>${xml(`proven by ${c.provenBy}: nothing to read`)}</system-out>
+    </testcase>`;
     const message = `${c.count} finding(s)${c.distinctCases !== undefined ? `, ${c.distinctCases} distinct case id(s)` : ''} (${c.severity})`;
     const shown = c.samples.length < c.count ? `\n(${c.count - c.samples.length} more not shown; --limit)` : '';
     const body = `${c.title}\n${c.samples.map(describeFinding).join('\n')}${shown}`;
     if (!counts(c)) return `${open}\n      <system-out>${xml(`${message}\n${body}`)}</system-out>\n    </testcase>`;
     return `${open}\n      <failure message="${xml(message)}" type="${xml(c.severity)}">${xml(body)}</failure>\n    </testcase>`;
   });
+  // a partial scan that fails the gate is a failing testcase of its own, so the report agrees with the exit code
+  if (report.coverage !== 'complete' && report.summary.gate === 'failed') {
+    cases.push(
+      `    <testcase classname="caseguard.scan" name="coverage" time="0">
+      <failure message="${xml(`coverage ${report.coverage}`)}" type="coverage">${xml(
+        `a case deleted since ${report.filters.since} is not seen: no deletion tracking over the whole window (caseguard migrate --track-deletions), and --accept-partial was not given`,
+      )}</failure>
+    </testcase>`,
+    );
+  }
+  const tests = cases.length;
+  const failed = failures + (cases.length - report.checks.length);
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="caseguard" tests="${report.checks.length}" failures="${failures}" skipped="${skipped}" time="${seconds}">`,
-    `  <testsuite name="caseguard scan" tests="${report.checks.length}" failures="${failures}" errors="0" skipped="${skipped}" time="${seconds}" timestamp="${xml(report.startedAt)}">`,
+    `<testsuites name="caseguard" tests="${tests}" failures="${failed}" skipped="${skipped}" time="${seconds}">`,
+    `  <testsuite name="caseguard scan" tests="${tests}" failures="${failed}" errors="0" skipped="${skipped}" time="${seconds}" timestamp="${xml(report.startedAt)}">`,
+    `    <properties>
+      <property name="coverage" value="${xml(report.coverage)}"/>
+    </properties>`,
     ...cases,
     '  </testsuite>',
     '</testsuites>',
@@ -111,6 +130,12 @@ export function renderPrometheus(report: ScanReport): string {
     '# HELP caseguard_check_skipped 1 when a check was skipped (its optional table is absent).',
     '# TYPE caseguard_check_skipped gauge',
     ...report.checks.map((c) => `caseguard_check_skipped{check="${c.id}"} ${c.status === 'skipped' ? 1 : 0}`),
+    '# HELP caseguard_check_proven 1 when a validated foreign key or the uuid type proves a check (nothing was read for it).',
+    '# TYPE caseguard_check_proven gauge',
+    ...report.checks.map((c) => `caseguard_check_proven{check="${c.id}"} ${c.status === 'proven' ? 1 : 0}`),
+    '# HELP caseguard_scan_coverage_complete 1 when the scan looked for every finding; 0 for a --since scan blind to deleted cases.',
+    '# TYPE caseguard_scan_coverage_complete gauge',
+    `caseguard_scan_coverage_complete ${report.coverage === 'complete' ? 1 : 0}`,
     '# HELP caseguard_missing_cases Distinct case ids referenced without a case.',
     '# TYPE caseguard_missing_cases gauge',
     `caseguard_missing_cases ${report.summary.missingCases}`,
@@ -135,11 +160,13 @@ export function renderTableReport(report: ScanReport, useColor: boolean, maxWidt
   const status = (c: CheckResult) =>
     c.status === 'pass'
       ? paint.green('pass')
-      : c.status === 'skipped'
-        ? paint.gray(`skipped (${c.reason})`)
-        : c.severity === 'error'
-          ? paint.red('FAIL')
-          : paint.yellow('warn');
+      : c.status === 'proven'
+        ? paint.green(`proven (${c.provenBy})`)
+        : c.status === 'skipped'
+          ? paint.gray(`skipped (${c.reason})`)
+          : c.severity === 'error'
+            ? paint.red('FAIL')
+            : paint.yellow('warn');
   const summary = renderTable(
     ['check', 'severity', 'status', 'findings', 'distinct cases'],
     report.checks.map((c) => [c.id, c.severity, status(c), c.count, c.distinctCases ?? '']),
@@ -167,7 +194,18 @@ export function renderTableReport(report: ScanReport, useColor: boolean, maxWidt
   const s = report.summary;
   const verdict = s.gate === 'passed' ? paint.green('OK') : paint.red('FAILED');
   const footer = `${verdict}: ${s.errors} error finding(s), ${s.warnings} warning(s), ${s.missingCases} missing case(s); ${report.durationMs} ms`;
-  return [summary, ...sections, footer, ''].join('\n');
+  const coverage =
+    report.coverage === 'complete'
+      ? []
+      : [
+          paint.yellow(
+            fit(
+              `coverage: changed rows only since ${report.filters.since}: a case deleted in that window is not seen (no deletion tracking over it: caseguard migrate --track-deletions)`,
+              maxWidth,
+            ),
+          ),
+        ];
+  return [summary, ...sections, ...coverage, footer, ''].join('\n');
 }
 
 /** --all as JSON: the report with every finding in place of the samples, streamed. */

@@ -25,6 +25,11 @@ export interface DatabaseShape {
   hasJournal: boolean;
   /** server_version_num, for the SQL that differs by version. */
   serverVersionNum: number;
+  /**
+   * The validated foreign keys to cases.case_id, by referencing table: each proves its table's
+   * orphan check (a NOT VALID one proves nothing).
+   */
+  proofs: { progress?: string; memory?: string; pointer?: string };
 }
 
 /** The columns of a contract table, as its Drizzle table object declares them (a rename there changes this check). */
@@ -105,6 +110,18 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
                         WHERE n.nspname = 'caseguard' AND c.relname = 'runs') AS present,
                current_setting('server_version_num') AS version`,
   );
+  const proven = await db.execute<{ table_name: string; conname: string } & Record<string, unknown>>(sql`
+    SELECT cl.relname AS table_name, con.conname
+      FROM pg_catalog.pg_constraint con
+      JOIN pg_catalog.pg_class cl ON cl.oid = con.conrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace AND n.nspname = 'mega_agent'
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+      JOIN pg_catalog.pg_attribute r ON r.attrelid = con.confrelid AND r.attnum = con.confkey[1]
+     WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+       AND con.confrelid = 'mega_agent.cases'::regclass AND r.attname = 'case_id'
+       AND (cl.relname, a.attname) IN (('case_intake_progress', 'case_id'), ('case_memory', 'case_id'), ('bot_user_context', 'active_case_id'))
+     ORDER BY con.conname`);
+  const proofOf = (table: string) => proven.rows.find((r) => r.table_name === table)?.conname;
   const fkRow = fk.rows[0];
   return {
     shape: progressType === 'uuid' ? 'uuid' : 'legacy',
@@ -115,5 +132,6 @@ export async function inspectDatabase(db: Executor): Promise<DatabaseShape> {
     pointerUuid: byTable.get('bot_user_context')?.get('active_case_id') === 'uuid',
     hasJournal: Boolean(journal.rows[0]?.present),
     serverVersionNum: Number(journal.rows[0]?.version),
+    proofs: { progress: proofOf('case_intake_progress'), memory: proofOf('case_memory'), pointer: proofOf('bot_user_context') },
   };
 }

@@ -19,13 +19,22 @@ export interface ScanFilters {
   userId?: string;
   /** Only rows updated (progress, pointers) or created (memory) since then. */
   since?: Date;
+  /**
+   * With since: deletions are recorded for the whole window (deletion tracking), so the rows
+   * naming a case deleted since then are read as well, whenever they last changed.
+   */
+  deletionsTracked?: boolean;
 }
 
 export interface Sources {
   shape: Shape;
   serverVersionNum: number;
+  /** Read case_memory (present, and no validated foreign key proves it already). */
   memory: boolean;
+  memoryUuid?: boolean;
+  /** Read bot_user_context (present, and not proven). */
   pointers: boolean;
+  pointerUuid?: boolean;
 }
 
 function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
@@ -45,20 +54,65 @@ function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
  */
 export function allFindings(sources: Sources, filters: ScanFilters): SQL {
   const uuidShape = sources.shape === 'uuid';
-  const branches: SQL[] = [
-    sql`SELECT 'case_intake_progress'::text AS source_table, cip.user_id, cip.case_id::text AS case_id,
-               NULL::bigint AS memory_id, true AS owned
-          FROM mega_agent.case_intake_progress cip WHERE ${where(filters, 'cip', 'updated_at')}`,
+  const tables = [
+    { table: 'case_intake_progress', alias: 'cip', column: 'case_id', time: 'updated_at', uuid: uuidShape, owned: true, memoryId: false },
+    ...(sources.memory
+      ? [
+          {
+            table: 'case_memory',
+            alias: 'm',
+            column: 'case_id',
+            time: 'created_at',
+            uuid: Boolean(sources.memoryUuid),
+            owned: false,
+            memoryId: true,
+          },
+        ]
+      : []),
+    ...(sources.pointers
+      ? [
+          {
+            table: 'bot_user_context',
+            alias: 'b',
+            column: 'active_case_id',
+            time: 'updated_at',
+            uuid: Boolean(sources.pointerUuid),
+            owned: false,
+            memoryId: false,
+          },
+        ]
+      : []),
   ];
-  if (sources.memory) {
-    branches.push(sql`SELECT 'case_memory', m.user_id, m.case_id::text, m.memory_id, false
-                        FROM mega_agent.case_memory m WHERE ${where(filters, 'm', 'created_at')}`);
+  const branches: SQL[] = [];
+  for (const t of tables) {
+    const a = sql.identifier(t.alias);
+    const column = sql`${a}.${sql.identifier(t.column)}`;
+    const select = sql`SELECT ${t.table}::text AS source_table, ${a}.user_id, ${column}::text AS case_id,
+                              ${t.memoryId ? sql`${a}.memory_id` : sql`NULL::bigint`} AS memory_id, ${sql.raw(t.owned ? 'true' : 'false')} AS owned
+                         FROM mega_agent.${sql.raw(t.table)} ${a}`;
+    const present = t.column === 'active_case_id' ? sql`${column} IS NOT NULL AND ` : sql``;
+    branches.push(sql`${select} WHERE ${present}${where(filters, t.alias, t.time)}`);
+    if (filters.since !== undefined && filters.deletionsTracked) {
+      // the rows naming a case deleted in the window, whenever they last changed (the others
+      // are in the branch above); skipped at once when no case was deleted in the window
+      const deleted = sql`SELECT d.case_id FROM caseguard.case_deletions d WHERE d.deleted_at >= ${filters.since.toISOString()}::timestamptz`;
+      const names = t.uuid ? sql`${column} IN (${deleted})` : sql`${uuidOrNull(column, sources.serverVersionNum)} IN (${deleted})`;
+      branches.push(sql`${select}
+        WHERE ${present}${where({ userId: filters.userId }, t.alias, t.time)}
+          AND ${a}.${sql.identifier(t.time)} < ${filters.since.toISOString()}::timestamptz
+          AND EXISTS (${deleted}) AND ${names}`);
+    }
   }
-  if (sources.pointers) {
-    branches.push(sql`SELECT 'bot_user_context', b.user_id, b.active_case_id::text, NULL::bigint, false
-                        FROM mega_agent.bot_user_context b
-                       WHERE b.active_case_id IS NOT NULL AND ${where(filters, 'b', 'updated_at')}`);
-  }
+  // Over everything one hash of cases is cheapest. Over a window the candidates are few: each is
+  // looked up in cases by its uuid (the primary key) in a scalar subquery, which the planner
+  // cannot turn into a pass over cases whatever its estimates.
+  const hasCase =
+    filters.since === undefined
+      ? sql`EXISTS (SELECT 1 FROM mega_agent.cases c
+                     WHERE c.case_id::text = s.case_id AND (NOT s.owned OR c.user_id = s.user_id))`
+      : sql`(SELECT true FROM mega_agent.cases c
+              WHERE c.case_id = ${uuidOrNull(sql`s.case_id`, sources.serverVersionNum)}
+                AND c.case_id::text = s.case_id AND (NOT s.owned OR c.user_id = s.user_id)) IS NOT NULL`;
   // In the uuid shape progress.case_id is a uuid already; spelling checks cannot fire there.
   const asUuid = uuidShape
     ? sql`CASE WHEN s.source_table = 'case_intake_progress' THEN s.case_id::uuid ELSE ${uuidOrNull(sql`s.case_id`, sources.serverVersionNum)} END`
@@ -82,8 +136,7 @@ export function allFindings(sources: Sources, filters: ScanFilters): SQL {
     WITH k AS MATERIALIZED (
       SELECT s.source_table, s.user_id, s.case_id, s.memory_id, ${asUuid} AS id
         FROM (${sql.join(branches, sql` UNION ALL `)}) s
-       WHERE NOT EXISTS (SELECT 1 FROM mega_agent.cases c
-                          WHERE c.case_id::text = s.case_id AND (NOT s.owned OR c.user_id = s.user_id))
+       WHERE NOT ${hasCase}
     ),
     cls AS MATERIALIZED (
       SELECT k.*, (SELECT c.user_id FROM mega_agent.cases c WHERE c.case_id = k.id) AS owner FROM k

@@ -2,11 +2,12 @@
  * scan: runs the checks in one READ ONLY, REPEATABLE READ transaction (every check sees the same
  * snapshot) and returns a report; never writes. Works for a role with only USAGE and SELECT.
  */
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
-import { CHECKS, type CheckId, type Severity } from './checks.js';
+import { CHECKS, MISSING_CASE_CHECKS, type CheckId, type Severity } from './checks.js';
+import { readDeletionTracking } from './deletions.js';
 import { allFindings, summarise, type ScanFilters } from './queries.js';
 
 /** One row a check reports. */
@@ -28,8 +29,11 @@ export interface CheckResult {
   id: CheckId;
   severity: Severity;
   title: string;
-  status: 'pass' | 'fail' | 'skipped';
+  /** proven: a validated foreign key or the uuid type makes a finding impossible; nothing was read for it. */
+  status: 'pass' | 'fail' | 'skipped' | 'proven';
   count: number;
+  /** What proves it: the constraint's name, or the uuid type of the columns. */
+  provenBy?: string;
   /** Distinct uuids without a case (orphan checks only). */
   distinctCases?: number;
   samples: Finding[];
@@ -44,6 +48,14 @@ export interface ScanReport {
   durationMs: number;
   shape: DatabaseShape['shape'];
   filters: { userId?: string; since?: string };
+  /**
+   * complete: every finding there is was looked for. changed-rows-only: --since read the rows
+   * changed in the window but could not see a case deleted in it (no deletion tracking over the
+   * whole window), so an orphan made that way may be missed: the gate fails unless acceptPartial.
+   */
+  coverage: Coverage;
+  /** Since when deletions of cases are recorded, where they are. */
+  deletionsTrackedSince?: string;
   checks: CheckResult[];
   summary: {
     /** Findings of error-severity checks. */
@@ -58,6 +70,7 @@ export interface ScanReport {
 }
 
 export type GateVerdict = 'passed' | 'failed';
+export type Coverage = 'complete' | 'changed-rows-only';
 
 export interface Gate {
   /** Lowest severity that fails the gate. */
@@ -71,6 +84,8 @@ export interface ScanOptions extends ScanFilters {
   /** Samples per check. */
   limit: number;
   gate: Gate;
+  /** A changed-rows-only scan (see ScanReport.coverage) may pass the gate. */
+  acceptPartial?: boolean;
   /** statement_timeout for the scan's queries, e.g. '30s' (PostgreSQL syntax); '0' for none. */
   statementTimeout?: string;
   /**
@@ -87,12 +102,6 @@ const FETCH_PAGE = `FETCH ${FETCH_SIZE} FROM caseguard_findings`;
 export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): Promise<ScanReport> {
   const started = new Date();
   const t0 = performance.now();
-  const filters: ScanFilters = { userId: options.userId, since: options.since };
-  const findingsSql = allFindings(
-    { shape: shape.shape, serverVersionNum: shape.serverVersionNum, memory: shape.hasMemory, pointers: shape.hasUserContext },
-    filters,
-  );
-
   let streamed = false;
   const attempt = () =>
     db.transaction(
@@ -104,9 +113,10 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
           ...(shape.serverVersionNum >= 140000 ? [sql`set_config('client_connection_check_interval', '2s', true)`] : []),
         ];
         if (settings.length > 0) await tx.execute(sql`SELECT ${sql.join(settings, sql`, `)}`);
-        const report = await checksIn(tx, shape, options, findingsSql, started, t0);
+        const plan = await planScan(tx, shape, options);
+        const report = await checksIn(tx, shape, options, plan, started, t0);
         streamed = options.onAllFindings !== undefined;
-        if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, findingsSql));
+        if (options.onAllFindings) await options.onAllFindings(report, cursor(tx, plan.findings));
         return report;
       },
       { isolationLevel: 'repeatable read', accessMode: 'read only' },
@@ -125,19 +135,68 @@ export async function scan(db: Db, shape: DatabaseShape, options: ScanOptions): 
  * The checks' summary (counts and samples) read inside the caller's transaction: what scan
  * reports, and what the exporter reads in its own snapshot beside the funnel.
  */
+/** What a scan reads, and how much of the damage that can see: worked out in the scan's snapshot. */
+interface ScanPlan {
+  findings: SQL;
+  coverage: Coverage;
+  trackedSince?: Date;
+  proofs: Map<CheckId, string>;
+}
+
+/** The checks a validated foreign key or the uuid type proves, and what proves each. */
+export function proofsOf(shape: DatabaseShape): Map<CheckId, string> {
+  const proofs = new Map<CheckId, string>();
+  if (shape.proofs.progress) proofs.set('orphaned_progress', shape.proofs.progress);
+  if (shape.shape === 'uuid') {
+    const type = 'the uuid type of case_intake_progress.case_id';
+    proofs.set('invalid_case_id', type);
+    proofs.set('duplicate_progress', type);
+    if ((!shape.hasMemory || shape.memoryUuid) && (!shape.hasUserContext || shape.pointerUuid))
+      proofs.set('noncanonical_case_id', 'the uuid type of every case id column');
+  }
+  if (shape.hasMemory && shape.proofs.memory) proofs.set('orphaned_memory', shape.proofs.memory);
+  if (shape.hasUserContext && shape.proofs.pointer) proofs.set('dangling_active_case', shape.proofs.pointer);
+  return proofs;
+}
+
+/** The checks a deleted case can make fail: the orphan checks. */
+const DELETION_SENSITIVE: readonly CheckId[] = MISSING_CASE_CHECKS;
+
+async function planScan(tx: Tx, shape: DatabaseShape, options: ScanFilters): Promise<ScanPlan> {
+  const proofs = proofsOf(shape);
+  const tracking = options.since !== undefined ? await readDeletionTracking(tx) : {};
+  const tracked = tracking.since !== undefined && options.since !== undefined && tracking.since <= options.since;
+  const present = (id: CheckId) =>
+    id === 'orphaned_memory' ? shape.hasMemory : id === 'dangling_active_case' ? shape.hasUserContext : true;
+  // the checks a deletion in the window could make fail and that nothing proves
+  const blind = DELETION_SENSITIVE.filter((id) => present(id) && !proofs.has(id));
+  const coverage: Coverage = options.since === undefined || tracked || blind.length === 0 ? 'complete' : 'changed-rows-only';
+  const findings = allFindings(
+    {
+      shape: shape.shape,
+      serverVersionNum: shape.serverVersionNum,
+      // a table whose foreign key is validated has nothing to find: it is not read
+      memory: shape.hasMemory && !shape.proofs.memory,
+      memoryUuid: shape.memoryUuid,
+      pointers: shape.hasUserContext && !shape.proofs.pointer,
+      pointerUuid: shape.pointerUuid,
+    },
+    { userId: options.userId, since: options.since, deletionsTracked: tracked },
+  );
+  return { findings, coverage, trackedSince: tracking.since, proofs };
+}
+
 export async function checksIn(
   tx: Tx,
   shape: DatabaseShape,
   options: Omit<ScanOptions, 'onAllFindings' | 'statementTimeout'>,
-  findingsSql = allFindings(
-    { shape: shape.shape, serverVersionNum: shape.serverVersionNum, memory: shape.hasMemory, pointers: shape.hasUserContext },
-    { userId: options.userId, since: options.since },
-  ),
+  plan?: ScanPlan,
   started = new Date(),
   t0 = performance.now(),
 ): Promise<ScanReport> {
+  const { findings, coverage, trackedSince, proofs } = plan ?? (await planScan(tx, shape, options));
   const rows = await tx.execute<{ check_id: string; count: string; distinct_cases: string; samples: Finding[] }>(
-    summarise(findingsSql, options.limit),
+    summarise(findings, options.limit),
   );
   const byCheck = new Map(rows.rows.map((r) => [r.check_id, r]));
   const missingCases = Number(byCheck.get('')?.count ?? 0);
@@ -155,6 +214,19 @@ export async function checksIn(
         count: 0,
         samples: [],
         reason: `table absent (mega_agent.${check.needs})`,
+      };
+    }
+    const proof = proofs.get(check.id);
+    if (proof) {
+      return {
+        id: check.id,
+        severity: check.severity,
+        title: check.title,
+        status: 'proven',
+        count: 0,
+        ...(check.countsCases ? { distinctCases: 0 } : {}),
+        samples: [],
+        provenBy: proof,
       };
     }
     const row = byCheck.get(check.id);
@@ -176,21 +248,24 @@ export async function checksIn(
     durationMs: Math.round(performance.now() - t0),
     shape: shape.shape,
     filters: { userId: options.userId, since: options.since?.toISOString() },
+    coverage,
+    ...(trackedSince ? { deletionsTrackedSince: trackedSince.toISOString() } : {}),
     checks,
-    summary: gateSummary(checks, missingCases, options.gate),
+    summary: gateSummary(checks, missingCases, options.gate, coverage === 'complete' || Boolean(options.acceptPartial)),
   };
 }
 
 /** The report's totals and the gate's verdict. */
-function gateSummary(checks: CheckResult[], missingCases: number, gate: Gate): ScanReport['summary'] {
+function gateSummary(checks: CheckResult[], missingCases: number, gate: Gate, looked: boolean): ScanReport['summary'] {
   const errors = checks.filter((c) => c.severity === 'error').reduce((n, c) => n + c.count, 0);
   const warnings = checks.filter((c) => c.severity === 'warn').reduce((n, c) => n + c.count, 0);
   const counted = gate.failOn === 'warn' ? errors + warnings : errors;
-  return { errors, warnings, missingCases, gate: counted > gate.maxFindings ? 'failed' : 'passed' };
+  // a gate never says clean where it did not look
+  return { errors, warnings, missingCases, gate: counted > gate.maxFindings || !looked ? 'failed' : 'passed' };
 }
 
 /** Every finding, ordered by check, user and case id, fetched in pages from a server cursor. */
-async function* cursor(tx: Tx, findingsSql: ReturnType<typeof allFindings>): AsyncIterable<Finding[]> {
+async function* cursor(tx: Tx, findingsSql: SQL): AsyncIterable<Finding[]> {
   await tx.execute(sql`DECLARE caseguard_findings NO SCROLL CURSOR FOR
     SELECT check_id AS check, source_table AS table, user_id, case_id, canonical_id, owner, memory_id, detail
       FROM (${findingsSql}) f

@@ -76,3 +76,25 @@ export const quarantine = caseguardSchema.table(
   // a run's rows in id order: restore's keyset pages come by this index whatever the statistics say
   (t) => [index('quarantine_run_id_quarantine_id_idx').on(t.runId, t.quarantineId)],
 );
+
+/**
+ * Cases deleted (or given another id), as the deletion trigger records them: what lets
+ * `scan --since` see an orphan made by deleting its case. Rows come only once the DBA has
+ * installed the trigger (`caseguard migrate --track-deletions`); without it the table stays empty.
+ */
+export const caseDeletions = caseguardSchema.table(
+  'case_deletions',
+  {
+    deletionId: bigint('deletion_id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    caseId: uuid('case_id').notNull(),
+    deletedAt: timestamp('deleted_at', { withTimezone: true })
+      .notNull()
+      .default(sql`clock_timestamp()`),
+  },
+  (t) => [index('case_deletions_deleted_at_idx').on(t.deletedAt)],
+);
+
+/** When deletion tracking was installed (one row while it is): scan --since is complete from then on. */
+export const deletionTracking = caseguardSchema.table('deletion_tracking', {
+  installedAt: timestamp('installed_at', { withTimezone: true }).primaryKey().defaultNow(),
+});
