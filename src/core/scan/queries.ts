@@ -26,6 +26,17 @@ export interface ScanFilters {
   deletionsTracked?: boolean;
 }
 
+/**
+ * Just these rows (what watch judges again after a commit): the progress rows and the pointer
+ * of these users, these memory rows, and every row naming one of these cases (uuid semantics).
+ * Each selector is an index lookup but caseIds outside the uuid shape.
+ */
+export interface Domain {
+  users: readonly string[];
+  memoryIds: readonly string[];
+  caseIds: readonly string[];
+}
+
 export interface Sources {
   shape: Shape;
   serverVersionNum: number;
@@ -37,12 +48,87 @@ export interface Sources {
   pointerUuid?: boolean;
 }
 
-function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
-  const parts: SQL[] = [sql`true`];
-  if (filters.userId !== undefined) parts.push(sql`${sql.identifier(alias)}.user_id = ${filters.userId}`);
-  if (filters.since !== undefined)
-    parts.push(sql`${sql.identifier(alias)}.${sql.identifier(timeColumn)} >= ${filters.since.toISOString()}::timestamptz`);
-  return sql.join(parts, sql` AND `);
+interface SourceTable {
+  table: 'case_intake_progress' | 'case_memory' | 'bot_user_context';
+  alias: string;
+  column: string;
+  /** What --since compares. */
+  time: string;
+  /** The case id column is uuid. */
+  uuid: boolean;
+  /** Its case must be the same user's (progress). */
+  owned: boolean;
+  /** The column a Domain's users select (memory rows are selected by memory id). */
+  byUser: boolean;
+}
+
+function sourceTables(sources: Sources): SourceTable[] {
+  const progress: SourceTable = {
+    table: 'case_intake_progress',
+    alias: 'cip',
+    column: 'case_id',
+    time: 'updated_at',
+    uuid: sources.shape === 'uuid',
+    owned: true,
+    byUser: true,
+  };
+  const memory: SourceTable = {
+    table: 'case_memory',
+    alias: 'm',
+    column: 'case_id',
+    time: 'created_at',
+    uuid: Boolean(sources.memoryUuid),
+    owned: false,
+    byUser: false,
+  };
+  const pointers: SourceTable = {
+    table: 'bot_user_context',
+    alias: 'b',
+    column: 'active_case_id',
+    time: 'updated_at',
+    uuid: Boolean(sources.pointerUuid),
+    owned: false,
+    byUser: true,
+  };
+  return [progress, ...(sources.memory ? [memory] : []), ...(sources.pointers ? [pointers] : [])];
+}
+
+/** One source table's rows that meet `conditions`, in the columns the anti-join reads. */
+function branch(t: SourceTable, conditions: SQL[]): SQL {
+  const a = sql.identifier(t.alias);
+  const column = sql`${a}.${sql.identifier(t.column)}`;
+  const present = t.column === 'active_case_id' ? [sql`${column} IS NOT NULL`] : [];
+  return sql`SELECT ${t.table}::text AS source_table, ${a}.user_id, ${column}::text AS case_id,
+                    ${t.table === 'case_memory' ? sql`${a}.memory_id` : sql`NULL::bigint`} AS memory_id, ${sql.raw(t.owned ? 'true' : 'false')} AS owned
+               FROM mega_agent.${sql.raw(t.table)} ${a}
+              WHERE ${sql.join([sql`true`, ...present, ...conditions], sql` AND `)}`;
+}
+
+/** The rows of one table a scan reads: all of them, a user's, a window's, or a Domain's. */
+function branchesOf(t: SourceTable, sources: Sources, filters: ScanFilters, domain?: Domain): SQL[] {
+  const a = sql.identifier(t.alias);
+  const column = sql`${a}.${sql.identifier(t.column)}`;
+  const time = sql`${a}.${sql.identifier(t.time)}`;
+  const names = (ids: SQL) => (t.uuid ? sql`${column} IN (${ids})` : sql`${uuidOrNull(column, sources.serverVersionNum)} IN (${ids})`);
+  const user = filters.userId !== undefined ? [sql`${a}.user_id = ${filters.userId}`] : [];
+  if (domain) {
+    const chosen = t.byUser ? domain.users : t.table === 'case_memory' ? domain.memoryIds : [];
+    const key = t.byUser
+      ? sql`${a}.user_id = ANY(${sql.param([...chosen])}::text[])`
+      : sql`${a}.memory_id = ANY(${sql.param([...chosen])}::bigint[])`;
+    return [
+      ...(chosen.length > 0 ? [branch(t, [...user, key])] : []),
+      ...(domain.caseIds.length > 0 ? [branch(t, [...user, names(sql`SELECT unnest(${sql.param([...domain.caseIds])}::uuid[])`)])] : []),
+    ];
+  }
+  if (filters.since === undefined) return [branch(t, user)];
+  const since = sql`${filters.since.toISOString()}::timestamptz`;
+  const changed = branch(t, [...user, sql`${time} >= ${since}`]);
+  if (!filters.deletionsTracked) return [changed];
+  // the rows naming a case deleted in the window, whenever they last changed (the others are in
+  // the branch above); skipped at once when no case was deleted in the window
+  const deleted = sql`SELECT d.case_id FROM caseguard.case_deletions d WHERE d.deleted_at >= ${since}`;
+  return [changed, branch(t, [...user, sql`${time} < ${since}`, sql`EXISTS (${deleted})`, names(deleted)])];
 }
 
 /**
@@ -51,63 +137,17 @@ function where(filters: ScanFilters, alias: string, timeColumn: string): SQL {
  * its text id and its owner; a memory row or a pointer when no case has its text id. Only the
  * few candidates are then classified: the server's uuid check, and the case looked up by uuid
  * in scalar subqueries (so the planner cannot turn them into a full hash join for the few).
+ * With a domain, only those rows (UNION: a row two selectors choose is read once).
  */
-export function allFindings(sources: Sources, filters: ScanFilters): SQL {
+export function allFindings(sources: Sources, filters: ScanFilters, domain?: Domain): SQL {
   const uuidShape = sources.shape === 'uuid';
-  const tables = [
-    { table: 'case_intake_progress', alias: 'cip', column: 'case_id', time: 'updated_at', uuid: uuidShape, owned: true, memoryId: false },
-    ...(sources.memory
-      ? [
-          {
-            table: 'case_memory',
-            alias: 'm',
-            column: 'case_id',
-            time: 'created_at',
-            uuid: Boolean(sources.memoryUuid),
-            owned: false,
-            memoryId: true,
-          },
-        ]
-      : []),
-    ...(sources.pointers
-      ? [
-          {
-            table: 'bot_user_context',
-            alias: 'b',
-            column: 'active_case_id',
-            time: 'updated_at',
-            uuid: Boolean(sources.pointerUuid),
-            owned: false,
-            memoryId: false,
-          },
-        ]
-      : []),
-  ];
-  const branches: SQL[] = [];
-  for (const t of tables) {
-    const a = sql.identifier(t.alias);
-    const column = sql`${a}.${sql.identifier(t.column)}`;
-    const select = sql`SELECT ${t.table}::text AS source_table, ${a}.user_id, ${column}::text AS case_id,
-                              ${t.memoryId ? sql`${a}.memory_id` : sql`NULL::bigint`} AS memory_id, ${sql.raw(t.owned ? 'true' : 'false')} AS owned
-                         FROM mega_agent.${sql.raw(t.table)} ${a}`;
-    const present = t.column === 'active_case_id' ? sql`${column} IS NOT NULL AND ` : sql``;
-    branches.push(sql`${select} WHERE ${present}${where(filters, t.alias, t.time)}`);
-    if (filters.since !== undefined && filters.deletionsTracked) {
-      // the rows naming a case deleted in the window, whenever they last changed (the others
-      // are in the branch above); skipped at once when no case was deleted in the window
-      const deleted = sql`SELECT d.case_id FROM caseguard.case_deletions d WHERE d.deleted_at >= ${filters.since.toISOString()}::timestamptz`;
-      const names = t.uuid ? sql`${column} IN (${deleted})` : sql`${uuidOrNull(column, sources.serverVersionNum)} IN (${deleted})`;
-      branches.push(sql`${select}
-        WHERE ${present}${where({ userId: filters.userId }, t.alias, t.time)}
-          AND ${a}.${sql.identifier(t.time)} < ${filters.since.toISOString()}::timestamptz
-          AND EXISTS (${deleted}) AND ${names}`);
-    }
-  }
+  const branches = sourceTables(sources).flatMap((t) => branchesOf(t, sources, filters, domain));
+  if (branches.length === 0) branches.push(sql`SELECT NULL::text, NULL::text, NULL::text, NULL::bigint, false WHERE false`);
   // Over everything one hash of cases is cheapest. Over a window the candidates are few: each is
   // looked up in cases by its uuid (the primary key) in a scalar subquery, which the planner
   // cannot turn into a pass over cases whatever its estimates.
   const hasCase =
-    filters.since === undefined
+    filters.since === undefined && !domain
       ? sql`EXISTS (SELECT 1 FROM mega_agent.cases c
                      WHERE c.case_id::text = s.case_id AND (NOT s.owned OR c.user_id = s.user_id))`
       : sql`(SELECT true FROM mega_agent.cases c
@@ -135,7 +175,7 @@ export function allFindings(sources: Sources, filters: ScanFilters): SQL {
   return sql`
     WITH k AS MATERIALIZED (
       SELECT s.source_table, s.user_id, s.case_id, s.memory_id, ${asUuid} AS id
-        FROM (${sql.join(branches, sql` UNION ALL `)}) s
+        FROM (${sql.join(branches, domain ? sql` UNION ` : sql` UNION ALL `)}) s
        WHERE NOT ${hasCase}
     ),
     cls AS MATERIALIZED (
