@@ -8,6 +8,7 @@ import { watchStdout } from './stdout.js';
 import { commanderExitCode, durationMs, waitMs } from './options.js';
 import { defineBot } from './commands/bot.js';
 import { defineExporter } from './commands/exporter.js';
+import { defineWatch } from './commands/watch.js';
 import { defineFk } from './commands/fk.js';
 import { defineFunnel } from './commands/funnel.js';
 import { defineMigrate } from './commands/migrate.js';
@@ -94,6 +95,7 @@ Examples:
   defineSimulate(program);
   defineBot(program);
   defineExporter(program);
+  defineWatch(program);
   defineFunnel(program);
   const override = (c: Command) => {
     c.exitOverride();

@@ -117,6 +117,18 @@ export { keepsPreparedStatements } from './intake/session.js';
 export { simulate, type SimulateOptions, type SimulateReport } from './simulate/simulate.js';
 
 export { readSnapshot, type Snapshot, type SnapshotOptions } from './monitor/snapshot.js';
+export { startWatch, type Watcher, type WatchOptions, type WatchStarted, type WatchEnd, type Applied } from './watch/watch.js';
+export {
+  inspectWatch,
+  planDropSlot,
+  dropSlot,
+  checkName,
+  defaultSlot,
+  DEFAULT_PUBLICATION,
+  type WatchSetup,
+  type SlotLag,
+  type DropResult,
+} from './watch/slot.js';
 export { readFunnel, FUNNEL_STAGES, type FunnelReport, type FunnelDay, type FunnelOptions } from './monitor/funnel.js';
 export { errorClassOf, safeMessage, SqlState, sqlStateOf, expectedServerError, type ErrorClass } from './db/sqlstate.js';
 

@@ -19,6 +19,8 @@ export interface ExporterMetrics {
   registry: Registry;
   /** Sets every value from a snapshot read at `at`. */
   apply(snapshot: Snapshot, at: Date): void;
+  /** Sets the checks' values alone (caseguard watch's, which are current at every scrape). */
+  applyChecks(scan: Snapshot['scan']): void;
   /** A refresh failed: caseguard_up 0 with the error's class; the last values stay. */
   failed(errorClass: ErrorClass): void;
   /** How long the last refresh took, whatever its outcome. */
@@ -69,18 +71,23 @@ export function createMetrics(): ExporterMetrics {
     ['percentile'],
   );
 
+  const applyChecks = (scan: Snapshot['scan']) => {
+    findings.reset();
+    for (const check of scan.checks) {
+      skipped.set({ check: check.id }, check.status === 'skipped' ? 1 : 0);
+      if (check.status !== 'skipped') findings.set({ check: check.id, severity: check.severity }, check.count);
+    }
+    missingCases.set(scan.summary.missingCases);
+  };
+
   return {
     registry,
+    applyChecks,
     apply(snapshot, at) {
       up.reset();
       up.set({ error: '' }, 1);
       lastRefresh.set(at.getTime() / 1000);
-      findings.reset();
-      for (const check of snapshot.scan.checks) {
-        skipped.set({ check: check.id }, check.status === 'skipped' ? 1 : 0);
-        if (check.status !== 'skipped') findings.set({ check: check.id, severity: check.severity }, check.count);
-      }
-      missingCases.set(snapshot.scan.summary.missingCases);
+      applyChecks(snapshot.scan);
       recoveredByDay.reset();
       for (const [source, counts] of Object.entries(snapshot.recoveries.cases)) {
         recovered.set({ source }, counts.total);

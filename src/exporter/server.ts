@@ -7,6 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorClassOf, safeMessage, UsageError, type ErrorClass, type Logger, type Snapshot } from '../core/index.js';
+import type { Registry } from 'prom-client';
 import { createMetrics } from './metrics.js';
 
 export interface ExporterOptions {
@@ -17,6 +18,10 @@ export interface ExporterOptions {
   /** Refresh every intervalMs; 'scrape': refresh on each scrape instead. */
   refresh: { intervalMs: number } | 'scrape';
   log: Logger;
+  /** Registers more metrics beside the exporter's (caseguard watch's own). */
+  extend?: (registry: Registry) => void;
+  /** The checks as they are now, set at every scrape (caseguard watch): refreshes then read only the rest. */
+  checks?: () => Snapshot['scan'];
 }
 
 export interface Exporter {
@@ -29,6 +34,7 @@ export interface Exporter {
 export async function startExporter(options: ExporterOptions): Promise<Exporter> {
   const { log } = options;
   const metrics = createMetrics();
+  options.extend?.(metrics.registry);
   let running: Promise<void> | undefined;
   let lastError: ErrorClass | undefined;
   let lastSuccess: Date | undefined;
@@ -77,7 +83,10 @@ export async function startExporter(options: ExporterOptions): Promise<Exporter>
     }
     if (path === '/metrics') {
       void (options.refresh === 'scrape' ? refresh() : Promise.resolve())
-        .then(() => metrics.registry.metrics())
+        .then(() => {
+          if (options.checks) metrics.applyChecks(options.checks());
+          return metrics.registry.metrics();
+        })
         .then(
           (body) =>
             response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(request.method === 'HEAD' ? undefined : body),

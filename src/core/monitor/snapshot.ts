@@ -1,7 +1,8 @@
 /**
  * What the exporter serves, read in one READ ONLY, REPEATABLE READ transaction: the shape, the
  * seven checks (the numbers scan reports), the recoveries and the intake funnel all describe the
- * same moment. Works for a role with only USAGE and SELECT, and on a standby.
+ * same moment. Works for a role with only USAGE and SELECT, and on a standby. Fed by caseguard
+ * watch, the checks come from what it holds, and only the funnel and recoveries are read.
  */
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
@@ -17,6 +18,8 @@ export interface SnapshotOptions {
   abandonedAfterMs: number;
   /** statement_timeout of every query, PostgreSQL syntax ('30s'); '0' for none. */
   statementTimeout: string;
+  /** The checks as caseguard watch holds them: they are then not read. */
+  checks?: () => ScanReport;
 }
 
 export interface Snapshot {
@@ -32,11 +35,9 @@ export async function readSnapshot(db: Db, options: SnapshotOptions): Promise<Sn
     async (tx) => {
       await tx.execute(sql`SELECT set_config('statement_timeout', ${options.statementTimeout}, true)`);
       const shape = await inspectDatabase(tx);
-      const scan = await checksIn(tx, shape, {
-        databaseName: options.databaseName,
-        limit: 0,
-        gate: { failOn: 'error', maxFindings: 0 },
-      });
+      const scan = options.checks
+        ? options.checks()
+        : await checksIn(tx, shape, { databaseName: options.databaseName, limit: 0, gate: { failOn: 'error', maxFindings: 0 } });
       const funnel = await readFunnel(tx, { days: options.days, abandonedAfterMs: options.abandonedAfterMs });
       const recoveries = await readRecoveries(tx, { days: options.days, journal: shape.hasJournal });
       return { scan, funnel, recoveries, durationMs: Math.round(performance.now() - t0) };

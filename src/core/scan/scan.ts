@@ -8,7 +8,7 @@ import type { DatabaseShape } from '../db/inspect.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { CHECKS, MISSING_CASE_CHECKS, type CheckId, type Severity } from './checks.js';
 import { readDeletionTracking } from './deletions.js';
-import { allFindings, summarise, type ScanFilters } from './queries.js';
+import { allFindings, summarise, type ScanFilters, type Sources } from './queries.js';
 
 /** One row a check reports. */
 export interface Finding {
@@ -162,6 +162,18 @@ export function proofsOf(shape: DatabaseShape): Map<CheckId, string> {
 /** The checks a deleted case can make fail: the orphan checks. */
 const DELETION_SENSITIVE: readonly CheckId[] = MISSING_CASE_CHECKS;
 
+/** The tables a scan reads: a table whose foreign key is validated has nothing to find and is not read. */
+export function sourcesOf(shape: DatabaseShape): Sources {
+  return {
+    shape: shape.shape,
+    serverVersionNum: shape.serverVersionNum,
+    memory: shape.hasMemory && !shape.proofs.memory,
+    memoryUuid: shape.memoryUuid,
+    pointers: shape.hasUserContext && !shape.proofs.pointer,
+    pointerUuid: shape.pointerUuid,
+  };
+}
+
 async function planScan(tx: Tx, shape: DatabaseShape, options: ScanFilters): Promise<ScanPlan> {
   const proofs = proofsOf(shape);
   const tracking = options.since !== undefined ? await readDeletionTracking(tx) : {};
@@ -171,18 +183,7 @@ async function planScan(tx: Tx, shape: DatabaseShape, options: ScanFilters): Pro
   // the checks a deletion in the window could make fail and that nothing proves
   const blind = DELETION_SENSITIVE.filter((id) => present(id) && !proofs.has(id));
   const coverage: Coverage = options.since === undefined || tracked || blind.length === 0 ? 'complete' : 'changed-rows-only';
-  const findings = allFindings(
-    {
-      shape: shape.shape,
-      serverVersionNum: shape.serverVersionNum,
-      // a table whose foreign key is validated has nothing to find: it is not read
-      memory: shape.hasMemory && !shape.proofs.memory,
-      memoryUuid: shape.memoryUuid,
-      pointers: shape.hasUserContext && !shape.proofs.pointer,
-      pointerUuid: shape.pointerUuid,
-    },
-    { userId: options.userId, since: options.since, deletionsTracked: tracked },
-  );
+  const findings = allFindings(sourcesOf(shape), { userId: options.userId, since: options.since, deletionsTracked: tracked });
   return { findings, coverage, trackedSince: tracking.since, proofs };
 }
 
@@ -200,46 +201,9 @@ export async function checksIn(
   );
   const byCheck = new Map(rows.rows.map((r) => [r.check_id, r]));
   const missingCases = Number(byCheck.get('')?.count ?? 0);
-  const checks: CheckResult[] = CHECKS.map((check) => {
-    const present =
-      check.needs === 'case_intake_progress' ||
-      (check.needs === 'case_memory' && shape.hasMemory) ||
-      (check.needs === 'bot_user_context' && shape.hasUserContext);
-    if (!present) {
-      return {
-        id: check.id,
-        severity: check.severity,
-        title: check.title,
-        status: 'skipped',
-        count: 0,
-        samples: [],
-        reason: `table absent (mega_agent.${check.needs})`,
-      };
-    }
-    const proof = proofs.get(check.id);
-    if (proof) {
-      return {
-        id: check.id,
-        severity: check.severity,
-        title: check.title,
-        status: 'proven',
-        count: 0,
-        ...(check.countsCases ? { distinctCases: 0 } : {}),
-        samples: [],
-        provenBy: proof,
-      };
-    }
-    const row = byCheck.get(check.id);
-    const count = Number(row?.count ?? 0);
-    return {
-      id: check.id,
-      severity: check.severity,
-      title: check.title,
-      status: count > 0 ? 'fail' : 'pass',
-      count,
-      ...(check.countsCases ? { distinctCases: Number(row?.distinct_cases ?? 0) } : {}),
-      samples: (row?.samples ?? []).map((s) => ({ ...s, check: check.id })),
-    };
+  const checks = checkResults(shape, proofs, (id) => {
+    const row = byCheck.get(id);
+    return row && { count: Number(row.count), distinctCases: Number(row.distinct_cases), samples: row.samples };
   });
   return {
     database: options.databaseName,
@@ -255,8 +219,43 @@ export async function checksIn(
   };
 }
 
+/** What one check found: its count, distinct uuids without a case, and samples. */
+export interface CheckCount {
+  count: number;
+  distinctCases: number;
+  samples: Omit<Finding, 'check'>[];
+}
+
+/** Every check's result from its counts (undefined: nothing found), the shape and the proofs. */
+export function checkResults(
+  shape: DatabaseShape,
+  proofs: Map<CheckId, string>,
+  found: (id: CheckId) => CheckCount | undefined,
+): CheckResult[] {
+  return CHECKS.map((check) => {
+    const base = { id: check.id, severity: check.severity, title: check.title };
+    const present =
+      check.needs === 'case_intake_progress' ||
+      (check.needs === 'case_memory' && shape.hasMemory) ||
+      (check.needs === 'bot_user_context' && shape.hasUserContext);
+    if (!present) return { ...base, status: 'skipped', count: 0, samples: [], reason: `table absent (mega_agent.${check.needs})` };
+    const proof = proofs.get(check.id);
+    if (proof)
+      return { ...base, status: 'proven', count: 0, ...(check.countsCases ? { distinctCases: 0 } : {}), samples: [], provenBy: proof };
+    const row = found(check.id);
+    const count = row?.count ?? 0;
+    return {
+      ...base,
+      status: count > 0 ? 'fail' : 'pass',
+      count,
+      ...(check.countsCases ? { distinctCases: row?.distinctCases ?? 0 } : {}),
+      samples: (row?.samples ?? []).map((s) => ({ ...s, check: check.id })),
+    };
+  });
+}
+
 /** The report's totals and the gate's verdict. */
-function gateSummary(checks: CheckResult[], missingCases: number, gate: Gate, looked: boolean): ScanReport['summary'] {
+export function gateSummary(checks: CheckResult[], missingCases: number, gate: Gate, looked: boolean): ScanReport['summary'] {
   const errors = checks.filter((c) => c.severity === 'error').reduce((n, c) => n + c.count, 0);
   const warnings = checks.filter((c) => c.severity === 'warn').reduce((n, c) => n + c.count, 0);
   const counted = gate.failOn === 'warn' ? errors + warnings : errors;

@@ -98,3 +98,18 @@ export const caseDeletions = caseguardSchema.table(
 export const deletionTracking = caseguardSchema.table('deletion_tracking', {
   installedAt: timestamp('installed_at', { withTimezone: true }).primaryKey().defaultNow(),
 });
+
+/**
+ * The logical replication slots `caseguard watch` made, and the publication each follows: a
+ * slot of that name made by anything else, or for another publication, is refused.
+ */
+export const watchSlots = caseguardSchema.table('watch_slots', {
+  slotName: text('slot_name').primaryKey(),
+  publication: text('publication').notNull(),
+  /** watch made the publication too: --drop-slot drops it with the last slot that follows it. */
+  createdPublication: boolean('created_publication').notNull().default(false),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  createdBy: text('created_by')
+    .notNull()
+    .default(sql`current_user`),
+});
