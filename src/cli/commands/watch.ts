@@ -113,7 +113,15 @@ ${examples(
         });
         const s = watcher.started;
         ctx.log.info(
-          { event: 'watch.started', slot, created: s.created, start_lsn: s.startLsn, findings: s.findings, missing_cases: s.missingCases },
+          {
+            event: 'watch.started',
+            slot,
+            created: s.created,
+            from: s.from,
+            start_lsn: s.startLsn,
+            findings: s.findings,
+            missing_cases: s.missingCases,
+          },
           `following slot ${slot} from ${s.startLsn}: ${s.findings} finding(s), ${s.missingCases} missing case(s)`,
         );
         const exporter = flags.listen

@@ -5,7 +5,7 @@
  * when first needed (see db/migrate.ts); drizzle-kit generates drizzle/caseguard/ from this file.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgSchema, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 export const caseguardSchema = pgSchema('caseguard');
 
@@ -112,4 +112,24 @@ export const watchSlots = caseguardSchema.table('watch_slots', {
   createdBy: text('created_by')
     .notNull()
     .default(sql`current_user`),
+  /** When watch's findings were first saved for the slot: a restart loads them instead of scanning. */
+  stateSavedAt: timestamp('state_saved_at', { withTimezone: true }),
+  /** The shape they were judged in (shape, id column types, proofs): another one means a scan. */
+  stateShape: text('state_shape'),
 });
+
+/**
+ * The findings watch holds for a slot, a row each for a source row (its key as watch writes it);
+ * saved before the slot is acknowledged past the commit that changed them.
+ */
+export const watchFindings = caseguardSchema.table(
+  'watch_findings',
+  {
+    slotName: text('slot_name')
+      .notNull()
+      .references(() => watchSlots.slotName, { onDelete: 'cascade' }),
+    rowKey: text('row_key').notNull(),
+    findings: jsonb('findings').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.slotName, t.rowKey] })],
+);

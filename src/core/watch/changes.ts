@@ -11,6 +11,8 @@ import type { Domain } from '../scan/queries.js';
 import type { FindingsState } from './state.js';
 
 export interface Batch {
+  /** The transactions' ids: the judgement waits until its snapshot sees them. */
+  xids: Set<number>;
   users: Set<string>;
   memoryIds: Set<string>;
   /** Cases deleted (or given another id): every row naming one is read. */
@@ -32,6 +34,7 @@ export interface Batch {
 
 export function emptyBatch(): Batch {
   return {
+    xids: new Set(),
     users: new Set(),
     memoryIds: new Set(),
     deleted: new Set(),
@@ -89,6 +92,7 @@ export function noteChange(batch: Batch, message: Pgoutput.MessageInsert | Pgout
 /** A committed transaction's batch into the pending one. */
 export function mergeCommit(into: Batch, txn: Batch, lsn: string, commitMs: number): void {
   for (const key of ['users', 'memoryIds', 'deleted', 'named'] as const) for (const v of txn[key]) into[key].add(v);
+  for (const xid of txn.xids) into.xids.add(xid);
   into.rescan ||= txn.rescan;
   into.reinspect ||= txn.reinspect;
   into.changes += txn.changes;

@@ -13,11 +13,11 @@ import type { CheckCount, Finding } from '../scan/scan.js';
 
 type RowRef = Pick<Finding, 'table' | 'user_id' | 'case_id' | 'memory_id'>;
 
-/** A source row's identity. */
+/** A source row's identity (JSON: it is saved as text, and a user id may hold any character). */
 export function rowKey(row: RowRef): string {
-  if (row.table === 'case_memory') return `m\0${row.memory_id}`;
-  if (row.table === 'bot_user_context') return `b\0${row.user_id}`;
-  return `p\0${row.user_id}\0${row.case_id}`;
+  if (row.table === 'case_memory') return JSON.stringify(['m', row.memory_id]);
+  if (row.table === 'bot_user_context') return JSON.stringify(['b', row.user_id]);
+  return JSON.stringify(['p', row.user_id, row.case_id]);
 }
 
 const MISSING = new Set<CheckId>(MISSING_CASE_CHECKS);
@@ -26,6 +26,8 @@ const MISSING = new Set<CheckId>(MISSING_CASE_CHECKS);
 export interface StateChange {
   detected: Finding[];
   resolved: Finding[];
+  /** The rows whose findings changed, with their findings now (none: the row has none). */
+  rows: Map<string, Finding[]>;
 }
 
 function addTo<K>(index: Map<K, Set<string>>, key: K, row: string): void {
@@ -57,8 +59,11 @@ export class FindingsState {
    */
   replace(domain: Domain | 'all', fresh: readonly Finding[]): StateChange {
     const before = new Map<string, Finding>();
+    const was = new Map<string, string>();
     for (const key of this.selected(domain)) {
-      for (const f of this.rows.get(key) ?? []) if (MISSING.has(f.check)) before.set(`${key}\0${f.check}`, f);
+      const list = this.rows.get(key) ?? [];
+      was.set(key, JSON.stringify(list));
+      for (const f of list) if (MISSING.has(f.check)) before.set(`${key} ${f.check}`, f);
       this.drop(key);
     }
     const detected: Finding[] = [];
@@ -68,9 +73,19 @@ export class FindingsState {
       if (list) list.push(f);
       else this.add(key, f);
       if (!MISSING.has(f.check)) continue;
-      if (!before.delete(`${key}\0${f.check}`)) detected.push(f);
+      if (!before.delete(`${key} ${f.check}`)) detected.push(f);
     }
-    return { detected, resolved: [...before.values()] };
+    const rows = new Map<string, Finding[]>();
+    for (const key of new Set([...was.keys(), ...fresh.map(rowKey)])) {
+      const now = this.rows.get(key) ?? [];
+      if (was.get(key) !== JSON.stringify(now)) rows.set(key, now);
+    }
+    return { detected, resolved: [...before.values()], rows };
+  }
+
+  /** Every finding held. */
+  all(): Finding[] {
+    return [...this.rows.values()].flat();
   }
 
   /** Per check: the count and the distinct uuids without a case (the numbers scan reports). */

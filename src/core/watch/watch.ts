@@ -9,21 +9,20 @@
  * nothing twice. The slot is acknowledged only up to commits already applied: a process killed
  * at any point misses nothing when it starts again.
  */
-import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import type { Database } from '../db/database.js';
 import { destroyConnection, withinDeadline } from '../db/deadline.js';
 import { inspectDatabase } from '../db/inspect.js';
-import { withClient } from '../db/locks.js';
-import { drizzle } from 'drizzle-orm/node-postgres';
 import { expectedServerError, safeMessage, sqlStateOf } from '../db/sqlstate.js';
 import { BusyError, ConnectionError, SchemaError, toError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { allFindings, type Domain } from '../scan/queries.js';
-import { checkResults, gateSummary, proofsOf, sourcesOf, type Finding, type ScanReport } from '../scan/scan.js';
+import type { Domain } from '../scan/queries.js';
+import { judge } from './judge.js';
+import { checkResults, gateSummary, proofsOf, type ScanReport } from '../scan/scan.js';
 import { domainOf, emptyBatch, isEmpty, lsnValue, mergeCommit, noteChange, type Batch } from './changes.js';
 import { prepareWatch, readSlotLag, type SlotLag, type WatchSetup } from './slot.js';
+import { loadSaved, saveAll, saveRows, shapeSignature } from './saved.js';
 import { FindingsState, type StateChange } from './state.js';
 
 export interface WatchOptions {
@@ -52,6 +51,8 @@ export interface Applied extends StateChange {
 export interface WatchStarted {
   slot: string;
   created: boolean;
+  /** What the findings came from: the new slot's snapshot, those saved at the last stop, or a scan of now. */
+  from: 'snapshot' | 'saved' | 'scan';
   /** Where the stream starts: the new slot's consistent point, or where the slot was acknowledged. */
   startLsn: string;
   findings: number;
@@ -98,35 +99,13 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
   let proofs = proofsOf(shape);
   const state = new FindingsState();
 
-  /**
-   * The findings of a domain ('all': a full scan) now, or in an exported snapshot. A judgement
-   * after a commit is bounded by statementTimeout and, for a silent network, networkTimeoutMs; a
-   * full scan takes what a scan takes.
-   */
-  const judge = async (domain: Domain | 'all', snapshot?: string): Promise<Finding[]> =>
-    withClient(database.pool, async (client) => {
-      const session = drizzle({ client });
-      const work = async () => {
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        try {
-          if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
-          const timeout = domain === 'all' ? '0' : options.statementTimeout;
-          await session.execute(sql`SELECT set_config('statement_timeout', ${timeout}, true)`);
-          const findings = allFindings(sourcesOf(shape), {}, domain === 'all' ? undefined : domain);
-          const r = await session.execute<Omit<Finding, 'memory_id'> & { memory_id: string | null } & Record<string, unknown>>(sql`
-            SELECT check_id AS check, source_table AS table, user_id, case_id, canonical_id, owner, memory_id, detail FROM (${findings}) f`);
-          await client.query('COMMIT');
-          return r.rows.map((f) => ({ ...f, memory_id: f.memory_id === null ? null : Number(f.memory_id) }));
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw error;
-        }
-      };
-      return domain === 'all' ? work() : withinDeadline(work(), options.networkTimeoutMs, () => destroyConnection(client));
-    });
+  const judgeNow = (domain: Domain | 'all', more: { snapshot?: string; xids?: readonly number[] } = {}) =>
+    judge(database, shape, domain, { ...more, statementTimeout: options.statementTimeout, deadlineMs: options.networkTimeoutMs });
 
-  // The first scan: in the new slot's exported snapshot, or (a slot that exists) now.
+  // The first findings: a scan in the new slot's exported snapshot, or (a slot that exists) those
+  // saved before its last acknowledgement, or else a scan of now. Saved before streaming starts.
   let startLsn = '0/00000000';
+  let from: WatchStarted['from'] = 'snapshot';
   if (!setup.slotExists) {
     await prepareWatch(database, setup);
     const maker = new pg.Client({ ...replicationConfig(database), replication: 'database' } as pg.ClientConfig);
@@ -138,7 +117,8 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
       );
       const { consistent_point: point, snapshot_name: snapshot } = made.rows[0]!;
       if (!SNAPSHOT_NAME.test(snapshot)) throw new Error(`unexpected snapshot name from the server: ${snapshot}`);
-      state.replace('all', await judge('all', snapshot));
+      state.replace('all', await judgeNow('all', { snapshot }));
+      await saveAll(database, setup.slot, state.all(), shapeSignature(shape));
       startLsn = point;
     } catch (error) {
       throw failure(error);
@@ -146,7 +126,10 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
       await maker.end().catch(() => undefined);
     }
   } else {
-    state.replace('all', await judge('all'));
+    const saved = await loadSaved(database, setup.slot, shapeSignature(shape));
+    from = saved ? 'saved' : 'scan';
+    state.replace('all', saved ?? (await judgeNow('all')));
+    if (!saved) await saveAll(database, setup.slot, state.all(), shapeSignature(shape));
   }
 
   const service = new LogicalReplicationService(replicationConfig(database), {
@@ -187,6 +170,7 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
     switch (message.tag) {
       case 'begin':
         open = emptyBatch();
+        open.xids.add(message.xid >>> 0);
         return;
       case 'relation': {
         const signature = message.columns.map((c) => `${c.name}:${c.typeOid}`).join(',');
@@ -219,7 +203,10 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
       proofs = proofsOf(shape);
     }
     const domain = batch.rescan ? 'all' : domainOf(batch, state);
-    const change = state.replace(domain, await judge(domain));
+    const change = state.replace(domain, await judgeNow(domain, { xids: [...batch.xids] }));
+    // saved before it is logged and acknowledged: a restart neither misses it nor tells it twice
+    if (domain === 'all') await saveAll(database, setup.slot, state.all(), shapeSignature(shape));
+    else await saveRows(database, setup.slot, change.rows);
     const delayMs = Date.now() - (batch.firstCommitMs ?? Date.now());
     for (const f of change.detected)
       log.warn(
@@ -285,6 +272,12 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
   ];
   let overLag = false;
   const checkLag = async () => {
+    // a shape changed meanwhile (fk add: a proof, a column type) is judged again, all of it
+    const now = await inspectDatabase(database.db).catch(() => shape);
+    if (shapeSignature(now) !== shapeSignature(shape)) {
+      pending.reinspect = pending.rescan = true;
+      wake();
+    }
     const lag = await readSlotLag(database, setup.slot).catch(() => undefined);
     if (!lag) return;
     options.onLag?.(lag);
@@ -323,6 +316,7 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
   const started: WatchStarted = {
     slot: setup.slot,
     created: !setup.slotExists,
+    from,
     startLsn,
     findings: [...counts.values()].reduce((n, c) => n + c.count, 0),
     missingCases: state.missingCases(),
