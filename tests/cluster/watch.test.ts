@@ -12,6 +12,7 @@ import { runCli } from '../helpers/cli.js';
 import { get } from '../helpers/exporter.js';
 import { F, seedControls } from '../helpers/fixtures.js';
 import { parseMetrics, sample } from '../helpers/monitor.js';
+import { startProxy } from '../helpers/proxy.js';
 import { startServerFrom, systemBinDir, type TestServer } from '../helpers/server.js';
 import { startWatchProcess, type RunningWatch, type WatchEvent } from '../helpers/watch.js';
 
@@ -256,5 +257,25 @@ describe('caseguard watch', () => {
     expect(await slots(pool)).toEqual([]);
     expect(Number((await pool.query('SELECT count(*) AS n FROM pg_publication')).rows[0].n)).toBe(0);
     expect(Number((await pool.query('SELECT count(*) AS n FROM caseguard.watch_slots')).rows[0].n)).toBe(0);
+  });
+
+  it('a network that goes silent ends it within --network-timeout (exit 3, one line); the rerun resumes', async () => {
+    const { url } = await database();
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(url).port) });
+    try {
+      const watch = await startWatchProcess(proxy.via(url), ['--network-timeout', '3s']);
+      const t0 = Date.now();
+      proxy.freeze();
+      expect(await watch.exited).toBe(3);
+      // --network-timeout, then at most the 5 s every command gives its connections to close
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(oneLine(watch.stderr())).toEqual([expect.stringContaining('went silent')]);
+      proxy.thaw();
+      const again = await startWatchProcess(url);
+      expect(again.started).toMatchObject({ created: false, from: 'saved' });
+      expect(await again.stop()).toBe(0);
+    } finally {
+      await proxy.close();
+    }
   });
 });

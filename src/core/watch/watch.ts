@@ -148,8 +148,13 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
   const totals: WatchEnd = { commits: 0, changes: 0, detected: 0, resolved: 0 };
 
   let wake: () => void = () => undefined;
-  let fail: (error: Error) => void = () => undefined;
-  const failed = new Promise<never>((_, reject) => (fail = reject));
+  let lost = false;
+  let reject: (error: Error) => void = () => undefined;
+  const failed = new Promise<never>((_, r) => (reject = r));
+  const fail = (error: Error) => {
+    lost = true;
+    reject(error);
+  };
   failed.catch(() => undefined);
   let stopping = false;
 
@@ -307,8 +312,10 @@ export async function startWatch(database: Database, setup: WatchSetup, options:
       stopping = true;
       wake();
       for (const t of timers) clearInterval(t);
-      if (replicationClient) destroyConnection(replicationClient);
-      await withinDeadline(service.destroy(), 5_000).catch(() => undefined);
+      // a lost connection is cut (a polite end would wait on a silent one); a stop ends it politely, within a bound
+      const cut = () => replicationClient && destroyConnection(replicationClient);
+      if (lost) cut();
+      await withinDeadline(service.destroy(), lost ? 100 : 5_000, cut).catch(() => undefined);
     }
   })();
 
