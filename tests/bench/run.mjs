@@ -2,9 +2,13 @@
 /**
  * caseguard's benchmark (`npm run bench`; not part of `npm test`). Builds its own dataset on
  * the embedded server (or BENCH_DATABASE_URL), measures each operation against its baseline in
- * the same run, prints the ratios, and writes tests/bench/RESULTS.md.
+ * the same run, prints the ratios, and writes tests/bench/RESULTS.md (RESULTS-10M.md from 10M rows up).
  *
- *   node tests/bench/run.mjs [--scale tiny|full|N] [--no-write] [--only scan,recover]
+ *   node tests/bench/run.mjs [--scale tiny|full|1m|10m|N] [--no-write] [--only scan,recover]
+ *
+ * Each run also writes tests/bench/results/<rows>.json (its numbers), and RESULTS.md ends with
+ * how each number grew from 1M to 10M rows once both have been measured. --scale 10m runs the
+ * sections measured at that scale (sections.mjs) unless --only names others.
  *
  * Speed is measured here, never asserted in tests: machines are noisy; ratios in one run are not.
  */
@@ -14,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { sections } from './sections.mjs';
+import { LARGE_SCALE_SECTIONS, sections } from './sections.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = (p) => new URL(`../../dist/${p}`, import.meta.url).href;
@@ -31,10 +35,34 @@ const { values } = parseArgs({
     only: { type: 'string' },
   },
 });
-const rows = values.scale === 'tiny' ? 10_000 : values.scale === 'full' ? 1_000_000 : Number(values.scale);
+const SCALES = { tiny: 10_000, full: 1_000_000, '1m': 1_000_000, '10m': 10_000_000 };
+const rows = SCALES[values.scale] ?? Number(values.scale);
 if (!Number.isInteger(rows) || rows < 1000) {
-  console.error('--scale must be tiny, full or a whole number of at least 1000');
+  console.error('--scale must be tiny, full, 1m, 10m or a whole number of at least 1000');
   process.exit(2);
+}
+
+/** How each number grew from 1M to 10M rows, from the two runs' results/*.json. */
+async function growth(dir) {
+  const read = async (n) => JSON.parse(await fs.readFile(path.join(dir, `${n}.json`), 'utf8').catch(() => 'null'));
+  const [small, large] = [await read(1_000_000), await read(10_000_000)];
+  if (!small || !large) return [];
+  const names = Object.keys(large.numbers).filter((k) => k in small.numbers);
+  const show = (k, v) => (/CPU/.test(k) ? `${v.toFixed(1)} ms` : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`);
+  return [
+    '## From 1M to 10M rows',
+    '',
+    `1M: ${small.date.slice(0, 10)}, PostgreSQL ${small.version}; 10M: ${large.date.slice(0, 10)}, PostgreSQL ${large.version}. ` +
+      'Ten times the rows: a number that grows about 10x follows the table; one that stays flat follows the changes.',
+    '',
+    '| measure | 1M rows | 10M rows | growth |',
+    '|---|---|---|---|',
+    ...names.map(
+      (k) =>
+        `| ${k} | ${show(k, small.numbers[k])} | ${show(k, large.numbers[k])} | ${(large.numbers[k] / small.numbers[k]).toFixed(1)}x |`,
+    ),
+    '',
+  ];
 }
 
 let embedded;
@@ -43,6 +71,17 @@ if (!adminUrl) {
   const dataDir = path.join(here, '.data');
   await fs.mkdir(dataDir, { recursive: true });
   embedded = await acquireEmbedded(dataDir, silentLogger);
+  // the watch section reads a logical replication slot: the benchmark's own server gets
+  // wal_level = logical (a restart), as a DBA would set it
+  const probe = new pg.Client({ connectionString: embedded.url });
+  await probe.connect();
+  const level = (await probe.query('SHOW wal_level')).rows[0].wal_level;
+  if (level !== 'logical') await probe.query('ALTER SYSTEM SET wal_level = logical');
+  await probe.end();
+  if (level !== 'logical') {
+    await embedded.release();
+    embedded = await acquireEmbedded(dataDir, silentLogger);
+  }
   adminUrl = embedded.url;
 }
 const dbName = `caseguard_bench_${process.pid}`;
@@ -58,7 +97,7 @@ try {
   const version = (await database.pool.query('SHOW server_version')).rows[0].server_version;
   const context = { database, url: url.toString(), rows, dist, log: (line) => console.log(line) };
   console.log(`caseguard bench: ${rows.toLocaleString('en')} rows, PostgreSQL ${version}, ${os.cpus().length} cores`);
-  const only = values.only?.split(',');
+  const only = values.only?.split(',') ?? (rows >= 10_000_000 ? LARGE_SCALE_SECTIONS : undefined);
   for (const section of sections) {
     if (only && !only.includes(section.id)) continue;
     console.log(`\n== ${section.title}`);
@@ -67,6 +106,13 @@ try {
     console.log(result.lines.join('\n'));
   }
   if (!values['no-write']) {
+    const resultsDir = path.join(here, 'results');
+    await fs.mkdir(resultsDir, { recursive: true });
+    const numbers = Object.assign({}, ...results.map((r) => r.numbers ?? {}));
+    await fs.writeFile(
+      path.join(resultsDir, `${rows}.json`),
+      `${JSON.stringify({ date: new Date().toISOString(), version, rows, numbers }, null, 2)}\n`,
+    );
     const md = [
       '# caseguard benchmark results',
       '',
@@ -77,8 +123,14 @@ try {
       '',
       ...results.flatMap((r) => [`## ${r.title}`, '', ...r.markdown, '']),
     ].join('\n');
-    await fs.writeFile(path.join(here, 'RESULTS.md'), md);
-    console.log('\nwrote tests/bench/RESULTS.md');
+    const file = rows >= 10_000_000 ? 'RESULTS-10M.md' : 'RESULTS.md';
+    await fs.writeFile(path.join(here, file), md);
+    // RESULTS.md ends with the growth from 1M to 10M, whichever of the two ran last
+    const main = path.join(here, 'RESULTS.md');
+    const kept = (await fs.readFile(main, 'utf8').catch(() => '')).split('\n## From 1M to 10M rows')[0].trimEnd();
+    const grown = await growth(resultsDir);
+    if (kept && grown.length > 0) await fs.writeFile(main, `${kept}\n\n${grown.join('\n')}`);
+    console.log(`\nwrote tests/bench/${file}`);
   }
 } finally {
   await database.close();

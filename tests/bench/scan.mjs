@@ -54,6 +54,12 @@ export const scanSection = {
     ];
     return {
       lines,
+      numbers: {
+        "seed's bare anti-join": dflt.bare,
+        'scan, server defaults': dflt.full,
+        'bare anti-join, parallel off': serial.bare,
+        'scan, parallel off': serial.full,
+      },
       markdown: [
         `${rows.toLocaleString('en')} cases, ${rows.toLocaleString('en')} progress rows, ${built.orphans.toLocaleString('en')} orphans; median of 3.`,
         '',

@@ -5,6 +5,7 @@
  * and --drop-slot. The server is started once; every test has a database of its own on it.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/core/db/migrate.js';
@@ -276,6 +277,27 @@ describe('caseguard watch', () => {
       expect(await again.stop()).toBe(0);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('authenticates its replication connection with the password of the URL (SCRAM), and never shows it', async () => {
+    const { url, pool } = await database();
+    const hba = (await pool.query<{ hba_file: string }>('SHOW hba_file')).rows[0]!.hba_file;
+    const before = await fs.readFile(hba, 'utf8');
+    await pool.query("CREATE ROLE cg_watch_pw SUPERUSER LOGIN PASSWORD 'pw-Secret-1'");
+    await fs.writeFile(hba, `host all cg_watch_pw 127.0.0.1/32 scram-sha-256\n${before}`);
+    await pool.query('SELECT pg_reload_conf()');
+    try {
+      const withPassword = url.replace('postgres@', 'cg_watch_pw:pw-Secret-1@');
+      const refused = await cli(url.replace('postgres@', 'cg_watch_pw:wrong@'), 'watch', '--yes');
+      expect(refused.code).toBe(3);
+      const watch = await startWatchProcess(withPassword);
+      expect(watch.started).toMatchObject({ created: true });
+      expect(await watch.stop()).toBe(0);
+      expect(watch.stderr()).not.toContain('pw-Secret-1');
+    } finally {
+      await fs.writeFile(hba, before);
+      await pool.query('SELECT pg_reload_conf()');
     }
   });
 });

@@ -81,7 +81,8 @@ const SNAPSHOT_NAME = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
 function replicationConfig(database: Database): pg.ClientConfig {
   const o = database.pool.options as pg.PoolConfig & Record<string, unknown>;
   const { max: _max, idleTimeoutMillis: _idle, pipeline: _pipeline, ...config } = o;
-  return { ...config, application_name: `${database.identity} watch` };
+  // the pool keeps the password out of its enumerable options (so it is never logged)
+  return { ...config, password: o.password, application_name: `${database.identity} watch` };
 }
 
 function failure(error: unknown): Error {
