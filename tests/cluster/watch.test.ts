@@ -4,7 +4,7 @@
  * counts it serves against a full scan's, a restart after kill -9, the refusals, the slot's lag
  * and --drop-slot. The server is started once; every test has a database of its own on it.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { get } from '../helpers/exporter.js';
 import { F, seedControls } from '../helpers/fixtures.js';
 import { parseMetrics, sample } from '../helpers/monitor.js';
 import { startProxy } from '../helpers/proxy.js';
-import { startServerFrom, systemBinDir, type TestServer } from '../helpers/server.js';
+import { migratedDatabaseOn, startServerFrom, systemBinDir, type TestServer } from '../helpers/server.js';
 import { startWatchProcess, type RunningWatch, type WatchEvent } from '../helpers/watch.js';
 
 let server: TestServer;
@@ -30,16 +30,8 @@ afterAll(async () => {
 
 /** A migrated database of its own, with the controls seeded. */
 async function database(): Promise<{ url: string; pool: pg.Pool; slot: string }> {
-  const name = `cg_watch_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = server.url.replace(/\/postgres$/, `/${name}`);
-  const pool = new pg.Pool({ connectionString: url, max: 3 });
-  pool.on('error', () => undefined);
+  const { name, url, pool } = await migratedDatabaseOn(server, 'cg_watch');
   pools.push(pool);
-  await migrate(pool);
   await seedControls(pool);
   return { url, pool, slot: `caseguard_watch_${name}` };
 }

@@ -6,14 +6,12 @@
  * agree, and every command ends within its bound.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate } from '../../src/core/db/migrate.js';
 import { BIN, runCli, signalWhen } from '../helpers/cli.js';
 import { seedControls } from '../helpers/fixtures.js';
 import { seedOrphans } from '../helpers/orphans.js';
-import { startServerFrom, systemBinDir, type CrashableServer } from '../helpers/server.js';
+import { migratedDatabaseOn, startServerFrom, systemBinDir, type CrashableServer } from '../helpers/server.js';
 
 let server: CrashableServer;
 
@@ -24,15 +22,7 @@ afterAll(() => server?.stop());
 
 /** A migrated database of its own on the file's server, with its URL and a pool. */
 async function database(): Promise<{ url: string; pool: pg.Pool; end(): Promise<void> }> {
-  const name = `cg_crash_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = server.url.replace(/\/postgres$/, `/${name}`);
-  const pool = new pg.Pool({ connectionString: url, max: 3 });
-  pool.on('error', () => undefined);
-  await migrate(pool);
+  const { url, pool } = await migratedDatabaseOn(server, 'cg_crash');
   return { url, pool, end: () => pool.end() };
 }
 

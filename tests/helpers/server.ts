@@ -10,7 +10,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { migrate } from '../../src/core/db/migrate.js';
 
 export interface TestServer {
   url: string;
@@ -180,4 +182,18 @@ export async function startPrimaryAndStandby(
     await primary.stop();
     throw error;
   }
+}
+
+/** A migrated database of its own on a server a test file started, and a pool on it. */
+export async function migratedDatabaseOn(server: TestServer, prefix: string): Promise<{ name: string; url: string; pool: pg.Pool }> {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = server.url.replace(/\/postgres$/, `/${name}`);
+  const pool = new pg.Pool({ connectionString: url, max: 3 });
+  pool.on('error', () => undefined);
+  await migrate(pool);
+  return { name, url, pool };
 }

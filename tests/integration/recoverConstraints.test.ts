@@ -89,7 +89,7 @@ describe('recover and the application constraints on cases', () => {
     const bookkeeping =
       "SELECT string_agg(relname, ',' ORDER BY relname) AS names FROM pg_class WHERE relnamespace = 'caseguard'::regnamespace AND relkind = 'r'";
     expect((await t.pool.query(bookkeeping)).rows[0].names).toBe(
-      'case_deletions,deletion_tracking,migrations_contract,migrations_journal,quarantine,run_items,runs',
+      'case_deletions,deletion_tracking,migrations_contract,migrations_journal,quarantine,run_items,runs,watch_findings,watch_slots',
     );
     expect((await t.pool.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'caseguard_targets'")).rows[0].n).toBe(0);
     // A run that died: journaled running, with one batch of 3 created cases and a per-case item

@@ -4,10 +4,9 @@
  * tables again. Saved for the shape they were judged in; another shape (fk add ran meanwhile)
  * means a scan.
  */
-import type pg from 'pg';
+import { sql } from 'drizzle-orm';
 import type { Database } from '../db/database.js';
 import type { DatabaseShape } from '../db/inspect.js';
-import { withClient } from '../db/locks.js';
 import type { Finding } from '../scan/scan.js';
 import { rowKey } from './state.js';
 
@@ -29,39 +28,34 @@ export async function loadSaved(database: Database, slot: string, signature: str
   return rows.rows.flatMap((r) => r.findings);
 }
 
-async function inTransaction(database: Database, fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
-  await withClient(database.pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      await fn(client);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
-  });
-}
-
-const INSERT = `INSERT INTO caseguard.watch_findings (slot_name, row_key, findings)
-                SELECT $1, x.k, x.f FROM jsonb_to_recordset($2::jsonb) AS x(k text, f jsonb)`;
+const insert = (slot: string, rows: { k: string; f: Finding[] }[]) => sql`
+  INSERT INTO caseguard.watch_findings (slot_name, row_key, findings)
+  SELECT ${slot}, x.k, x.f FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(k text, f jsonb)`;
 
 /** Every finding, replacing what was saved (after a full scan). */
 export async function saveAll(database: Database, slot: string, findings: readonly Finding[], signature: string): Promise<void> {
   const byRow = new Map<string, Finding[]>();
   for (const f of findings) byRow.set(rowKey(f), [...(byRow.get(rowKey(f)) ?? []), f]);
-  await inTransaction(database, async (client) => {
-    await client.query('DELETE FROM caseguard.watch_findings WHERE slot_name = $1', [slot]);
-    await client.query(INSERT, [slot, JSON.stringify([...byRow].map(([k, f]) => ({ k, f })))]);
-    await client.query('UPDATE caseguard.watch_slots SET state_saved_at = now(), state_shape = $2 WHERE slot_name = $1', [slot, signature]);
+  await database.db.transaction(async (tx) => {
+    await tx.execute(sql`DELETE FROM caseguard.watch_findings WHERE slot_name = ${slot}`);
+    await tx.execute(
+      insert(
+        slot,
+        [...byRow].map(([k, f]) => ({ k, f })),
+      ),
+    );
+    await tx.execute(sql`UPDATE caseguard.watch_slots SET state_saved_at = now(), state_shape = ${signature} WHERE slot_name = ${slot}`);
   });
 }
 
 /** The rows whose findings changed (none left: the row is removed). */
 export async function saveRows(database: Database, slot: string, rows: ReadonlyMap<string, Finding[]>): Promise<void> {
   if (rows.size === 0) return;
-  await inTransaction(database, async (client) => {
-    await client.query('DELETE FROM caseguard.watch_findings WHERE slot_name = $1 AND row_key = ANY($2::text[])', [slot, [...rows.keys()]]);
+  await database.db.transaction(async (tx) => {
+    await tx.execute(
+      sql`DELETE FROM caseguard.watch_findings WHERE slot_name = ${slot} AND row_key = ANY(${sql.param([...rows.keys()])}::text[])`,
+    );
     const kept = [...rows].filter(([, f]) => f.length > 0).map(([k, f]) => ({ k, f }));
-    if (kept.length > 0) await client.query(INSERT, [slot, JSON.stringify(kept)]);
+    if (kept.length > 0) await tx.execute(insert(slot, kept));
   });
 }

@@ -4,7 +4,8 @@
  * caseguard.watch_slots with the publication it follows), dropping them, and what the slot
  * keeps the server from recycling.
  */
-import pg from 'pg';
+import { sql } from 'drizzle-orm';
+import type pg from 'pg';
 import { BusyError, ConnectionError, SchemaError, UsageError } from '../errors.js';
 import type { Database } from '../db/database.js';
 import { inspectDatabase } from '../db/inspect.js';
@@ -147,23 +148,18 @@ async function registeredPublication(client: pg.ClientBase, slot: string): Promi
 export async function prepareWatch(database: Database, setup: WatchSetup): Promise<void> {
   await withRunLock(database, { what: 'caseguard watch' }, async () => {
     await ensureJournalSchema(database.pool);
-    await withClient(database.pool, async (client) => {
-      await client.query('BEGIN');
-      try {
-        if (!setup.publicationExists) {
-          const tables = setup.tables.map((t) => `mega_agent.${client.escapeIdentifier(t)}`).join(', ');
-          await client.query(`CREATE PUBLICATION ${client.escapeIdentifier(setup.publication)} FOR TABLE ${tables}`);
-        }
-        await client.query(
-          `INSERT INTO caseguard.watch_slots (slot_name, publication, created_publication) VALUES ($1, $2, $3)
-           ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication`,
-          [setup.slot, setup.publication, !setup.publicationExists],
+    await database.db.transaction(async (tx) => {
+      if (!setup.publicationExists) {
+        const tables = sql.join(
+          setup.tables.map((t) => sql`mega_agent.${sql.identifier(t)}`),
+          sql`, `,
         );
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
+        await tx.execute(sql`CREATE PUBLICATION ${sql.identifier(setup.publication)} FOR TABLE ${tables}`);
       }
+      await tx.execute(sql`
+        INSERT INTO caseguard.watch_slots (slot_name, publication, created_publication)
+        VALUES (${setup.slot}, ${setup.publication}, ${!setup.publicationExists})
+        ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication`);
     });
   });
 }
@@ -199,27 +195,16 @@ export async function planDropSlot(
 
 /** Drops the slot, its registration, and the publication where watch made it and no other slot follows it. */
 export async function dropSlot(database: Database, slot: string): Promise<DropResult> {
-  return withClient(database.pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      const reg = await client.query<{ publication: string; created_publication: boolean }>(
-        'DELETE FROM caseguard.watch_slots WHERE slot_name = $1 RETURNING publication, created_publication',
-        [slot],
-      );
-      const { publication, created_publication: created } = reg.rows[0] ?? { publication: '', created_publication: false };
-      const dropped = await client.query<{ ok: boolean }>(
-        'SELECT pg_drop_replication_slot(slot_name) IS NOT NULL AS ok FROM pg_replication_slots WHERE slot_name = $1',
-        [slot],
-      );
-      const others = await client.query('SELECT 1 FROM caseguard.watch_slots WHERE publication = $1', [publication]);
-      const dropPublication = created && others.rowCount === 0;
-      if (dropPublication) await client.query(`DROP PUBLICATION IF EXISTS ${client.escapeIdentifier(publication)}`);
-      await client.query('COMMIT');
-      return { slot, publication, droppedSlot: (dropped.rowCount ?? 0) > 0, droppedPublication: dropPublication };
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
+  return database.db.transaction(async (tx) => {
+    const reg = await tx.execute<{ publication: string; created_publication: boolean }>(
+      sql`DELETE FROM caseguard.watch_slots WHERE slot_name = ${slot} RETURNING publication, created_publication`,
+    );
+    const { publication, created_publication: created } = reg.rows[0] ?? { publication: '', created_publication: false };
+    const dropped = await tx.execute(sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot}`);
+    const others = await tx.execute(sql`SELECT 1 FROM caseguard.watch_slots WHERE publication = ${publication}`);
+    const dropPublication = created && others.rows.length === 0;
+    if (dropPublication) await tx.execute(sql`DROP PUBLICATION IF EXISTS ${sql.identifier(publication)}`);
+    return { slot, publication, droppedSlot: dropped.rows.length > 0, droppedPublication: dropPublication };
   });
 }
 
