@@ -2,7 +2,7 @@
 /**
  * caseguard's benchmark (`npm run bench`; not part of `npm test`). Builds its own dataset on
  * the embedded server (or BENCH_DATABASE_URL), measures each operation against its baseline in
- * the same run, prints the ratios, and writes tests/bench/RESULTS.md (RESULTS-10M.md from 10M rows up).
+ * the same run, prints the ratios, and writes tests/bench/RESULTS.md (RESULTS-10M.md at 10M rows).
  *
  *   node tests/bench/run.mjs [--scale tiny|full|1m|10m|N] [--no-write] [--only scan,recover]
  *
@@ -50,7 +50,7 @@ async function growth(dir) {
   const names = Object.keys(large.numbers).filter((k) => k in small.numbers);
   const show = (k, v) => (/CPU/.test(k) ? `${v.toFixed(1)} ms` : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`);
   return [
-    '## From 1M to 10M rows',
+    GROWTH,
     '',
     `1M: ${small.date.slice(0, 10)}, PostgreSQL ${small.version}; 10M: ${large.date.slice(0, 10)}, PostgreSQL ${large.version}. ` +
       'Ten times the rows: a number that grows about 10x follows the table; one that stays flat follows the changes.',
@@ -63,6 +63,60 @@ async function growth(dir) {
     ),
     '',
   ];
+}
+
+const GROWTH = '## From 1M to 10M rows';
+
+/**
+ * Writes what this run measured: results/<rows>.json (merged with the numbers of earlier runs at
+ * that scale) and RESULTS.md (1M rows; RESULTS-10M.md at 10M, RESULTS-<rows>.md otherwise), where each section this run
+ * measured replaces the one of the same title (each carries its own date) and the others stay.
+ * RESULTS.md then ends with the growth from 1M to 10M, once both have been measured.
+ */
+async function writeResults(results, version) {
+  const date = new Date().toISOString();
+  const resultsDir = path.join(here, 'results');
+  await fs.mkdir(resultsDir, { recursive: true });
+  const jsonFile = path.join(resultsDir, `${rows}.json`);
+  const earlier = JSON.parse(await fs.readFile(jsonFile, 'utf8').catch(() => '{"numbers":{}}'));
+  const numbers = Object.assign(earlier.numbers, ...results.map((r) => r.numbers ?? {}));
+  await fs.writeFile(jsonFile, `${JSON.stringify({ date, version, rows, numbers }, null, 2)}\n`);
+
+  const file = path.join(here, rows === 1_000_000 ? 'RESULTS.md' : rows === 10_000_000 ? 'RESULTS-10M.md' : `RESULTS-${rows}.md`);
+  const old = (await fs.readFile(file, 'utf8').catch(() => '')).split(`\n${GROWTH}`)[0];
+  // a file from before sections carried their dates has one date for all of them
+  const oldDate = /^- date: (\S+)/m.exec(old)?.[1];
+  const dated = (b) => {
+    const [title, ...rest] = b.trimEnd().split('\n');
+    return rest.some((l) => l.startsWith('_measured ')) || !oldDate
+      ? `## ${b.trimEnd()}`
+      : [`## ${title}`, '', `_measured ${oldDate.slice(0, 16).replace('T', ' ')} UTC_`, ...rest].join('\n');
+  };
+  const blocks = new Map(
+    old
+      .split(/^## /m)
+      .slice(1)
+      .map((b) => [b.slice(0, b.indexOf('\n')), dated(b)]),
+  );
+  for (const r of results)
+    blocks.set(r.title, [`## ${r.title}`, '', `_measured ${date.slice(0, 16).replace('T', ' ')} UTC_`, '', ...r.markdown].join('\n'));
+  const md = [
+    '# caseguard benchmark results',
+    '',
+    `- machine: ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`,
+    `- PostgreSQL ${version} (${process.env.BENCH_DATABASE_URL ? 'BENCH_DATABASE_URL' : 'embedded'}), Node ${process.version}`,
+    `- scale: ${rows.toLocaleString('en')} rows; each section says when it was measured (\`--only\` reruns some)`,
+    '',
+    ...[...blocks.values()].flatMap((b) => [b, '']),
+  ];
+  const grown = await growth(resultsDir);
+  if (file.endsWith('RESULTS.md') && grown.length > 0) md.push(...grown);
+  await fs.writeFile(file, `${md.join('\n').trimEnd()}\n`);
+  // a 10M run adds the growth to RESULTS.md
+  const main = path.join(here, 'RESULTS.md');
+  const kept = (await fs.readFile(main, 'utf8').catch(() => '')).split(`\n${GROWTH}`)[0].trimEnd();
+  if (!file.endsWith('RESULTS.md') && kept && grown.length > 0) await fs.writeFile(main, `${kept}\n\n${grown.join('\n').trimEnd()}\n`);
+  console.log(`\nwrote ${path.relative(process.cwd(), file)}`);
 }
 
 let embedded;
@@ -105,33 +159,7 @@ try {
     results.push({ ...result, id: section.id, title: section.title });
     console.log(result.lines.join('\n'));
   }
-  if (!values['no-write']) {
-    const resultsDir = path.join(here, 'results');
-    await fs.mkdir(resultsDir, { recursive: true });
-    const numbers = Object.assign({}, ...results.map((r) => r.numbers ?? {}));
-    await fs.writeFile(
-      path.join(resultsDir, `${rows}.json`),
-      `${JSON.stringify({ date: new Date().toISOString(), version, rows, numbers }, null, 2)}\n`,
-    );
-    const md = [
-      '# caseguard benchmark results',
-      '',
-      `- date: ${new Date().toISOString()}`,
-      `- machine: ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`,
-      `- PostgreSQL ${version} (${process.env.BENCH_DATABASE_URL ? 'BENCH_DATABASE_URL' : 'embedded'}), Node ${process.version}`,
-      `- scale: ${rows.toLocaleString('en')} rows`,
-      '',
-      ...results.flatMap((r) => [`## ${r.title}`, '', ...r.markdown, '']),
-    ].join('\n');
-    const file = rows >= 10_000_000 ? 'RESULTS-10M.md' : 'RESULTS.md';
-    await fs.writeFile(path.join(here, file), md);
-    // RESULTS.md ends with the growth from 1M to 10M, whichever of the two ran last
-    const main = path.join(here, 'RESULTS.md');
-    const kept = (await fs.readFile(main, 'utf8').catch(() => '')).split('\n## From 1M to 10M rows')[0].trimEnd();
-    const grown = await growth(resultsDir);
-    if (kept && grown.length > 0) await fs.writeFile(main, `${kept}\n\n${grown.join('\n')}`);
-    console.log(`\nwrote tests/bench/${file}`);
-  }
+  if (!values['no-write']) await writeResults(results, version);
 } finally {
   await database.close();
   await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
