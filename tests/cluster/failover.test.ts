@@ -15,7 +15,7 @@ import { migrate } from '../../src/core/db/migrate.js';
 import { startFormation, type Formation } from '../helpers/autoFailover.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { get, startExporterProcess } from '../helpers/exporter.js';
-import { seedControls } from '../helpers/fixtures.js';
+import { F, seedControls } from '../helpers/fixtures.js';
 import { seedOrphans } from '../helpers/orphans.js';
 
 let formation: Formation;
@@ -102,6 +102,23 @@ function expectStoppedInOneLine(r: { code: number | null; stderr: string; failed
   expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
 }
 
+/**
+ * A failover case: a database of its own, seeded, its controls read; the case runs; the controls
+ * are the same on the node that is primary afterwards.
+ */
+async function failoverCase(seed: (pool: pg.Pool) => Promise<void>, body: (db: Db, pool: pg.Pool) => Promise<void>): Promise<void> {
+  const db = await database();
+  try {
+    const pool = await db.primary();
+    await seed(pool);
+    const before = await controls(pool);
+    await body(db, pool);
+    expect(await controls(await db.primary())).toEqual(before);
+  } finally {
+    await db.end();
+  }
+}
+
 describe('several hosts on a real primary and standby', () => {
   /** The formation's two nodes, standby first, as a host list with the given query. */
   async function standbyFirst(name: string, query = ''): Promise<{ url: string; primary: number; standby: number }> {
@@ -166,131 +183,115 @@ describe('several hosts on a real primary and standby', () => {
 });
 
 describe('a failover in the middle of a run (pg_auto_failover)', () => {
-  it('recover: exit 3; the new primary journals exactly what it holds; a rerun through the same URL converges', async () => {
-    const db = await database();
-    try {
-      const pool = await db.primary();
-      await seedOrphans(pool, 20_000);
-      const before = await controls(pool);
-      const r = await failoverWhen(
-        ['recover', '--yes', '--quarantine', '--batch-size', '200', '--database-url', db.url],
-        (stderr) => occurrences(stderr, 'recover.batch_committed') >= 5,
-      );
-      expectStoppedInOneLine(r, 'recover');
-      const now = await db.primary();
-      const run = (await now.query("SELECT run_id FROM caseguard.runs WHERE command = 'recover'")).rows[0].run_id as string;
-      // what replication carried over: the cases the run made there, and its journal items, agree
-      const journaled = await count(
-        now,
-        "SELECT coalesce(sum(row_count), 0) AS n FROM caseguard.run_items WHERE run_id = $1 AND action = 'case_created'",
-        [run],
-      );
-      expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE metadata->>'run_id' = $1", [run])).toBe(journaled);
-      expect(journaled).toBeGreaterThan(0);
-      expect(journaled).toBeLessThan(20_000);
-      const rerun = await cli(db.url, 'recover', '--yes', '--quarantine');
-      expect(rerun.code, rerun.stderr).toBe(0);
-      expect(rerun.stderr).toContain(`127.0.0.1:${await formation.primaryPort()}`);
-      const runs = (await now.query("SELECT status FROM caseguard.runs WHERE command = 'recover' ORDER BY run_id")).rows;
-      expect(runs.map((x) => x.status)).toEqual(['abandoned', 'completed']);
-      expect((await cli(db.url, 'scan')).code).toBe(0);
-      expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)'")).toBe(20_000);
-      expect(await count(now, 'SELECT count(*) AS n FROM mega_agent.case_intake_progress')).toBe(20_000 + before.length);
-      expect(await controls(now)).toEqual(before);
-    } finally {
-      await db.end();
-    }
-  });
+  it('recover: exit 3; the new primary journals exactly what it holds; a rerun through the same URL converges', () =>
+    failoverCase(
+      (pool) => seedOrphans(pool, 20_000),
+      async (db) => {
+        const r = await failoverWhen(
+          ['recover', '--yes', '--quarantine', '--batch-size', '200', '--database-url', db.url],
+          (stderr) => occurrences(stderr, 'recover.batch_committed') >= 5,
+        );
+        expectStoppedInOneLine(r, 'recover');
+        const now = await db.primary();
+        const run = (await now.query("SELECT run_id FROM caseguard.runs WHERE command = 'recover'")).rows[0].run_id as string;
+        // what replication carried over: the cases the run made there, and its journal items, agree
+        const journaled = await count(
+          now,
+          "SELECT coalesce(sum(row_count), 0) AS n FROM caseguard.run_items WHERE run_id = $1 AND action = 'case_created'",
+          [run],
+        );
+        expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE metadata->>'run_id' = $1", [run])).toBe(journaled);
+        expect(journaled).toBeGreaterThan(0);
+        expect(journaled).toBeLessThan(20_000);
+        const rerun = await cli(db.url, 'recover', '--yes', '--quarantine');
+        expect(rerun.code, rerun.stderr).toBe(0);
+        expect(rerun.stderr).toContain(`127.0.0.1:${await formation.primaryPort()}`);
+        const runs = (await now.query("SELECT status FROM caseguard.runs WHERE command = 'recover' ORDER BY run_id")).rows;
+        expect(runs.map((x) => x.status)).toEqual(['abandoned', 'completed']);
+        expect((await cli(db.url, 'scan')).code).toBe(0);
+        expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE title = 'Intake Session (Recovered)'")).toBe(20_000);
+        expect(await count(now, 'SELECT count(*) AS n FROM mega_agent.case_intake_progress')).toBe(20_000 + F.controls.length);
+      },
+    ));
 
-  it('recover --undo (one transaction): failover while it waits inside it: exit 3, nothing of it on the new primary; a rerun undoes all', async () => {
-    const db = await database();
-    try {
-      const pool = await db.primary();
-      await seedOrphans(pool, 10_000);
-      const before = await controls(pool);
-      expect((await cli(db.url, 'recover', '--yes')).code).toBe(0);
-      // a row lock on one of the run's cases keeps the undo waiting inside its transaction
-      const holder = await pool.connect();
-      holder.on('error', () => undefined);
-      await holder.query('BEGIN');
-      await holder.query("SELECT 1 FROM mega_agent.cases WHERE metadata->>'run_id' = '1' LIMIT 1 FOR UPDATE");
-      const waiting = async () =>
-        (await count(
-          pool,
-          `SELECT count(*) AS n FROM pg_stat_activity
+  it('recover --undo (one transaction): failover while it waits inside it: exit 3, nothing of it on the new primary; a rerun undoes all', () =>
+    failoverCase(
+      (pool) => seedOrphans(pool, 10_000),
+      async (db, pool) => {
+        expect((await cli(db.url, 'recover', '--yes')).code).toBe(0);
+        // a row lock on one of the run's cases keeps the undo waiting inside its transaction
+        const holder = await pool.connect();
+        holder.on('error', () => undefined);
+        await holder.query('BEGIN');
+        await holder.query("SELECT 1 FROM mega_agent.cases WHERE metadata->>'run_id' = '1' LIMIT 1 FOR UPDATE");
+        const waiting = async () =>
+          (await count(
+            pool,
+            `SELECT count(*) AS n FROM pg_stat_activity
             WHERE datname = current_database() AND application_name LIKE 'caseguard recover%' AND wait_event_type = 'Lock'`,
-        ).catch(() => 0)) > 0;
-      const r = await failoverWhen(['recover', '--undo', '1', '--yes', '--database-url', db.url], waiting);
-      holder.release(true);
-      expectStoppedInOneLine(r, 'recover --undo');
-      const now = await db.primary();
-      expect(await count(now, 'SELECT count(*) AS n FROM caseguard.run_items WHERE run_id = 2')).toBe(0);
-      expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE metadata->>'run_id' = '1'")).toBe(10_000);
-      const rerun = await cli(db.url, 'recover', '--undo', '1', '--yes');
-      expect(rerun.code, rerun.stderr).toBe(0);
-      expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE metadata->>'run_id' = '1'")).toBe(0);
-      expect(await controls(now)).toEqual(before);
-      expect(await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'orphan-%'")).toBe(10_000);
-    } finally {
-      await db.end();
-    }
-  });
+          ).catch(() => 0)) > 0;
+        const r = await failoverWhen(['recover', '--undo', '1', '--yes', '--database-url', db.url], waiting);
+        holder.release(true);
+        expectStoppedInOneLine(r, 'recover --undo');
+        const now = await db.primary();
+        expect(await count(now, 'SELECT count(*) AS n FROM caseguard.run_items WHERE run_id = 2')).toBe(0);
+        expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE metadata->>'run_id' = '1'")).toBe(10_000);
+        const rerun = await cli(db.url, 'recover', '--undo', '1', '--yes');
+        expect(rerun.code, rerun.stderr).toBe(0);
+        expect(await count(now, "SELECT count(*) AS n FROM mega_agent.cases WHERE metadata->>'run_id' = '1'")).toBe(0);
+        expect(await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'orphan-%'")).toBe(10_000);
+      },
+    ));
 
-  it('quarantine restore: exit 3; every row is either back or still in the quarantine, never both or neither; a rerun puts back the rest', async () => {
-    const db = await database();
-    try {
-      const pool = await db.primary();
-      await pool.query(
-        `INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block)
-         SELECT 'bad-' || g, 'not-a-uuid-' || g, 'contact' FROM generate_series(1, 30000) g`,
-      );
-      const before = await controls(pool);
-      expect((await cli(db.url, 'recover', '--yes', '--quarantine')).code).toBe(0);
-      const r = await failoverWhen(['quarantine', 'restore', '1', '--yes', '--database-url', db.url], (stderr) =>
-        stderr.includes('"restore.page_committed"'),
-      );
-      expectStoppedInOneLine(r, 'quarantine restore');
-      const now = await db.primary();
-      const back = await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'bad-%'");
-      const aside = await count(now, 'SELECT count(*) AS n FROM caseguard.quarantine WHERE run_id = 1 AND restored_at IS NULL');
-      expect(back + aside).toBe(30_000);
-      const rerun = await cli(db.url, 'quarantine', 'restore', '1', '--yes');
-      expect(rerun.code, rerun.stderr).toBe(0);
-      expect(await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'bad-%'")).toBe(30_000);
-      expect(await controls(now)).toEqual(before);
-    } finally {
-      await db.end();
-    }
-  });
+  it('quarantine restore: exit 3; every row is either back or still in the quarantine, never both or neither; a rerun puts back the rest', () =>
+    failoverCase(
+      async (pool) => {
+        await pool.query(
+          `INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block)
+           SELECT 'bad-' || g, 'not-a-uuid-' || g, 'contact' FROM generate_series(1, 30000) g`,
+        );
+      },
+      async (db) => {
+        expect((await cli(db.url, 'recover', '--yes', '--quarantine')).code).toBe(0);
+        const r = await failoverWhen(['quarantine', 'restore', '1', '--yes', '--database-url', db.url], (stderr) =>
+          stderr.includes('"restore.page_committed"'),
+        );
+        expectStoppedInOneLine(r, 'quarantine restore');
+        const now = await db.primary();
+        const back = await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'bad-%'");
+        const aside = await count(now, 'SELECT count(*) AS n FROM caseguard.quarantine WHERE run_id = 1 AND restored_at IS NULL');
+        expect(back + aside).toBe(30_000);
+        const rerun = await cli(db.url, 'quarantine', 'restore', '1', '--yes');
+        expect(rerun.code, rerun.stderr).toBe(0);
+        expect(await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'bad-%'")).toBe(30_000);
+      },
+    ));
 
-  it('fk add mid-backfill: exit 3; fk status names the partial run on the new primary; a rerun completes it', async () => {
-    const db = await database();
-    try {
-      const pool = await db.primary();
-      await pool.query(`
+  it('fk add mid-backfill: exit 3; fk status names the partial run on the new primary; a rerun completes it', () =>
+    failoverCase(
+      async (pool) => {
+        await pool.query(`
         INSERT INTO mega_agent.cases (case_id, user_id, title)
         SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'fk-' || g, 'fk case' FROM generate_series(1, 20000) g;
         INSERT INTO mega_agent.case_intake_progress (user_id, case_id, current_block)
         SELECT 'fk-' || g, '00000000-0000-4000-8000-' || lpad(g::text, 12, '0'), 'contact' FROM generate_series(1, 20000) g`);
-      const before = await controls(pool);
-      const r = await failoverWhen(
-        ['fk', 'add', '--yes', '--batch-size', '500', '--log-level', 'debug', '--database-url', db.url],
-        (stderr) => occurrences(stderr, 'fk.backfill_batch') >= 3,
-      );
-      expectStoppedInOneLine(r, 'fk add');
-      const status = await cli(db.url, 'fk', 'status');
-      expect(status.stdout).toMatch(/Partial \(progress\)/);
-      const rerun = await cli(db.url, 'fk', 'add', '--yes');
-      expect(rerun.code, rerun.stderr).toBe(0);
-      expect(JSON.parse((await cli(db.url, 'fk', 'status', '--format', 'json')).stdout).complete).toBe(true);
-      expect((await cli(db.url, 'scan')).code).toBe(0);
-      const now = await db.primary();
-      expect(await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'fk-%'")).toBe(20_000);
-      expect(await controls(now)).toEqual(before);
-    } finally {
-      await db.end();
-    }
-  });
+      },
+      async (db) => {
+        const r = await failoverWhen(
+          ['fk', 'add', '--yes', '--batch-size', '500', '--log-level', 'debug', '--database-url', db.url],
+          (stderr) => occurrences(stderr, 'fk.backfill_batch') >= 3,
+        );
+        expectStoppedInOneLine(r, 'fk add');
+        const status = await cli(db.url, 'fk', 'status');
+        expect(status.stdout).toMatch(/Partial \(progress\)/);
+        const rerun = await cli(db.url, 'fk', 'add', '--yes');
+        expect(rerun.code, rerun.stderr).toBe(0);
+        expect(JSON.parse((await cli(db.url, 'fk', 'status', '--format', 'json')).stdout).complete).toBe(true);
+        expect((await cli(db.url, 'scan')).code).toBe(0);
+        const now = await db.primary();
+        expect(await count(now, "SELECT count(*) AS n FROM mega_agent.case_intake_progress WHERE user_id LIKE 'fk-%'")).toBe(20_000);
+      },
+    ));
 
   it('simulate: stops starting users once its server is gone, exit 3 in one line; no orphan is left', async () => {
     const db = await database();
