@@ -24,6 +24,8 @@ beforeAll(async () => {
   ({ primary, standby } = await startPrimaryAndStandby(async () => undefined));
   admin = new pg.Pool({ connectionString: primary.url, max: 2 });
   replica = new pg.Pool({ connectionString: standby.url, max: 2 });
+  // an idle connection the servers end (a terminated backend, the shutdown at the end) is no failure
+  for (const p of [admin, replica]) p.on('error', () => undefined);
 });
 afterAll(async () => {
   await replica?.query('SELECT pg_wal_replay_resume()').catch(() => undefined);
@@ -38,6 +40,7 @@ async function database(): Promise<{ url: string; pool: pg.Pool }> {
   await admin.query(`CREATE DATABASE ${name}`);
   const url = primary.url.replace(/\/postgres$/, `/${name}`);
   const pool = new pg.Pool({ connectionString: url, max: 3 });
+  pool.on('error', () => undefined);
   await migrate(pool);
   return { url, pool };
 }
