@@ -110,3 +110,12 @@ export function throttleOf(flags: ThrottleFlags): ThrottleSettings {
     requireHealth: Boolean(flags.requireHealth),
   };
 }
+
+/** HOST:PORT, [IPv6]:PORT or :PORT (all interfaces). */
+export function listenAddress(value: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
+  const port = Number(match?.[3]);
+  if (!match || port > 65_535) throw new InvalidArgumentError('expected HOST:PORT, [IPv6]:PORT or :PORT, e.g. 127.0.0.1:9563');
+  const host = match[1] ?? match[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}

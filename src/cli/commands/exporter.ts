@@ -1,6 +1,6 @@
 /** caseguard exporter: Prometheus metrics of the checks, the recoveries and the intake funnel. */
-import { InvalidArgumentError, Option, type Command } from 'commander';
-import { durationMs, examples, integer, pgDuration } from '../options.js';
+import { Option, type Command } from 'commander';
+import { durationMs, examples, integer, listenAddress, pgDuration } from '../options.js';
 
 interface ExporterFlags {
   listen: { host: string; port: number };
@@ -9,15 +9,6 @@ interface ExporterFlags {
   days: number;
   abandonedAfter: number;
   statementTimeout: string;
-}
-
-/** HOST:PORT, [IPv6]:PORT or :PORT (all interfaces). */
-export function listenAddress(value: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
-  const port = Number(match?.[3]);
-  if (!match || port > 65_535) throw new InvalidArgumentError('expected HOST:PORT, [IPv6]:PORT or :PORT, e.g. 127.0.0.1:9563');
-  const host = match[1] ?? match[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
 export function defineExporter(program: Command): void {

@@ -1,7 +1,6 @@
 /** caseguard watch: follow a logical replication slot and keep the checks' findings up to date. */
 import { Option, type Command } from 'commander';
-import { durationMs, examples, integer, pgDuration, size } from '../options.js';
-import { listenAddress } from './exporter.js';
+import { durationMs, examples, integer, listenAddress, pgDuration, size } from '../options.js';
 
 interface WatchFlags {
   slot?: string;
